@@ -1,0 +1,5 @@
+import sys
+
+from metaloss.cli import main
+
+sys.exit(main())

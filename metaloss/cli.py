@@ -1,0 +1,48 @@
+"""The ``metaloss`` command line. Errors in user input end in one line on stderr, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from metaloss.commands import COMMANDS
+from metaloss.config import ConfigError
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from metaloss import __version__
+
+    parser = argparse.ArgumentParser(prog="metaloss", description="Meta-learned loss functions.")
+    parser.add_argument("--version", action="version", version=f"metaloss {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as error:
+        print(f"metaloss: config error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, FileExistsError, FileNotFoundError, ImportError, RuntimeError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"metaloss: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("metaloss: interrupted; finished work is in the last checkpoint (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

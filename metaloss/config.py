@@ -1,0 +1,386 @@
+"""Typed, frozen run configurations, loaded from YAML and validated at the edge.
+
+Every field is declared once, with its type, its default, its allowed range and a line of
+documentation (:func:`setting`). :func:`parse` turns a plain mapping (from YAML, plus
+``--set key=value`` overrides) into these dataclasses and raises :class:`ConfigError` with a
+single line that names the field and what was expected, before any work starts.
+
+Task families declare their own option classes (subclasses of :class:`TaskConfig`) and register
+them with :func:`register_task_config`; the ``task.family`` key picks the class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "EvalConfig",
+    "InnerConfig",
+    "LearnerConfig",
+    "LossConfig",
+    "OuterConfig",
+    "RunConfig",
+    "TaskConfig",
+    "apply_overrides",
+    "load_config",
+    "parse",
+    "register_task_config",
+    "setting",
+    "to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """Declare a config field with its documentation and numeric bounds (inclusive ``ge``/``le``,
+    exclusive ``gt``/``lt``). Bounds apply to numbers and to every element of a tuple."""
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
+    return field(default=default, metadata={"doc": doc, **bounds})
+
+
+# --------------------------------------------------------------------------------------------
+# Task options: a tagged union keyed by ``family``.
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Options of a task family. Subclasses add the family's own fields."""
+
+    family: str = setting("sine", "name of the task family")
+    seed: int = setting(0, "seed of the family's fixed parameters (not of the sampled tasks)")
+
+    _registry: ClassVar[dict[str, type[TaskConfig]]] = {}
+
+
+def register_task_config(name: str) -> Any:
+    """Class decorator: make ``task.family: name`` parse into the decorated class."""
+
+    def decorate(cls: type[TaskConfig]) -> type[TaskConfig]:
+        TaskConfig._registry[name] = cls
+        return cls
+
+    return decorate
+
+
+# --------------------------------------------------------------------------------------------
+# The parts of a run.
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """The inner model trained on each task (see :mod:`metaloss.learners`)."""
+
+    hidden: tuple[int, ...] = setting((40, 40), "hidden layer widths of the learner MLP", ge=1)
+    activation: Literal["relu", "tanh"] = setting("relu", "hidden activation")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The learned per-sample loss network (see :class:`metaloss.losses.LearnedLoss`)."""
+
+    features: tuple[str, ...] = setting(
+        ("residual", "abs_residual", "target"), "named per-sample input features of the loss"
+    )
+    hidden: tuple[int, ...] = setting((32, 32), "hidden layer widths of the loss network", ge=1)
+    activation: Literal["relu", "tanh", "softplus", "elu"] = setting("elu", "hidden activation")
+    output: Literal["identity", "softplus", "square", "abs"] = setting(
+        "softplus", "transform applied to the network's output"
+    )
+    zero_at_target: bool = setting(
+        True, "subtract the loss at a perfect prediction, so that loss(target, target) == 0"
+    )
+    init_scale: float = setting(1.0, "scale of the loss network's initial weights", gt=0)
+
+
+@dataclass(frozen=True)
+class InnerConfig:
+    """The differentiable inner loop: K optimisation steps of the learner on one task."""
+
+    steps: int = setting(10, "inner optimisation steps K", ge=1, le=10_000)
+    lr: float = setting(0.01, "inner learning rate", gt=0)
+    optimizer: Literal["sgd", "adam"] = setting("sgd", "inner optimiser (functional, pure)")
+    momentum: float = setting(0.0, "SGD momentum", ge=0, lt=1)
+    betas: tuple[float, float] = setting((0.9, 0.999), "Adam betas", ge=0, lt=1)
+    eps: float = setting(1e-8, "Adam epsilon (inside the square root: safe at zero)", gt=0)
+    grad_clip: float = setting(0.0, "clip each inner gradient to this norm; 0 disables", ge=0)
+    backend: Literal["func", "higher"] = setting(
+        "func", "differentiation backend: torch.func (vmap over tasks) or higher (task loop)"
+    )
+
+
+@dataclass(frozen=True)
+class OuterConfig:
+    """The outer loop: meta-optimiser, gradient estimator, guards, validation, checkpoints."""
+
+    steps: int = setting(300, "meta-training steps", ge=1)
+    lr: float = setting(1e-3, "meta learning rate (Adam)", gt=0)
+    meta_batch: int = setting(16, "tasks per meta-step", ge=1)
+    estimator: Literal["full_grad", "truncated_grad", "antithetic_es"] = setting(
+        "full_grad", "meta-gradient estimator"
+    )
+    truncation: int = setting(5, "truncated_grad: back-propagate through the last T steps", ge=1)
+    es_population: int = setting(16, "antithetic_es: number of perturbation pairs", ge=1)
+    es_sigma: float = setting(0.05, "antithetic_es: perturbation scale", gt=0)
+    es_rank_shaping: bool = setting(True, "antithetic_es: use centred ranks as fitness")
+    grad_clip: float = setting(1.0, "clip the meta-gradient to this norm; 0 disables", ge=0)
+    max_nonfinite: int = setting(20, "stop after this many skipped non-finite steps", ge=0)
+    val_every: int = setting(25, "validate on meta-validation tasks every N steps", ge=1)
+    val_tasks: int = setting(32, "number of fixed meta-validation tasks", ge=1)
+    patience: int = setting(0, "early stopping: validations without improvement; 0 disables", ge=0)
+    checkpoint_every: int = setting(25, "write a checkpoint every N steps", ge=1)
+    shape_every: int = setting(50, "log the learned loss shape every N steps", ge=1)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Meta-testing: fresh learners trained on held-out tasks."""
+
+    test_tasks: int = setting(100, "number of fixed held-out meta-test tasks", ge=1)
+    seeds: int = setting(1, "learner initialisations per test task", ge=1)
+    lr_grid: tuple[float, ...] = setting(
+        (0.001, 0.003, 0.01, 0.03, 0.1, 0.3), "learning rates searched for each loss", gt=0
+    )
+    grid_tasks: int = setting(64, "meta-train tasks used to select learning rates", ge=1)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a meta-training run needs; ``metaloss train`` reads one from YAML."""
+
+    name: str = setting("sine", "run name, used in reports")
+    seed: int = setting(0, "seed of the run (task sampling, initialisations, ES noise)")
+    dtype: Literal["float32", "float64"] = setting("float32", "floating point precision")
+    task: TaskConfig = field(default_factory=TaskConfig, metadata={"doc": "task family"})
+    learner: LearnerConfig = field(default_factory=LearnerConfig, metadata={"doc": "learner"})
+    loss: LossConfig = field(default_factory=LossConfig, metadata={"doc": "learned loss"})
+    inner: InnerConfig = field(default_factory=InnerConfig, metadata={"doc": "inner loop"})
+    outer: OuterConfig = field(default_factory=OuterConfig, metadata={"doc": "outer loop"})
+    evaluation: EvalConfig = field(default_factory=EvalConfig, metadata={"doc": "meta-testing"})
+
+    def __post_init__(self) -> None:
+        if self.outer.estimator == "truncated_grad" and self.outer.truncation >= self.inner.steps:
+            raise ConfigError(
+                f"outer.truncation: expected fewer than inner.steps={self.inner.steps} steps "
+                f"for truncated_grad, got {self.outer.truncation}"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing.
+
+
+def _describe(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin is tuple:
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}s"
+        return f"a list of {len(args)} values ({', '.join(_describe(a) for a in args)})"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in get_args(tp))
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _fail(path: str, expected: str, value: Any) -> typing.NoReturn:
+    raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+
+
+def _check_bounds(path: str, value: float, meta: Mapping[str, Any]) -> None:
+    checks = [
+        ("ge", lambda v, b: v >= b, ">="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("le", lambda v, b: v <= b, "<="),
+        ("lt", lambda v, b: v < b, "<"),
+    ]
+    for key, ok, sign in checks:
+        bound = meta.get(key)
+        if bound is not None and not ok(value, bound):
+            _fail(path, f"a value {sign} {bound}", value)
+
+
+def _convert(path: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value not in get_args(tp):
+            _fail(path, _describe(tp), value)
+        return value
+    if origin in (Union, types.UnionType):
+        for option in get_args(tp):
+            try:
+                return _convert(path, option, value, meta)
+            except ConfigError:
+                continue
+        _fail(path, _describe(tp), value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value] if get_args(tp)[-1] is Ellipsis else value
+        if not isinstance(value, (list, tuple)):
+            _fail(path, _describe(tp), value)
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(f"{path}[{i}]", args[0], v, meta) for i, v in enumerate(value))
+        if len(value) != len(args):
+            _fail(path, _describe(tp), value)
+        return tuple(_convert(f"{path}[{i}]", a, v, meta) for i, (a, v) in enumerate(zip(args, value)))
+    if tp is type(None):
+        if value is not None:
+            _fail(path, "null", value)
+        return None
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _build(path, tp, value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(path, "true or false", value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(path, _describe(tp) + _bounds_text(meta), value)
+        _check_bounds(path, value, meta)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(path, _describe(tp) + _bounds_text(meta), value)
+        if not math.isfinite(value):
+            _fail(path, "a finite number", value)
+        _check_bounds(path, float(value), meta)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            _fail(path, "a string", value)
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug in a config class
+
+
+def _bounds_text(meta: Mapping[str, Any]) -> str:
+    signs = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    parts = [f"{signs[k]} {meta[k]}" for k in signs if meta.get(k) is not None]
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def _is_config_class(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _build(path: str, cls: type, data: Any) -> Any:
+    prefix = f"{path}." if path else ""
+    if isinstance(data, cls):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        _fail(path or "config", "a mapping of settings", data)
+    if cls is TaskConfig or (isinstance(cls, type) and issubclass(cls, TaskConfig)):
+        family = data.get("family", "sine")
+        if family not in TaskConfig._registry:
+            known = ", ".join(sorted(TaskConfig._registry))
+            _fail(f"{prefix}family", f"one of {known}", family)
+        cls = TaskConfig._registry[family]
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            _fail(f"{prefix}{key}", f"a known setting ({', '.join(fields)})", "unknown key")
+    kwargs = {
+        name: _convert(f"{prefix}{name}", hints[name], data.get(name), fields[name].metadata)
+        for name in fields
+        if name in data or _is_config_class(hints[name])
+    }
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{path or 'config'}: {error}") from None
+
+
+def parse(data: Mapping[str, Any] | None) -> RunConfig:
+    """Build a validated :class:`RunConfig` from a plain mapping."""
+    import metaloss.tasks  # noqa: F401  (registers the task families' option classes)
+
+    return typing.cast(RunConfig, _build("", RunConfig, data or {}))
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, YAML/JSON-ready mapping of a config (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return typing.cast(dict[str, Any], plain(config))
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested mapping."""
+    result = to_nested_copy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. outer.steps=50")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{key}: '{part}' is a value, not a group of settings")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def to_nested_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of nested mappings (leaves are shared)."""
+    return {k: to_nested_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (``None``: the built-in defaults), apply overrides and validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config: no such file {str(path)!r}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            line = getattr(getattr(error, "problem_mark", None), "line", None)
+            where = f" (line {line + 1})" if line is not None else ""
+            raise ConfigError(f"config: {path} is not valid YAML{where}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config: expected a mapping of settings in {path}")
+        data = loaded
+    return parse(apply_overrides(data, overrides or []))

@@ -1,0 +1,106 @@
+"""Learned loss vs MSE on held-out tasks, at the meta-training learning rate *and* at each loss's
+best learning rate from a grid selected on meta-train tasks (ML3's advantage over MSE can vanish
+once MSE's learning rate is tuned; this report shows both)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from metaloss.config import RunConfig
+from metaloss.evaluation.meta_test import LossRun, eval_set, run_loss, select_lr, steps_to_reach
+from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
+from metaloss.losses import baseline
+from metaloss.tasks import Split, TaskFamily
+
+__all__ = ["Comparison", "ComparisonRow", "compare_with_mse"]
+
+PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One loss at one learning rate on the meta-test runs."""
+
+    name: str
+    lr: float
+    lr_source: str
+    test: MeanCI
+    steps_to_mse: int | None
+    steps_to_tuned_mse: int | None
+    diverged: int
+    p_vs_tuned_mse: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    rows: list[ComparisonRow]
+    runs: int
+    steps: int
+    lr_scores: dict[str, dict[float, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "inner_steps": self.steps,
+            "rows": [
+                {**{k: v for k, v in vars(r).items() if k != "test"}, "test_mean": r.test.mean, "test_ci95": r.test.half_width}
+                for r in self.rows
+            ],
+            "lr_selection_scores_outer_valid": {k: {str(lr): s for lr, s in v.items()} for k, v in self.lr_scores.items()},
+        }
+
+    def markdown(self) -> str:
+        lines = [
+            f"Clean test MSE after {self.steps} inner steps on {self.runs} held-out runs "
+            "(mean ± 95% CI); steps = first inner step whose mean error reaches the target.",
+            "",
+            "| loss | lr | lr from | test MSE | steps to MSE@same-lr final | steps to tuned-MSE final | diverged | p vs tuned MSE |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in self.rows:
+            s1 = "never" if r.steps_to_mse is None else str(r.steps_to_mse)
+            s2 = "never" if r.steps_to_tuned_mse is None else str(r.steps_to_tuned_mse)
+            p = "" if r.p_vs_tuned_mse != r.p_vs_tuned_mse else f"{r.p_vs_tuned_mse:.2g}"
+            lines.append(f"| {r.name} | {r.lr:g} | {r.lr_source} | {r.test} | {s1} | {s2} | {r.diverged} | {p} |")
+        return "\n".join(lines) + "\n"
+
+
+def compare_with_mse(
+    learned: PerSampleLoss,
+    family: TaskFamily,
+    config: RunConfig,
+    test_tasks: int | None = None,
+    seeds: int | None = None,
+) -> Comparison:
+    """Meta-test ``learned`` against MSE on fixed held-out tasks (see module docstring)."""
+    ev = config.evaluation
+    test = eval_set(family, config, Split.META_TEST, test_tasks or ev.test_tasks, seeds or ev.seeds)
+    grid_set = eval_set(family, config, Split.META_TRAIN, ev.grid_tasks)
+    mse = baseline("mse")
+    mse_lr, mse_scores = select_lr(mse, family, config, ev.lr_grid, grid_set)
+    learned_lr, learned_scores = select_lr(learned, family, config, ev.lr_grid, grid_set)
+    same = config.inner.lr
+    runs: list[tuple[LossRun, str]] = [
+        (run_loss("learned", learned, family, config, test, same), "meta-training"),
+        (run_loss("mse", mse, family, config, test, same), "meta-training"),
+        (run_loss("learned (tuned lr)", learned, family, config, test, learned_lr), "grid on meta-train tasks"),
+        (run_loss("mse (tuned lr)", mse, family, config, test, mse_lr), "grid on meta-train tasks"),
+    ]
+    mse_final = float(runs[1][0].final.mean())
+    tuned = runs[3][0]
+    tuned_final = float(tuned.final.mean())
+    rows = []
+    for run, source in runs:
+        _, p = paired_t_test(run.final, tuned.final) if run is not tuned else (0.0, float("nan"))
+        rows.append(
+            ComparisonRow(
+                run.name, run.lr, source, mean_ci(run.final),
+                steps_to_reach(run.curves, mse_final), steps_to_reach(run.curves, tuned_final),
+                int(run.diverged.sum()), p,
+            )
+        )
+    return Comparison(rows, test.runs, config.inner.steps, {"mse": mse_scores, "learned": learned_scores})

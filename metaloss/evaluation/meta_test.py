@@ -1,0 +1,132 @@
+"""Meta-testing: train fresh learners on held-out tasks with a given loss and record the test
+metric after every inner step. Learning rates are selected on meta-train tasks, scored on their
+``outer_valid`` split: selection never reads a test split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from metaloss.config import RunConfig
+from metaloss.inner import make_backend
+from metaloss.learners import init_params, make_learner
+from metaloss.tasks import Split, Task, TaskFamily
+from metaloss.tasks.base import cast_task, stack_tasks, unstack_task
+
+__all__ = ["EvalSet", "LossRun", "eval_set", "run_loss", "select_lr", "steps_to_reach"]
+
+PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+_TEST_INIT_SEED = 2_000_033
+_GRID_INIT_SEED = 3_000_017
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Fixed tasks and learner initialisations (one run per task and seed)."""
+
+    tasks: Task
+    inits: dict[str, Tensor]
+    split: Split
+
+    @property
+    def runs(self) -> int:
+        return int(next(iter(self.inits.values())).shape[0])
+
+
+@dataclass(frozen=True)
+class LossRun:
+    """Fresh learners trained with one loss at one learning rate.
+
+    Attributes:
+        curves: the metric on the recorded split after steps ``0..K``, ``[runs, K+1]``.
+        diverged: runs whose inner gradients became NaN/Inf (frozen at their last finite step).
+    """
+
+    name: str
+    lr: float
+    curves: Tensor
+    diverged: Tensor
+
+    @property
+    def final(self) -> Tensor:
+        return self.curves[:, -1]
+
+
+def eval_set(family: TaskFamily, config: RunConfig, split: Split, tasks: int, seeds: int = 1, init_seed: int | None = None) -> EvalSet:
+    """``tasks`` fixed tasks of ``split`` times ``seeds`` learner initialisations each."""
+    dtype = getattr(torch, config.dtype)
+    learner = make_learner(config.learner, family.in_features, family.out_features)
+    base = family.tasks(split, tasks)
+    stacked = stack_tasks([unstack_task(base, i) for _ in range(seeds) for i in range(tasks)])
+    seed = init_seed if init_seed is not None else (_TEST_INIT_SEED if split is Split.META_TEST else _GRID_INIT_SEED)
+    inits = init_params(learner, tasks * seeds, torch.Generator().manual_seed(seed), dtype)
+    return EvalSet(cast_task(stacked, dtype), inits, split)
+
+
+def run_loss(
+    name: str,
+    loss_fn: PerSampleLoss,
+    family: TaskFamily,
+    config: RunConfig,
+    data: EvalSet,
+    lr: float,
+    record: str = "test",
+    chunk: int = 128,
+) -> LossRun:
+    """Train a fresh learner per run of ``data`` with ``loss_fn`` and record ``record``'s metric.
+
+    No meta-gradient is built (the inner loop runs under ``torch.no_grad``). ``record="test"``
+    is for reporting only; use ``"outer_valid"`` for anything that selects.
+    """
+    learner = make_learner(config.learner, family.in_features, family.out_features).to(getattr(torch, config.dtype))
+    backend = make_backend(learner, config.inner, family.objective)
+    curves, finite = [], []
+    with torch.no_grad():
+        for start in range(0, data.runs, chunk):
+            stop = min(start + chunk, data.runs)
+            tasks = _slice(data.tasks, start, stop)
+            inits = {k: v[start:stop] for k, v in data.inits.items()}
+            out = backend.run(loss_fn, inits, tasks, record=record, lr=lr)
+            curves.append(out.curve)
+            finite.append(out.finite)
+    return LossRun(name, lr, torch.cat(curves), ~torch.cat(finite))
+
+
+def _slice(tasks: Task, start: int, stop: int) -> Task:
+    def cut(value):  # type: ignore[no-untyped-def]
+        if isinstance(value, Tensor):
+            return value[start:stop]
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        return type(value)(*(cut(v) for v in value))
+
+    return cut(tasks)  # type: ignore[no-any-return]
+
+
+def select_lr(
+    loss_fn: PerSampleLoss,
+    family: TaskFamily,
+    config: RunConfig,
+    grid: Sequence[float],
+    data: EvalSet,
+) -> tuple[float, dict[float, float]]:
+    """The learning rate of ``grid`` with the lowest mean final ``outer_valid`` objective on
+    ``data`` (which must not be meta-test tasks). Diverged runs score +inf."""
+    if data.split is Split.META_TEST:
+        raise ValueError("select_lr: expected meta-train or meta-validation tasks, got meta-test tasks")
+    scores: dict[float, float] = {}
+    for lr in grid:
+        run = run_loss("select", loss_fn, family, config, data, lr, record="outer_valid")
+        final = torch.where(run.diverged | ~torch.isfinite(run.final), torch.inf, run.final)
+        scores[lr] = float(final.mean())
+    return min(scores, key=lambda lr: scores[lr]), scores
+
+
+def steps_to_reach(curves: Tensor, threshold: float) -> int | None:
+    """First inner step at which the mean curve is at or below ``threshold`` (``None``: never)."""
+    hits = (curves.mean(0) <= threshold).nonzero()
+    return int(hits[0]) if len(hits) else None

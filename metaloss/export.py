@@ -1,0 +1,173 @@
+"""Save and load a learned loss as one self-describing, pickle-free file.
+
+Format (``format_version`` 1): a safetensors file whose tensors are the loss network's weights
+and whose metadata holds one JSON document under the key ``"metaloss"``: the format version, the
+architecture (a name from a fixed registry of known loss classes) and its constructor
+arguments, the task kind, the input-feature names and output transform, the config it was
+trained with, and the package version. Loading parses JSON and raw tensors only: no code from
+the file is ever executed. Like nanoGPT's checkpoints, the file rebuilds the module without the
+trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from metaloss.losses import LearnedLoss
+
+__all__ = ["ARCHITECTURES", "FORMAT_VERSION", "LossFileError", "load_loss", "read_metadata", "save_loss", "zoo_names"]
+
+FORMAT_VERSION = 1
+ARCHITECTURES: dict[str, type[nn.Module]] = {"LearnedLoss": LearnedLoss}
+ZOO_DIR = Path(__file__).parent / "zoo"
+_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol >= 2, torch.save zip archives
+
+
+class LossFileError(ValueError):
+    """A file is not a loadable metaloss loss file."""
+
+
+def _package_version() -> str:
+    from metaloss import __version__
+
+    return __version__
+
+
+def save_loss(loss: LearnedLoss, path: str | Path, config: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``loss`` to ``path`` (atomically) with its architecture and training config."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    architecture = type(loss).__name__
+    if architecture not in ARCHITECTURES:
+        raise LossFileError(f"save_loss: expected one of {', '.join(ARCHITECTURES)}, got {architecture}")
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "arguments": loss.architecture(),
+        "task_kind": loss.kind,
+        "features": list(loss.features),
+        "output": loss.output,
+        "config": config or {},
+        "package_version": _package_version(),
+        "extra": extra or {},
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in loss.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"metaloss": json.dumps(meta, sort_keys=True)})
+    os.replace(tmp, path)
+    return path
+
+
+def zoo_names() -> list[str]:
+    """Names of the losses that ship with the package."""
+    return sorted(p.stem for p in ZOO_DIR.glob("*.safetensors"))
+
+
+def _resolve(source: str | Path) -> Path:
+    path = Path(source)
+    if path.exists():
+        return path
+    if isinstance(source, str) and source in zoo_names():
+        return ZOO_DIR / f"{source}.safetensors"
+    names = ", ".join(zoo_names()) or "none installed"
+    raise LossFileError(f"loss: {str(source)!r} is neither a file nor a zoo name (zoo: {names})")
+
+
+def read_metadata(source: str | Path) -> dict[str, Any]:
+    """The JSON metadata of a loss file or zoo name, validated (no weights are built)."""
+    path = _resolve(source)
+    if path.is_dir():
+        raise LossFileError(f"loss file: {path} is a folder, expected a .safetensors file")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(_PICKLE_MAGIC):
+        raise LossFileError(f"loss file: {path} is a pickle/torch.save file; refusing to load it (it could run code)")
+    if len(head) < 8:
+        raise LossFileError(f"loss file: {path} is truncated or empty (not a safetensors file)")
+    header_len = int.from_bytes(head, "little")
+    size = path.stat().st_size
+    if header_len <= 0 or header_len > size - 8 or header_len > 100_000_000:
+        raise LossFileError(f"loss file: {path} is not a safetensors file, or is truncated")
+    with open(path, "rb") as handle:
+        handle.seek(8)
+        try:
+            header = json.loads(handle.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise LossFileError(f"loss file: {path} has an unreadable header (not a safetensors file)") from None
+    raw = (header.get("__metadata__") or {}).get("metaloss") if isinstance(header, dict) else None
+    if raw is None:
+        raise LossFileError(f"loss file: {path} is a safetensors file without metaloss metadata (not a loss file)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise LossFileError(f"loss file: {path} has corrupt metaloss metadata") from None
+    _check_metadata(path, meta, header, size - 8 - header_len)
+    return meta  # type: ignore[no-any-return]
+
+
+def _check_metadata(path: Path, meta: Any, header: dict[str, Any], data_size: int) -> None:
+    if not isinstance(meta, dict):
+        raise LossFileError(f"loss file: {path} metadata: expected a JSON object")
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise LossFileError(f"loss file: {path} metadata format_version: expected an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise LossFileError(
+            f"loss file: {path} was written by a newer format (version {version}; this metaloss "
+            f"reads up to {FORMAT_VERSION}); upgrade metaloss"
+        )
+    if meta.get("architecture") not in ARCHITECTURES:
+        raise LossFileError(
+            f"loss file: {path} names an unknown architecture {meta.get('architecture')!r} "
+            f"(known: {', '.join(ARCHITECTURES)})"
+        )
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if ends and max(ends) > data_size:
+        raise LossFileError(f"loss file: {path} is truncated (tensor data ends past the end of the file)")
+
+
+def load_loss(source: str | Path, reduction: str = "mean", map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load a learned loss from a file or zoo name as a plain ``torch.nn.Module``.
+
+    Example:
+        >>> from metaloss import load_loss
+        >>> criterion = load_loss("loss.safetensors")  # doctest: +SKIP
+        >>> loss = criterion(pred, target)             # doctest: +SKIP
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = read_metadata(source)
+    path = _resolve(source)
+    cls = ARCHITECTURES[meta["architecture"]]
+    arguments = meta.get("arguments")
+    if not isinstance(arguments, dict):
+        raise LossFileError(f"loss file: {path} metadata arguments: expected a JSON object")
+    try:
+        module = cls(**{**arguments, "reduction": reduction})
+    except (TypeError, ValueError) as error:
+        raise LossFileError(f"loss file: {path} has invalid architecture arguments ({error})") from None
+    try:
+        tensors = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise LossFileError(f"loss file: {path} could not be read ({str(error).splitlines()[0]})") from None
+    expected = module.state_dict()
+    if set(tensors) != set(expected):
+        missing = sorted(set(expected) - set(tensors))
+        unexpected = sorted(set(tensors) - set(expected))
+        raise LossFileError(f"loss file: {path} tensors do not match the architecture (missing {missing}, unexpected {unexpected})")
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise LossFileError(
+                f"loss file: {path} tensor {name}: expected shape {tuple(expected[name].shape)}, got {tuple(tensor.shape)}"
+            )
+    module.load_state_dict(tensors)
+    return module.to(map_location)

@@ -1,0 +1,97 @@
+"""The backend-neutral inner loop: K optimiser steps on a task's ``train`` split.
+
+Backends supply how to differentiate the inner objective (``grad_fn``) and how to run the learner
+(``forward``); everything else, including truncation and the non-finite guard, lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from metaloss.inner.optim import FunctionalOptimizer, Params, clip_by_global_norm
+from metaloss.tasks.base import Batch, Task
+
+__all__ = ["InnerResult", "unroll"]
+
+Objective = Callable[[Tensor, Tensor], Tensor]
+
+
+class InnerResult(NamedTuple):
+    """What one inner run produced (leading task dimension when batched).
+
+    Attributes:
+        meta_objective: the family objective on ``outer_valid`` after the last step.
+        curve: objective on the recorded split after each step ``0..K`` (``[K+1]``), or empty.
+        finite: whether every inner gradient was finite (a run that diverged is frozen at its
+            last finite parameters and reported here, never propagated as NaN).
+        params: the learner's final parameters.
+    """
+
+    meta_objective: Tensor
+    curve: Tensor
+    finite: Tensor
+    params: Params
+
+
+def _tree_detach(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach()
+    if isinstance(value, dict):
+        return {k: _tree_detach(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return type(value)(*(_tree_detach(v) for v in value))
+    return value
+
+
+def unroll(
+    params: Params,
+    task: Task,
+    *,
+    grad_fn: Callable[[Params, Batch], Params],
+    forward: Callable[[Params, Tensor], Tensor],
+    optimizer: FunctionalOptimizer,
+    steps: int,
+    objective: Objective,
+    backprop_steps: int | None = None,
+    grad_clip: float = 0.0,
+    record: str | None = None,
+    detach: Callable[[Any], Any] = _tree_detach,
+) -> InnerResult:
+    """Run ``steps`` inner updates of one task and score the result on ``outer_valid``.
+
+    Args:
+        backprop_steps: keep the graph through the last T steps only (truncated backprop);
+            ``None`` keeps all of them (full unroll).
+        record: name of a split (``"test"``, ``"outer_valid"``, ``"train"``) whose objective is
+            recorded after every step, or ``None``.
+    """
+    state = optimizer.init(params)
+    alive = torch.ones((), dtype=torch.bool, device=next(iter(params.values())).device)
+    curve: list[Tensor] = []
+
+    def score(p: Params) -> Tensor:
+        batch = getattr(task, record)  # type: ignore[arg-type]
+        return objective(forward(p, batch.x), batch.y).mean()
+
+    if record:
+        curve.append(score(params))
+    for k in range(steps):
+        if backprop_steps is not None and k == steps - backprop_steps:
+            params, state = detach(params), detach(state)
+        grads = grad_fn(params, task.train)
+        finite = torch.stack([torch.isfinite(g).all() for g in grads.values()]).all()
+        if grad_clip:
+            grads = clip_by_global_norm(grads, grad_clip)
+        new_params, state = optimizer.update(grads, state, params)
+        alive = alive & finite
+        params = {n: torch.where(alive, new_params[n], params[n]) for n in params}
+        if record:
+            curve.append(score(params))
+    batch = task.outer_valid
+    meta_objective = objective(forward(params, batch.x), batch.y).mean()
+    empty = meta_objective.new_zeros(0)
+    return InnerResult(meta_objective, torch.stack(curve) if curve else empty, alive, params)

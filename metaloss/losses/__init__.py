@@ -1,0 +1,16 @@
+"""Learned loss networks and hand-designed baselines behind one per-sample interface."""
+
+from metaloss.losses.baselines import BASELINES, PerSampleLoss, baseline
+from metaloss.losses.features import FEATURES, compute_features, register_feature
+from metaloss.losses.learned import LearnedLoss, reduce
+
+__all__ = [
+    "BASELINES",
+    "FEATURES",
+    "LearnedLoss",
+    "PerSampleLoss",
+    "baseline",
+    "compute_features",
+    "reduce",
+    "register_feature",
+]

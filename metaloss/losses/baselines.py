@@ -1,0 +1,45 @@
+"""Hand-designed per-sample losses: the baselines every learned loss is compared with.
+
+Each baseline is a function ``(pred, target) -> per-sample loss`` with the same shape convention
+as :class:`metaloss.losses.LearnedLoss` with ``reduction="none"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["BASELINES", "PerSampleLoss", "baseline"]
+
+PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+
+
+def mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Squared error."""
+    return (pred - target) ** 2
+
+
+def l1(pred: Tensor, target: Tensor) -> Tensor:
+    """Absolute error."""
+    return (pred - target).abs()
+
+
+def huber(pred: Tensor, target: Tensor, delta: float = 1.0) -> Tensor:
+    """Huber loss (Huber, 1964): quadratic within ``delta``, linear outside, as ``nn.HuberLoss``."""
+    return F.huber_loss(pred, target, reduction="none", delta=delta)
+
+
+BASELINES: dict[str, Callable[..., Tensor]] = {"mse": mse, "l1": l1, "huber": huber}
+
+
+def baseline(name: str, **params: Any) -> PerSampleLoss:
+    """The baseline called ``name`` with its parameters bound (e.g. ``baseline("huber", delta=2)``)."""
+    if name not in BASELINES:
+        raise ValueError(f"baseline: expected one of {', '.join(sorted(BASELINES))}, got {name!r}")
+    fn = BASELINES[name]
+    if not params:
+        return fn
+    return lambda pred, target: fn(pred, target, **params)

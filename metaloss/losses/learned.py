@@ -1,0 +1,135 @@
+"""The learned per-sample loss: a small network over named features of (prediction, target).
+
+References:
+    Bechtle et al., "Meta Learning via Learned Loss" (ML3), ICPR 2020.
+    Houthooft et al., "Evolved Policy Gradients", NeurIPS 2018.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metaloss.config import LossConfig
+from metaloss.learners import MLP
+from metaloss.losses.features import check_features, compute_features
+
+__all__ = ["OUTPUTS", "LearnedLoss", "reduce"]
+
+Reduction = Literal["mean", "sum", "none"]
+
+OUTPUTS = {
+    "identity": lambda h: h,
+    "softplus": F.softplus,
+    "square": lambda h: h * h,
+    "abs": torch.abs,
+}
+
+
+def reduce(values: Tensor, reduction: str) -> Tensor:
+    """Apply a torch-style reduction (``"mean"``, ``"sum"`` or ``"none"``)."""
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "none":
+        return values
+    raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+class LearnedLoss(nn.Module):
+    """A per-sample loss network, used like a torch loss: ``loss(pred, target)``.
+
+    For regression the loss is applied elementwise (like ``nn.MSELoss``): each element of
+    ``pred`` and ``target`` is one sample, and ``reduction="none"`` returns a tensor of
+    ``pred``'s shape. The network sees the features named in ``features``; its output goes
+    through ``output`` (e.g. softplus) and, with ``zero_at_target``, the loss of a perfect
+    prediction is subtracted, so ``loss(t, t) == 0`` for every target ``t``.
+
+    Args:
+        features: feature names from :data:`metaloss.losses.features.FEATURES` for ``kind``.
+        hidden: hidden layer widths.
+        activation: hidden activation (``relu``, ``tanh``, ``softplus``, ``elu``).
+        output: output transform (``identity``, ``softplus``, ``square``, ``abs``).
+        zero_at_target: subtract the loss at a perfect prediction.
+        kind: ``"regression"`` or ``"classification"``.
+        reduction: default reduction, ``"mean"``, ``"sum"`` or ``"none"``.
+
+    References:
+        Bechtle et al., "Meta Learning via Learned Loss", ICPR 2020.
+
+    Example:
+        >>> loss = LearnedLoss(("residual", "abs_residual"))
+        >>> loss(torch.zeros(4, 1), torch.ones(4, 1)).shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        features: tuple[str, ...] = ("residual", "abs_residual", "target"),
+        hidden: tuple[int, ...] = (32, 32),
+        activation: str = "elu",
+        output: str = "softplus",
+        zero_at_target: bool = True,
+        kind: str = "regression",
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        check_features(kind, tuple(features))
+        if output not in OUTPUTS:
+            raise ValueError(f"output: expected one of {', '.join(OUTPUTS)}, got {output!r}")
+        reduce(torch.zeros(()), reduction)  # validates the name
+        self.features = tuple(features)
+        self.hidden = tuple(hidden)
+        self.activation = activation
+        self.output = output
+        self.zero_at_target = zero_at_target
+        self.kind = kind
+        self.reduction: Reduction = reduction
+        self.net = MLP(len(self.features), self.hidden, 1, activation)
+
+    @classmethod
+    def from_config(cls, config: LossConfig, kind: str = "regression", generator: torch.Generator | None = None) -> LearnedLoss:
+        """Build the loss of a run config, initialised from ``generator`` (scaled by ``init_scale``)."""
+        loss = cls(config.features, config.hidden, config.activation, config.output, config.zero_at_target, kind)
+        if generator is not None:
+            with torch.no_grad():
+                for p in loss.parameters():
+                    fan_in = p.shape[-1] if p.dim() > 1 else p.numel()
+                    bound = config.init_scale / max(fan_in, 1) ** 0.5
+                    p.copy_((2 * torch.rand(p.shape, generator=generator, dtype=p.dtype) - 1) * bound)
+        return loss
+
+    def architecture(self) -> dict[str, Any]:
+        """The constructor arguments: enough to rebuild this loss without its trainer."""
+        return {
+            "features": list(self.features),
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "output": self.output,
+            "zero_at_target": self.zero_at_target,
+            "kind": self.kind,
+        }
+
+    def _raw(self, pred: Tensor, target: Tensor) -> Tensor:
+        features = compute_features(self.kind, self.features, pred, target)
+        return OUTPUTS[self.output](self.net(features).squeeze(-1))
+
+    def per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
+        """The unreduced loss: one value per sample (per element for regression)."""
+        if self.kind == "regression" and pred.shape != target.shape:
+            raise ValueError(f"target: expected shape {tuple(pred.shape)} like pred, got {tuple(target.shape)}")
+        values = self._raw(pred, target)
+        if self.zero_at_target and self.kind == "regression":
+            values = values - self._raw(target, target)
+        return values
+
+    def forward(self, pred: Tensor, target: Tensor, reduction: Reduction | None = None) -> Tensor:
+        """The loss of ``pred`` against ``target``, reduced by ``reduction`` (default: the module's)."""
+        return reduce(self.per_sample(pred, target), reduction or self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, features={self.features}, output={self.output}, reduction={self.reduction}"

@@ -1,0 +1,137 @@
+"""The task interface: a family samples tasks; a task carries separate data splits.
+
+Following google/learned_optimization, every task keeps its data streams apart: ``train`` is the
+only split the inner loop sees, ``outer_valid`` is the only split the meta-objective sees, and
+``test`` is read only by meta-testing. Tasks are identified by ``(split, index)``: each split owns
+a disjoint range of generator seeds, so meta-train, meta-validation and meta-test tasks are
+disjoint by construction, and the meta-test set is fixed whatever the run's seed.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["Batch", "Split", "Task", "TaskFamily", "cast_task", "stack_tasks", "task_generator", "unstack_task"]
+
+
+class Split(enum.Enum):
+    """Which set of tasks a task belongs to."""
+
+    META_TRAIN = 0
+    META_VALID = 1
+    META_TEST = 2
+
+
+_SPLIT_STRIDE = 1 << 40  # seeds of different splits never meet (indices stay below 2**40)
+
+
+def task_generator(split: Split, index: int, family_seed: int = 0) -> torch.Generator:
+    """The generator that draws task ``index`` of ``split``; disjoint seed ranges per split."""
+    if not 0 <= index < _SPLIT_STRIDE:
+        raise ValueError(f"task index: expected 0 <= index < 2**40, got {index}")
+    seed = (family_seed * 3 + split.value) * _SPLIT_STRIDE + index
+    return torch.Generator().manual_seed(seed % (1 << 63))
+
+
+class Batch(NamedTuple):
+    """Inputs ``x``, targets ``y`` and family-specific tensors (e.g. ``clean_y``, ``clean``)."""
+
+    x: Tensor
+    y: Tensor
+    extras: dict[str, Tensor]
+
+
+class Task(NamedTuple):
+    """One task: three disjoint splits. Stacked tasks carry a leading task dimension."""
+
+    train: Batch
+    outer_valid: Batch
+    test: Batch
+
+
+def _stack(items: Sequence[Any]) -> Any:
+    first = items[0]
+    if isinstance(first, Tensor):
+        return torch.stack(list(items))
+    if isinstance(first, dict):
+        return {k: _stack([it[k] for it in items]) for k in first}
+    if isinstance(first, tuple):
+        return type(first)(*(_stack([it[i] for it in items]) for i in range(len(first))))
+    raise TypeError(f"cannot stack {type(first).__name__}")
+
+
+def stack_tasks(tasks: Sequence[Task]) -> Task:
+    """Stack same-shaped tasks along a new leading dimension (for ``vmap``)."""
+    if not tasks:
+        raise ValueError("stack_tasks: expected at least one task")
+    return _stack(tasks)  # type: ignore[no-any-return]
+
+
+def unstack_task(tasks: Task, i: int) -> Task:
+    """Task ``i`` of a stacked task batch."""
+
+    def pick(value: Any) -> Any:
+        if isinstance(value, Tensor):
+            return value[i]
+        if isinstance(value, dict):
+            return {k: pick(v) for k, v in value.items()}
+        return type(value)(*(pick(v) for v in value))
+
+    return pick(tasks)  # type: ignore[no-any-return]
+
+
+class TaskFamily(ABC):
+    """A distribution over tasks.
+
+    Subclasses define :meth:`task` (one task from its generator), the learner's input and output
+    sizes, and the per-sample ``objective`` used both as the meta-objective and as the test
+    metric (clean MSE for regression, cross-entropy for classification).
+    """
+
+    kind: Literal["regression", "classification"] = "regression"
+    in_features: int = 1
+    out_features: int = 1
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    @abstractmethod
+    def make_task(self, generator: torch.Generator, split: Split) -> Task:
+        """Draw one task from ``generator``; ``split`` lets families use disjoint ranges."""
+
+    def task(self, split: Split, index: int) -> Task:
+        """Task ``index`` of ``split`` (deterministic)."""
+        return self.make_task(task_generator(split, index, self.seed), split)
+
+    def tasks(self, split: Split, count: int, start: int = 0) -> Task:
+        """``count`` consecutive tasks of ``split``, stacked."""
+        return stack_tasks([self.task(split, start + i) for i in range(count)])
+
+    def sample(self, split: Split, count: int, generator: torch.Generator) -> Task:
+        """``count`` random tasks of ``split`` (indices drawn from ``generator``), stacked."""
+        indices = torch.randint(0, 1 << 31, (count,), generator=generator).tolist()
+        return stack_tasks([self.task(split, i) for i in indices])
+
+    @staticmethod
+    def objective(pred: Tensor, target: Tensor) -> Tensor:
+        """Per-sample meta-objective and test metric (default: squared error)."""
+        return (pred - target).pow(2).flatten(1).mean(1) if pred.dim() > 1 else (pred - target) ** 2
+
+
+def cast_task(tasks: Task, dtype: torch.dtype) -> Task:
+    """Floating-point tensors of ``tasks`` converted to ``dtype`` (labels stay integers)."""
+
+    def cast(value: Any) -> Any:
+        if isinstance(value, Tensor):
+            return value.to(dtype) if value.is_floating_point() else value
+        if isinstance(value, dict):
+            return {k: cast(v) for k, v in value.items()}
+        return type(value)(*(cast(v) for v in value))
+
+    return cast(tasks)  # type: ignore[no-any-return]
