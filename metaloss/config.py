@@ -212,17 +212,17 @@ def _fail(path: str, expected: str, value: Any) -> typing.NoReturn:
     raise ConfigError(f"{path}: expected {expected}, got {value!r}")
 
 
-def _check_bounds(path: str, value: float, meta: Mapping[str, Any]) -> None:
-    checks = [
-        ("ge", lambda v, b: v >= b, ">="),
-        ("gt", lambda v, b: v > b, ">"),
-        ("le", lambda v, b: v <= b, "<="),
-        ("lt", lambda v, b: v < b, "<"),
-    ]
-    for key, ok, sign in checks:
+def _check_bounds(path: str, tp: Any, value: float, meta: Mapping[str, Any]) -> None:
+    checks = {
+        "ge": lambda v, b: v >= b,
+        "gt": lambda v, b: v > b,
+        "le": lambda v, b: v <= b,
+        "lt": lambda v, b: v < b,
+    }
+    for key, ok in checks.items():
         bound = meta.get(key)
         if bound is not None and not ok(value, bound):
-            _fail(path, f"a value {sign} {bound}", value)
+            _fail(path, _describe(tp) + _bounds_text(meta), value)
 
 
 def _convert(path: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
@@ -262,14 +262,14 @@ def _convert(path: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             _fail(path, _describe(tp) + _bounds_text(meta), value)
-        _check_bounds(path, value, meta)
+        _check_bounds(path, tp, value, meta)
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(path, _describe(tp) + _bounds_text(meta), value)
         if not math.isfinite(value):
             _fail(path, "a finite number", value)
-        _check_bounds(path, float(value), meta)
+        _check_bounds(path, tp, float(value), meta)
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -28,15 +28,16 @@ class Split(enum.Enum):
     META_TEST = 2
 
 
-_SPLIT_STRIDE = 1 << 40  # seeds of different splits never meet (indices stay below 2**40)
+# torch's CPU generator (mt19937) keeps only the low 32 bits of a seed, so the splits share the
+# 32-bit seed space: split s owns seeds [s * 2**30, (s + 1) * 2**30).
+SPLIT_SIZE = 1 << 30
 
 
-def task_generator(split: Split, index: int, family_seed: int = 0) -> torch.Generator:
+def task_generator(split: Split, index: int) -> torch.Generator:
     """The generator that draws task ``index`` of ``split``; disjoint seed ranges per split."""
-    if not 0 <= index < _SPLIT_STRIDE:
-        raise ValueError(f"task index: expected 0 <= index < 2**40, got {index}")
-    seed = (family_seed * 3 + split.value) * _SPLIT_STRIDE + index
-    return torch.Generator().manual_seed(seed % (1 << 63))
+    if not 0 <= index < SPLIT_SIZE:
+        raise ValueError(f"task index: expected 0 <= index < 2**30, got {index}")
+    return torch.Generator().manual_seed(split.value * SPLIT_SIZE + index)
 
 
 class Batch(NamedTuple):
@@ -107,7 +108,7 @@ class TaskFamily(ABC):
 
     def task(self, split: Split, index: int) -> Task:
         """Task ``index`` of ``split`` (deterministic)."""
-        return self.make_task(task_generator(split, index, self.seed), split)
+        return self.make_task(task_generator(split, index), split)
 
     def tasks(self, split: Split, count: int, start: int = 0) -> Task:
         """``count`` consecutive tasks of ``split``, stacked."""
@@ -115,7 +116,7 @@ class TaskFamily(ABC):
 
     def sample(self, split: Split, count: int, generator: torch.Generator) -> Task:
         """``count`` random tasks of ``split`` (indices drawn from ``generator``), stacked."""
-        indices = torch.randint(0, 1 << 31, (count,), generator=generator).tolist()
+        indices = torch.randint(0, SPLIT_SIZE, (count,), generator=generator).tolist()
         return stack_tasks([self.task(split, i) for i in indices])
 
     @staticmethod
