@@ -72,6 +72,8 @@ def unroll(
     state = optimizer.init(params)
     alive = torch.ones((), dtype=torch.bool, device=next(iter(params.values())).device)
     curve: list[Tensor] = []
+    tracking = torch.is_grad_enabled()
+    first_tracked = 0 if backprop_steps is None else max(steps - backprop_steps, 0)
 
     def score(p: Params) -> Tensor:
         batch = getattr(task, record)  # type: ignore[arg-type]
@@ -80,17 +82,19 @@ def unroll(
     if record:
         curve.append(score(params))
     for k in range(steps):
-        if backprop_steps is not None and k == steps - backprop_steps:
-            params, state = detach(params), detach(state)
-        grads = grad_fn(params, task.train)
-        finite = torch.stack([torch.isfinite(g).all() for g in grads.values()]).all()
-        if grad_clip:
-            grads = clip_by_global_norm(grads, grad_clip)
-        new_params, state = optimizer.update(grads, state, params)
-        alive = alive & finite
-        params = {n: torch.where(alive, new_params[n], params[n]) for n in params}
-        if record:
-            curve.append(score(params))
+        # Steps before the truncation point build no meta-graph at all (memory stays O(T)).
+        with torch.set_grad_enabled(tracking and k >= first_tracked):
+            if k == first_tracked and k > 0:
+                params, state = detach(params), detach(state)
+            grads = grad_fn(params, task.train)
+            finite = torch.stack([torch.isfinite(g).all() for g in grads.values()]).all()
+            if grad_clip:
+                grads = clip_by_global_norm(grads, grad_clip)
+            new_params, state = optimizer.update(grads, state, params)
+            alive = alive & finite
+            params = {n: torch.where(alive, new_params[n], params[n]) for n in params}
+            if record:
+                curve.append(score(params))
     batch = task.outer_valid
     meta_objective = objective(forward(params, batch.x), batch.y).mean()
     empty = meta_objective.new_zeros(0)
