@@ -30,7 +30,9 @@ __all__ = [
     "LossConfig",
     "OuterConfig",
     "RunConfig",
+    "SearchParam",
     "TaskConfig",
+    "TuneConfig",
     "apply_overrides",
     "load_config",
     "parse",
@@ -165,6 +167,30 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SearchParam:
+    """One dimension of the search space of ``metaloss tune`` (see :mod:`metaloss.tuning`):
+    a numeric range (``low``/``high``, optionally ``log``) or a list of ``choices``."""
+
+    param: str = setting("", "dotted setting to tune, e.g. inner.lr, loss.width, huber.delta")
+    low: float | None = setting(None, "lower end of the range")
+    high: float | None = setting(None, "upper end of the range")
+    log: bool = setting(False, "sample the range on a log scale")
+    choices: tuple[int | float | str, ...] = setting((), "categorical values instead of a range")
+    targets: tuple[str, ...] = setting((), "targets it applies to (empty: decided by its prefix)")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Hyper-parameter search with Optuna (``metaloss tune``); ignored by other commands."""
+
+    space: tuple[SearchParam, ...] = setting((), "the search space, one entry per setting")
+    seed: int = setting(0, "seed of the TPE sampler")
+    startup_trials: int = setting(5, "random trials before TPE; trials before pruning", ge=0)
+    warmup_steps: int = setting(0, "median pruner: never prune before this meta-step", ge=0)
+    penalty: float = setting(1e6, "objective reported for a diverged trial (finite)", gt=0)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a meta-training run needs; ``metaloss train`` reads one from YAML."""
 
@@ -177,6 +203,7 @@ class RunConfig:
     inner: InnerConfig = field(default_factory=InnerConfig, metadata={"doc": "inner loop"})
     outer: OuterConfig = field(default_factory=OuterConfig, metadata={"doc": "outer loop"})
     evaluation: EvalConfig = field(default_factory=EvalConfig, metadata={"doc": "meta-testing"})
+    tune: TuneConfig = field(default_factory=TuneConfig, metadata={"doc": "hyper-parameter search"})
 
     def __post_init__(self) -> None:
         if self.outer.estimator == "truncated_grad" and self.outer.truncation >= self.inner.steps:

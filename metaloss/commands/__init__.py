@@ -1,4 +1,4 @@
 """Sub-commands of the ``metaloss`` command line; each module has ``register(subparsers)``."""
 
-COMMANDS = ["metaloss.commands.train"]
+COMMANDS = ["metaloss.commands.train", "metaloss.commands.tune"]
 """Modules that define a sub-command, in the order ``metaloss --help`` lists them."""

@@ -1,0 +1,116 @@
+"""``metaloss tune``: tune a learned loss or a baseline with Optuna on meta-validation tasks.
+
+Every target gets the same trial budget over its part of the config's ``tune.space``; the
+best configuration is written as a YAML file that ``metaloss train`` reads as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import optuna
+
+from metaloss.config import load_config
+from metaloss.tuning import known_targets, tune
+from metaloss.tuning.storage import journal_path
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg, unused-ignore]
+    p = subparsers.add_parser(
+        "tune",
+        help="tune a learned loss or a baseline with Optuna (same budget for each)",
+        description=__doc__,
+    )
+    p.add_argument("config", type=Path, help="YAML run config with a tune.space section")
+    p.add_argument(
+        "--target",
+        default="learned",
+        help=f"what to tune: {', '.join(known_targets())} (default: learned)",
+    )
+    p.add_argument(
+        "--trials",
+        type=int,
+        required=True,
+        help="trial budget of the study (shared by all workers)",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="tuning folder (study journal, best.yaml, tables)"
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="SQLAlchemy URL of a shared study database (default: the journal file in --out)",
+    )
+    p.add_argument(
+        "--study", default=None, metavar="NAME", help="study name (default: <config name>-<target>)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set outer.steps=50 (repeatable)",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        metavar="SECONDS",
+        help="heartbeat interval of running trials; a trial silent for 4 intervals is retried",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.trials < 1:
+        raise ValueError(f"--trials: expected an integer >= 1, got {args.trials}")
+    if args.heartbeat < 1:
+        raise ValueError(f"--heartbeat: expected an integer >= 1, got {args.heartbeat}")
+    config = load_config(args.config, args.overrides)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    where = args.storage or journal_path(args.out)
+    print(
+        f"metaloss tune: {args.target} on {config.name}, study budget {args.trials} trials, "
+        f"storage {where}",
+        file=sys.stderr,
+    )
+    result = tune(
+        config,
+        args.target,
+        args.trials,
+        args.out,
+        args.storage,
+        args.study,
+        heartbeat_interval=args.heartbeat,
+    )
+    print(result.trials_md.read_text())
+    if result.best_config is None:
+        print(f"no trial completed (this worker ran {result.ran}); see {result.trials_md}")
+    else:
+        print(
+            f"best meta-validation objective {result.best_value:.6g} "
+            f"(trial {result.study.best_trial.number}); "
+            f"this worker ran {result.ran} trials"
+        )
+    print("outputs:")
+    for path in (
+        result.best_config,
+        result.best_config and result.best_config.with_suffix(".json"),
+        result.trials_md,
+        result.trials_csv,
+    ):
+        if path is not None:
+            print(f"  {path}")
+    print(
+        f"  {result.out_dir}/tensorboard/  "
+        f"(view: tensorboard --logdir {result.out_dir}/tensorboard)"
+    )
+    if args.storage is None:
+        print(f"  {where}  (view: optuna-dashboard {where})")
+    return 0

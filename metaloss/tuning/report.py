@@ -1,0 +1,177 @@
+"""What a tuning run leaves behind: the best configuration as a YAML file that ``metaloss
+train`` and ``metaloss benchmark`` read as is, a table of all trials (Markdown and CSV), and each
+finished trial's hyper-parameters and result in TensorBoard's HParams view.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from metaloss.config import RunConfig, to_dict
+from metaloss.tuning.objective import DIVERGED_ATTR, PRUNED_ATTR
+from metaloss.tuning.space import apply_values
+from metaloss.tuning.study import SURPLUS_ATTR
+
+__all__ = ["HParamsCallback", "best_settings", "trial_rows", "write_best", "write_trials"]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _note(trial: FrozenTrial) -> str:
+    attrs = trial.user_attrs
+    for key in (DIVERGED_ATTR, PRUNED_ATTR):
+        if key in attrs:
+            return f"{key}: {attrs[key]}"
+    if attrs.get(SURPLUS_ATTR):
+        return "surplus: beyond the budget, not run"
+    retried = trial.system_attrs.get("failed_trial")
+    return f"retry of trial {retried}" if retried is not None else ""
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per trial: number, state, value, last reported value, parameters, seconds, note."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        seconds = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        last = max(t.intermediate_values.items())[1] if t.intermediate_values else None
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "value": t.value,
+                "last_reported": last,
+                **{f"param:{k}": v for k, v in sorted(t.params.items())},
+                "seconds": None if seconds is None else round(seconds, 2),
+                "note": _note(t),
+            }
+        )
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_trials(study: optuna.Study, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``trials.md`` and ``trials.csv`` into ``out_dir``."""
+    rows = trial_rows(study)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    states = [row["state"] for row in rows]
+    summary = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+    lines = [
+        f"Study `{study.study_name}` (minimising the meta-validation objective): "
+        f"{len(rows)} trials, {summary}.",
+        "",
+    ]
+    lines.append("| " + " | ".join(c.removeprefix("param:") for c in columns) + " |")
+    lines.append("|" + "---|" * len(columns))
+    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    md, csv_path = out_dir / "trials.md", out_dir / "trials.csv"
+    _atomic_write(md, "\n".join(lines) + "\n")
+    _atomic_write(csv_path, buffer.getvalue())
+    return md, csv_path
+
+
+def best_settings(
+    study: optuna.Study, config: RunConfig
+) -> tuple[FrozenTrial, RunConfig, dict[str, float]] | None:
+    """The best complete trial, its run config and its baseline parameters (``None``: no trial
+    has completed)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    best = min(complete, key=lambda t: (t.value, t.number))
+    settings = apply_values(config, dict(best.params))
+    return best, settings.config, settings.baseline_params
+
+
+def write_best(study: optuna.Study, config: RunConfig, target: str, out_dir: Path) -> Path | None:
+    """Write ``best.yaml`` (a complete run config with the best trial's settings) and
+    ``best.json`` (target, objective, parameters, baseline parameters) into ``out_dir``."""
+    found = best_settings(study, config)
+    if found is None:
+        return None
+    best, tuned, baseline_params = found
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(best.params.items()))
+    header = (
+        f"# Tuned by `metaloss tune --target {target}`: study {study.study_name}, "
+        f"trial {best.number},\n"
+        f"# meta-validation objective {best.value:.6g}; {params}\n"
+    )
+    if baseline_params:
+        header += (
+            f"# baseline {target}: "
+            + ", ".join(f"{k}={v:.6g}" for k, v in baseline_params.items())
+            + "\n"
+        )
+    path = out_dir / "best.yaml"
+    _atomic_write(path, header + yaml.safe_dump(to_dict(tuned), sort_keys=False))
+    record = {
+        "target": target,
+        "study": study.study_name,
+        "trial": best.number,
+        "value": best.value,
+        "params": best.params,
+        "baseline_params": baseline_params,
+        "inner_lr": tuned.inner.lr,
+        "config": "best.yaml",
+    }
+    _atomic_write(out_dir / "best.json", json.dumps(record, indent=2) + "\n")
+    return path
+
+
+class HParamsCallback:
+    """An Optuna callback writing each finished trial's parameters and result to TensorBoard
+    (``<log_dir>/trial_<number>``, one run per trial, compared in the HParams tab)."""
+
+    def __init__(self, log_dir: Path, target: str) -> None:
+        self.log_dir = Path(log_dir)
+        self.target = target
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        if trial.user_attrs.get(SURPLUS_ATTR):
+            return
+        last = (
+            max(trial.intermediate_values.items())[1] if trial.intermediate_values else float("nan")
+        )
+        value = trial.value if trial.value is not None else last
+        hparams: dict[str, Any] = {"target": self.target, **trial.params}
+        metrics = {
+            "hparam/objective": float(value),
+            "hparam/pruned": float(trial.state == TrialState.PRUNED),
+        }
+        writer = SummaryWriter(str(self.log_dir / f"trial_{trial.number:04d}"))
+        try:
+            for step, reported in sorted(trial.intermediate_values.items()):
+                writer.add_scalar("tune/reported_objective", reported, step)
+            writer.add_hparams(hparams, metrics, run_name=".")
+        finally:
+            writer.close()
