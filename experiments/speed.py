@@ -24,12 +24,26 @@ import torch
 from metaloss import MetaTrainer, parse
 
 
-def trainer_for(backend: str, meta_batch: int, steps: int, estimator: str = "full_grad", truncation: int = 5, n_train: int = 10) -> MetaTrainer:
-    config = parse({
-        "inner": {"backend": backend, "steps": steps},
-        "outer": {"meta_batch": meta_batch, "estimator": estimator, "truncation": truncation, "steps": 10**6},
-        "task": {"family": "sine", "n_train": n_train},
-    })
+def trainer_for(
+    backend: str,
+    meta_batch: int,
+    steps: int,
+    estimator: str = "full_grad",
+    truncation: int = 5,
+    n_train: int = 10,
+) -> MetaTrainer:
+    config = parse(
+        {
+            "inner": {"backend": backend, "steps": steps},
+            "outer": {
+                "meta_batch": meta_batch,
+                "estimator": estimator,
+                "truncation": truncation,
+                "steps": 10**6,
+            },
+            "task": {"family": "sine", "n_train": n_train},
+        }
+    )
     return MetaTrainer(config)
 
 
@@ -51,11 +65,16 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
-def measure_memory(steps: int, estimator: str, truncation: int, n_train: int, meta_batch: int) -> float:
+def measure_memory(
+    steps: int, estimator: str, truncation: int, n_train: int, meta_batch: int
+) -> float:
     """Peak RSS growth (MiB) of one meta-step, in this process."""
     trainer = trainer_for("func", meta_batch, steps, estimator, truncation, n_train)
     tasks, inits = trainer.sample_meta_batch()
-    del tasks, inits  # lazy imports and data paths warmed; no meta-step yet (its memory would be pooled)
+    del (
+        tasks,
+        inits,
+    )  # lazy imports and data paths warmed; no meta-step yet (its memory would be pooled)
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter
     before = _rss_kib("VmRSS")
     trainer.meta_step()
@@ -63,23 +82,35 @@ def measure_memory(steps: int, estimator: str, truncation: int, n_train: int, me
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--meta-batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=10, help="inner steps K for the speed comparison")
+    parser.add_argument(
+        "--steps", type=int, default=10, help="inner steps K for the speed comparison"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="timing window per backend")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-ks", type=int, nargs="+", default=[10, 20, 40, 80])
     parser.add_argument("--truncation", type=int, default=5)
-    parser.add_argument("--memory-n-train", type=int, default=1000, help="inner-train samples (scales memory)")
+    parser.add_argument(
+        "--memory-n-train", type=int, default=1000, help="inner-train samples (scales memory)"
+    )
     parser.add_argument("--_measure", nargs=2, metavar=("K", "ESTIMATOR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args._measure:
         k, estimator = int(args._measure[0]), args._measure[1]
-        print(json.dumps(measure_memory(k, estimator, args.truncation, args.memory_n_train, args.meta_batch)))
+        print(
+            json.dumps(
+                measure_memory(k, estimator, args.truncation, args.memory_n_train, args.meta_batch)
+            )
+        )
         return
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, sine, meta-batch {args.meta_batch}, K={args.steps}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, sine, meta-batch {args.meta_batch}, K={args.steps}"
+    )
     func = steps_per_second("func", args.meta_batch, args.steps, args.seconds)
     high = steps_per_second("higher", args.meta_batch, args.steps, args.seconds)
     print(f"torch.func + vmap : {func:8.2f} meta-steps/s")
@@ -87,8 +118,10 @@ def main() -> None:
     print(f"speed-up          : {func / high:8.2f}x")
     if args.skip_memory:
         return
-    print(f"\npeak memory of one meta-step (MiB), func backend, n_train={args.memory_n_train}, "
-          f"meta-batch {args.meta_batch}, truncation T={args.truncation}")
+    print(
+        f"\npeak memory of one meta-step (MiB), func backend, n_train={args.memory_n_train}, "
+        f"meta-batch {args.meta_batch}, truncation T={args.truncation}"
+    )
     print("| K | full unroll | truncated (last T) |\n|---|---|---|")
     for k in args.memory_ks:
         row = []
@@ -96,9 +129,24 @@ def main() -> None:
             if estimator == "truncated_grad" and k <= args.truncation:
                 row.append(float("nan"))
                 continue
-            out = subprocess.run([sys.executable, __file__, "--_measure", str(k), estimator,
-                                  "--truncation", str(args.truncation), "--memory-n-train", str(args.memory_n_train),
-                                  "--meta-batch", str(args.meta_batch)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--_measure",
+                    str(k),
+                    estimator,
+                    "--truncation",
+                    str(args.truncation),
+                    "--memory-n-train",
+                    str(args.memory_n_train),
+                    "--meta-batch",
+                    str(args.meta_batch),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             row.append(float(out.stdout.strip().splitlines()[-1]))
         print(f"| {k} | {row[0]:.1f} | {row[1]:.1f} |")
 

@@ -40,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"metaloss: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("metaloss: interrupted; finished work is in the last checkpoint (resume with --resume)", file=sys.stderr)
+        print(
+            "metaloss: interrupted; finished work is in the last checkpoint (resume with --resume)",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -22,10 +23,12 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 class MLP(nn.Sequential):
     """A multi-layer perceptron ``in -> hidden... -> out`` with one activation between layers."""
 
-    def __init__(self, in_features: int, hidden: tuple[int, ...], out_features: int, activation: str) -> None:
+    def __init__(
+        self, in_features: int, hidden: tuple[int, ...], out_features: int, activation: str
+    ) -> None:
         widths = (in_features, *hidden, out_features)
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(widths)):
             layers.append(nn.Linear(a, b))
             if i < len(widths) - 2:
                 layers.append(ACTIVATIONS[activation]())
@@ -37,7 +40,9 @@ def make_learner(config: LearnerConfig, in_features: int, out_features: int) -> 
     return MLP(in_features, config.hidden, out_features, config.activation)
 
 
-def init_params(model: nn.Module, count: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+def init_params(
+    model: nn.Module, count: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+) -> dict[str, Tensor]:
     """``count`` independent initialisations of ``model``'s parameters, stacked on dim 0.
 
     Uses PyTorch's default ``nn.Linear`` scheme (uniform in ±1/sqrt(fan_in) for weights and

@@ -25,7 +25,11 @@ class Problem:
 
 def make_problem(tasks: int = 3, **sections: dict) -> Problem:
     """A float64 sine problem with a tanh learner (smooth, for finite differences)."""
-    data = {"dtype": "float64", "learner": {"hidden": (8, 8), "activation": "tanh"}, "loss": {"hidden": (8,)}}
+    data = {
+        "dtype": "float64",
+        "learner": {"hidden": (8, 8), "activation": "tanh"},
+        "loss": {"hidden": (8,)},
+    }
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}
     config = parse(data)
@@ -34,7 +38,9 @@ def make_problem(tasks: int = 3, **sections: dict) -> Problem:
     learner = make_learner(config.learner, 1, 1).double()
     loss = LearnedLoss.from_config(config.loss, generator=generator).double()
     stacked = cast_task(family.tasks(Split.META_TRAIN, tasks), torch.float64)
-    return Problem(config, learner, loss, stacked, init_params(learner, tasks, generator, torch.float64))
+    return Problem(
+        config, learner, loss, stacked, init_params(learner, tasks, generator, torch.float64)
+    )
 
 
 @pytest.fixture

@@ -15,14 +15,37 @@ from safetensors.torch import load_file
 from metaloss import load_loss
 from metaloss.cli import main
 
-TINY = ["--set", "learner.hidden=[16]", "--set", "loss.hidden=[8]", "--set", "outer.meta_batch=4",
-        "--set", "outer.val_every=10", "--set", "outer.val_tasks=4"]
+TINY = [
+    "--set",
+    "learner.hidden=[16]",
+    "--set",
+    "loss.hidden=[8]",
+    "--set",
+    "outer.meta_batch=4",
+    "--set",
+    "outer.val_every=10",
+    "--set",
+    "outer.val_tasks=4",
+]
 
 
 def test_train_writes_config_checkpoint_loss_results_and_events(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    args = ["train", "configs/sine.yaml", "--out", str(out), "--set", "outer.steps=6", *TINY,
-            "--set", "evaluation.test_tasks=8", "--set", "evaluation.grid_tasks=4", "--set", "evaluation.lr_grid=[0.01,0.1]"]
+    args = [
+        "train",
+        "configs/sine.yaml",
+        "--out",
+        str(out),
+        "--set",
+        "outer.steps=6",
+        *TINY,
+        "--set",
+        "evaluation.test_tasks=8",
+        "--set",
+        "evaluation.grid_tasks=4",
+        "--set",
+        "evaluation.lr_grid=[0.01,0.1]",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert str(out / "loss.safetensors") in printed and "| mse (tuned lr) |" in printed
@@ -41,14 +64,27 @@ def test_train_writes_config_checkpoint_loss_results_and_events(tmp_path: Path, 
 
 
 def test_a_killed_run_resumes_to_the_same_numbers(tmp_path: Path) -> None:
-    common = ["configs/sine.yaml", *TINY, "--set", "outer.steps=100", "--set", "outer.checkpoint_every=5", "--no-eval"]
+    common = [
+        "configs/sine.yaml",
+        *TINY,
+        "--set",
+        "outer.steps=100",
+        "--set",
+        "outer.checkpoint_every=5",
+        "--no-eval",
+    ]
     reference = tmp_path / "reference"
     assert main(["train", *common, "--out", str(reference)]) == 0
     run = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "metaloss", "train", *common, "--out", str(run)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "metaloss", "train", *common, "--out", str(run)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
-    while not (run / "checkpoint.pt").exists() and time.time() < deadline and process.poll() is None:
+    while (
+        not (run / "checkpoint.pt").exists() and time.time() < deadline and process.poll() is None
+    ):
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()

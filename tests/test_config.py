@@ -17,12 +17,18 @@ from metaloss.config import ConfigError, apply_overrides, load_config, parse, to
         ({"outer": {"steps": -3}}, "outer.steps: expected an integer >= 1, got -3"),
         ({"outer": {"steps": "many"}}, "outer.steps: expected an integer >= 1, got 'many'"),
         ({"inner": {"lr": 0}}, "inner.lr: expected a number > 0, got 0.0"),
-        ({"inner": {"optimizer": "rmsprop"}}, "inner.optimizer: expected one of 'sgd', 'adam', got 'rmsprop'"),
+        (
+            {"inner": {"optimizer": "rmsprop"}},
+            "inner.optimizer: expected one of 'sgd', 'adam', got 'rmsprop'",
+        ),
         ({"inner": {"stepz": 3}}, "inner.stepz: expected a known setting"),
         ({"task": {"family": "nope"}}, "task.family: expected one of"),
         ({"task": {"amplitude": [1.0]}}, "task.amplitude: expected a list of 2 values"),
         ({"learner": {"hidden": [40, 0]}}, "learner.hidden[1]: expected an integer >= 1, got 0"),
-        ({"outer": {"estimator": "truncated_grad", "truncation": 10}}, "outer.truncation: expected fewer than"),
+        (
+            {"outer": {"estimator": "truncated_grad", "truncation": 10}},
+            "outer.truncation: expected fewer than",
+        ),
         ({"outer": 5}, "outer: expected a mapping of settings, got 5"),
     ],
 )
@@ -40,7 +46,9 @@ def test_defaults_round_trip_through_a_plain_mapping() -> None:
 
 
 def test_overrides_are_parsed_as_yaml_values() -> None:
-    data = apply_overrides({"outer": {"steps": 5}}, ["outer.steps=50", "inner.lr=0.01", "loss.hidden=[8,8]"])
+    data = apply_overrides(
+        {"outer": {"steps": 5}}, ["outer.steps=50", "inner.lr=0.01", "loss.hidden=[8,8]"]
+    )
     config = parse(data)
     assert (config.outer.steps, config.inner.lr, config.loss.hidden) == (50, 0.01, (8, 8))
     with pytest.raises(ConfigError, match="expected key=value"):
@@ -60,11 +68,24 @@ def test_shipped_configs_load(tmp_path: Path) -> None:
 
 def test_cli_reports_a_bad_override_in_one_line_without_a_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "metaloss", "train", "configs/sine.yaml", "--out", str(tmp_path / "r"), "--set", "outer.steps=0"],
+        [
+            sys.executable,
+            "-m",
+            "metaloss",
+            "train",
+            "configs/sine.yaml",
+            "--out",
+            str(tmp_path / "r"),
+            "--set",
+            "outer.steps=0",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "metaloss: config error: outer.steps: expected an integer >= 1, got 0"
+    assert (
+        result.stderr.strip()
+        == "metaloss: config error: outer.steps: expected an integer >= 1, got 0"
+    )
     assert not (tmp_path / "r").exists()

@@ -24,7 +24,7 @@ def meta_objective(p: Problem, flat: torch.Tensor) -> torch.Tensor:
     names = [n for n, _ in p.loss.named_parameters()]
     shapes = [q.shape for q in p.loss.parameters()]
     params, start = {}, 0
-    for n, s in zip(names, shapes):
+    for n, s in zip(names, shapes, strict=True):
         params[n] = flat[start : start + s.numel()].view(s)
         start += s.numel()
     engine = make_backend(p.learner, p.config.inner, lambda pred, y: (pred - y) ** 2)
@@ -53,7 +53,9 @@ def test_meta_gradient_matches_finite_differences(optimizer: str) -> None:
         direction = torch.randn(flat.shape, generator=generator, dtype=flat.dtype)
         h = 1e-5
         with torch.no_grad():
-            fd = (meta_objective(p, flat + h * direction) - meta_objective(p, flat - h * direction)) / (2 * h)
+            fd = (
+                meta_objective(p, flat + h * direction) - meta_objective(p, flat - h * direction)
+            ) / (2 * h)
         analytic = grad @ direction
         assert torch.isclose(analytic, fd, rtol=1e-5, atol=1e-9), (analytic, fd)
 
@@ -69,7 +71,9 @@ def test_vmap_over_tasks_equals_a_loop_over_tasks() -> None:
             stack_tasks([unstack_task(p.tasks, i)]),
             record="test",
         )
-        torch.testing.assert_close(batched.meta_objective[i], one.meta_objective[0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            batched.meta_objective[i], one.meta_objective[0], rtol=1e-12, atol=1e-12
+        )
         torch.testing.assert_close(batched.curve[i], one.curve[0], rtol=1e-12, atol=1e-12)
 
 

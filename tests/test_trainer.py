@@ -15,7 +15,11 @@ from metaloss.outer import Callback, MetaTrainer, NonFiniteError
 from metaloss.outer.estimators import EstimatorOut
 from metaloss.tasks import Split
 
-SMALL = {"learner": {"hidden": [16]}, "loss": {"hidden": [8]}, "outer": {"meta_batch": 4, "val_every": 3, "val_tasks": 4, "checkpoint_every": 5}}
+SMALL = {
+    "learner": {"hidden": [16]},
+    "loss": {"hidden": [8]},
+    "outer": {"meta_batch": 4, "val_every": 3, "val_tasks": 4, "checkpoint_every": 5},
+}
 
 
 def small_config(**outer):
@@ -50,7 +54,9 @@ def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path: Path) -> None:
 def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
     MetaTrainer(small_config(steps=5), tmp_path).train()
     other = parse({**SMALL, "inner": {"lr": 0.5}, "outer": {**SMALL["outer"], "steps": 6}})
-    with pytest.raises(ValueError, match=r"different config \(inner.lr: 0.01 in the checkpoint, 0.5 now\)"):
+    with pytest.raises(
+        ValueError, match=r"different config \(inner.lr: 0.01 in the checkpoint, 0.5 now\)"
+    ):
         MetaTrainer(other, tmp_path).train(resume=True)
 
 
@@ -105,8 +111,28 @@ def test_meta_training_improves_the_meta_objective_on_held_out_tasks() -> None:
     config = parse({"outer": {"steps": 150, "val_every": 50}})
     trainer = MetaTrainer(config)
     data = eval_set(trainer.family, config, Split.META_TEST, 64)
-    before = run_loss("before", trainer.loss.per_sample, trainer.family, config, data, config.inner.lr, record="outer_valid")
+    before = run_loss(
+        "before",
+        trainer.loss.per_sample,
+        trainer.family,
+        config,
+        data,
+        config.inner.lr,
+        record="outer_valid",
+    )
     result = trainer.train()
-    after = run_loss("after", result.loss.per_sample, trainer.family, config, data, config.inner.lr, record="outer_valid")
+    after = run_loss(
+        "after",
+        result.loss.per_sample,
+        trainer.family,
+        config,
+        data,
+        config.inner.lr,
+        record="outer_valid",
+    )
     _, p = paired_t_test(after.final, before.final)
-    assert after.final.mean() < before.final.mean() and p < 0.05, (before.final.mean(), after.final.mean(), p)
+    assert after.final.mean() < before.final.mean() and p < 0.05, (
+        before.final.mean(),
+        after.final.mean(),
+        p,
+    )

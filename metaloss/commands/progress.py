@@ -20,13 +20,26 @@ class ProgressCallback(Callback):
 
     def on_start(self, trainer: MetaTrainer) -> None:
         total = trainer.config.outer.steps
-        self.bar = tqdm(total=total, initial=trainer.step, desc="meta-train", unit="step", file=sys.stderr,
-                        dynamic_ncols=True, mininterval=1.0, disable=None if sys.stderr.isatty() else False)
+        self.bar = tqdm(
+            total=total,
+            initial=trainer.step,
+            desc="meta-train",
+            unit="step",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=1.0,
+            disable=None if sys.stderr.isatty() else False,
+        )
 
     def on_step(self, trainer: MetaTrainer, record: StepRecord) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(train=f"{record.meta_loss:.4g}", valid=f"{self.valid:.4g}", skipped=trainer.skipped, refresh=False)
+            self.bar.set_postfix(
+                train=f"{record.meta_loss:.4g}",
+                valid=f"{self.valid:.4g}",
+                skipped=trainer.skipped,
+                refresh=False,
+            )
 
     def on_validation(self, trainer: MetaTrainer, record: ValidationRecord) -> None:
         self.valid = record.value

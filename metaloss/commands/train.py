@@ -9,26 +9,38 @@ from pathlib import Path
 
 import yaml
 
+from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
 from metaloss.export import save_loss
 from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer
 from metaloss.summary import SummaryCallback
 
-from metaloss.commands.progress import ProgressCallback
-
 __all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("train", help="meta-train a learned loss (default: the built-in sine job)",
-                              description=__doc__)
-    p.add_argument("config", nargs="?", default=None, help="YAML config (default: built-in sine settings)")
+    p = subparsers.add_parser(
+        "train",
+        help="meta-train a learned loss (default: the built-in sine job)",
+        description=__doc__,
+    )
+    p.add_argument(
+        "config", nargs="?", default=None, help="YAML config (default: built-in sine settings)"
+    )
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<name>)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set outer.steps=50 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set outer.steps=50 (repeatable)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
-    p.add_argument("--no-eval", action="store_true", help="skip the comparison with MSE after training")
+    p.add_argument(
+        "--no-eval", action="store_true", help="skip the comparison with MSE after training"
+    )
     p.set_defaults(func=run)
 
 
@@ -36,22 +48,35 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     out: Path = args.out or Path("runs") / config.name
     if (out / CHECKPOINT_NAME).exists() and not args.resume:
-        raise FileExistsError(f"--out: {out} already holds a run; pass --resume to continue it, or choose another folder")
+        raise FileExistsError(
+            f"--out: {out} already holds a run; pass --resume to continue it, or choose another folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    print(f"metaloss train: {config.name}, {config.outer.steps} meta-steps, writing to {out}", file=sys.stderr)
+    print(
+        f"metaloss train: {config.name}, {config.outer.steps} meta-steps, writing to {out}",
+        file=sys.stderr,
+    )
     summary = SummaryCallback(out)
     trainer = MetaTrainer(config, out, callbacks=[ProgressCallback(), summary])
     try:
         result = trainer.train(resume=args.resume)
     finally:
         summary.close()
-    loss_path = save_loss(result.loss, out / "loss.safetensors", to_dict(config),
-                          {"best_step": result.best_step, "best_valid_objective": result.best_value})
-    print(f"best meta-validation objective {result.best_value:.4g} at step {result.best_step}; "
-          f"skipped steps: {result.skipped_steps}")
+    loss_path = save_loss(
+        result.loss,
+        out / "loss.safetensors",
+        to_dict(config),
+        {"best_step": result.best_step, "best_valid_objective": result.best_value},
+    )
+    print(
+        f"best meta-validation objective {result.best_value:.4g} at step {result.best_step}; "
+        f"skipped steps: {result.skipped_steps}"
+    )
     if result.degeneracy.collapsed:
-        print(f"warning: the learned loss has collapsed: {result.degeneracy.reason}", file=sys.stderr)
+        print(
+            f"warning: the learned loss has collapsed: {result.degeneracy.reason}", file=sys.stderr
+        )
     outputs = [loss_path, out / "config.yaml", out / CHECKPOINT_NAME]
     if not args.no_eval:
         print("meta-testing against MSE ...", file=sys.stderr)

@@ -1,6 +1,13 @@
 """Meta-testing, statistics and reports."""
 
-from metaloss.evaluation.meta_test import EvalSet, LossRun, eval_set, run_loss, select_lr, steps_to_reach
+from metaloss.evaluation.meta_test import (
+    EvalSet,
+    LossRun,
+    eval_set,
+    run_loss,
+    select_lr,
+    steps_to_reach,
+)
 from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
 
 __all__ = [

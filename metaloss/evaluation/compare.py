@@ -47,10 +47,16 @@ class Comparison:
             "runs": self.runs,
             "inner_steps": self.steps,
             "rows": [
-                {**{k: v for k, v in vars(r).items() if k != "test"}, "test_mean": r.test.mean, "test_ci95": r.test.half_width}
+                {
+                    **{k: v for k, v in vars(r).items() if k != "test"},
+                    "test_mean": r.test.mean,
+                    "test_ci95": r.test.half_width,
+                }
                 for r in self.rows
             ],
-            "lr_selection_scores_outer_valid": {k: {str(lr): s for lr, s in v.items()} for k, v in self.lr_scores.items()},
+            "lr_selection_scores_outer_valid": {
+                k: {str(lr): s for lr, s in v.items()} for k, v in self.lr_scores.items()
+            },
         }
 
     def markdown(self) -> str:
@@ -65,7 +71,9 @@ class Comparison:
             s1 = "never" if r.steps_to_mse is None else str(r.steps_to_mse)
             s2 = "never" if r.steps_to_tuned_mse is None else str(r.steps_to_tuned_mse)
             p = "" if r.p_vs_tuned_mse != r.p_vs_tuned_mse else f"{r.p_vs_tuned_mse:.2g}"
-            lines.append(f"| {r.name} | {r.lr:g} | {r.lr_source} | {r.test} | {s1} | {s2} | {r.diverged} | {p} |")
+            lines.append(
+                f"| {r.name} | {r.lr:g} | {r.lr_source} | {r.test} | {s1} | {s2} | {r.diverged} | {p} |"
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -87,7 +95,10 @@ def compare_with_mse(
     runs: list[tuple[LossRun, str]] = [
         (run_loss("learned", learned, family, config, test, same), "meta-training"),
         (run_loss("mse", mse, family, config, test, same), "meta-training"),
-        (run_loss("learned (tuned lr)", learned, family, config, test, learned_lr), "grid on meta-train tasks"),
+        (
+            run_loss("learned (tuned lr)", learned, family, config, test, learned_lr),
+            "grid on meta-train tasks",
+        ),
         (run_loss("mse (tuned lr)", mse, family, config, test, mse_lr), "grid on meta-train tasks"),
     ]
     mse_final = float(runs[1][0].final.mean())
@@ -98,9 +109,16 @@ def compare_with_mse(
         _, p = paired_t_test(run.final, tuned.final) if run is not tuned else (0.0, float("nan"))
         rows.append(
             ComparisonRow(
-                run.name, run.lr, source, mean_ci(run.final),
-                steps_to_reach(run.curves, mse_final), steps_to_reach(run.curves, tuned_final),
-                int(run.diverged.sum()), p,
+                run.name,
+                run.lr,
+                source,
+                mean_ci(run.final),
+                steps_to_reach(run.curves, mse_final),
+                steps_to_reach(run.curves, tuned_final),
+                int(run.diverged.sum()),
+                p,
             )
         )
-    return Comparison(rows, test.runs, config.inner.steps, {"mse": mse_scores, "learned": learned_scores})
+    return Comparison(
+        rows, test.runs, config.inner.steps, {"mse": mse_scores, "learned": learned_scores}
+    )

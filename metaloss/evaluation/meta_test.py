@@ -56,13 +56,24 @@ class LossRun:
         return self.curves[:, -1]
 
 
-def eval_set(family: TaskFamily, config: RunConfig, split: Split, tasks: int, seeds: int = 1, init_seed: int | None = None) -> EvalSet:
+def eval_set(
+    family: TaskFamily,
+    config: RunConfig,
+    split: Split,
+    tasks: int,
+    seeds: int = 1,
+    init_seed: int | None = None,
+) -> EvalSet:
     """``tasks`` fixed tasks of ``split`` times ``seeds`` learner initialisations each."""
     dtype = getattr(torch, config.dtype)
     learner = make_learner(config.learner, family.in_features, family.out_features)
     base = family.tasks(split, tasks)
     stacked = stack_tasks([unstack_task(base, i) for _ in range(seeds) for i in range(tasks)])
-    seed = init_seed if init_seed is not None else (_TEST_INIT_SEED if split is Split.META_TEST else _GRID_INIT_SEED)
+    seed = (
+        init_seed
+        if init_seed is not None
+        else (_TEST_INIT_SEED if split is Split.META_TEST else _GRID_INIT_SEED)
+    )
     inits = init_params(learner, tasks * seeds, torch.Generator().manual_seed(seed), dtype)
     return EvalSet(cast_task(stacked, dtype), inits, split)
 
@@ -82,7 +93,9 @@ def run_loss(
     No meta-gradient is built (the inner loop runs under ``torch.no_grad``). ``record="test"``
     is for reporting only; use ``"outer_valid"`` for anything that selects.
     """
-    learner = make_learner(config.learner, family.in_features, family.out_features).to(getattr(torch, config.dtype))
+    learner = make_learner(config.learner, family.in_features, family.out_features).to(
+        getattr(torch, config.dtype)
+    )
     backend = make_backend(learner, config.inner, family.objective)
     curves, finite = [], []
     with torch.no_grad():
@@ -117,7 +130,9 @@ def select_lr(
     """The learning rate of ``grid`` with the lowest mean final ``outer_valid`` objective on
     ``data`` (which must not be meta-test tasks). Diverged runs score +inf."""
     if data.split is Split.META_TEST:
-        raise ValueError("select_lr: expected meta-train or meta-validation tasks, got meta-test tasks")
+        raise ValueError(
+            "select_lr: expected meta-train or meta-validation tasks, got meta-test tasks"
+        )
     scores: dict[float, float] = {}
     for lr in grid:
         run = run_loss("select", loss_fn, family, config, data, lr, record="outer_valid")

@@ -27,7 +27,9 @@ __all__ = [
 InnerBackend = FuncBackend  # the interface: ``run(loss_fn, init_params, tasks, ...)``
 
 
-def make_backend(learner: nn.Module, config: InnerConfig, objective: Callable[[Tensor, Tensor], Tensor]) -> FuncBackend:
+def make_backend(
+    learner: nn.Module, config: InnerConfig, objective: Callable[[Tensor, Tensor], Tensor]
+) -> FuncBackend:
     """The backend named by ``config.backend`` (``"func"`` or ``"higher"``)."""
     if config.backend == "higher":
         from metaloss.inner.higher_backend import HigherBackend

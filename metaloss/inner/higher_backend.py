@@ -68,10 +68,15 @@ class HigherBackend:
         def grad_fn(params: Params, batch: Batch) -> Params:
             differentiable = create_graph and torch.is_grad_enabled()
             with torch.enable_grad():
-                leaves = {n: p if p.requires_grad else p.detach().requires_grad_() for n, p in params.items()}
+                leaves = {
+                    n: p if p.requires_grad else p.detach().requires_grad_()
+                    for n, p in params.items()
+                }
                 loss = loss_fn(self.forward(leaves, batch.x), batch.y).mean()
-                grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=differentiable)
-            return dict(zip(leaves, grads))
+                grads = torch.autograd.grad(
+                    loss, list(leaves.values()), create_graph=differentiable
+                )
+            return dict(zip(leaves, grads, strict=True))
 
         results = []
         count = next(iter(init_params.values())).shape[0]

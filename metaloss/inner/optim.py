@@ -14,7 +14,7 @@ from torch import Tensor
 
 from metaloss.config import InnerConfig
 
-__all__ = ["Adam", "FunctionalOptimizer", "Params", "SGD", "clip_by_global_norm", "make_optimizer"]
+__all__ = ["SGD", "Adam", "FunctionalOptimizer", "Params", "clip_by_global_norm", "make_optimizer"]
 
 Params = dict[str, Tensor]
 
@@ -59,7 +59,9 @@ class Adam:
     For ``v_hat >> eps**2`` the update equals torch's Adam to within ``eps``.
     """
 
-    def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ) -> None:
         self.lr = lr
         self.beta1, self.beta2 = betas
         self.eps = eps

@@ -31,8 +31,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (no code is executed)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets one clear line
-        raise ValueError(f"checkpoint: {path} is not a readable metaloss checkpoint ({type(error).__name__})") from None
+    except Exception as error:
+        raise ValueError(
+            f"checkpoint: {path} is not a readable metaloss checkpoint ({type(error).__name__})"
+        ) from None
     if not isinstance(state, dict) or "step" not in state:
         raise ValueError(f"checkpoint: {path} is not a metaloss checkpoint")
     return state

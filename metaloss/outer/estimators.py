@@ -52,7 +52,9 @@ class GradientEstimator(Protocol):
 
     name: str
 
-    def estimate(self, params: Params, objective: MetaObjective, generator: torch.Generator) -> EstimatorOut: ...
+    def estimate(
+        self, params: Params, objective: MetaObjective, generator: torch.Generator
+    ) -> EstimatorOut: ...
 
 
 class FullGrad:
@@ -61,12 +63,17 @@ class FullGrad:
     name = "full_grad"
     backprop_steps: int | None = None
 
-    def estimate(self, params: Params, objective: MetaObjective, generator: torch.Generator) -> EstimatorOut:
+    def estimate(
+        self, params: Params, objective: MetaObjective, generator: torch.Generator
+    ) -> EstimatorOut:
         leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
         per_task = objective(leaves, self.backprop_steps)
         meta_loss = per_task.mean()
         grads = torch.autograd.grad(meta_loss, list(leaves.values()), allow_unused=True)
-        out = {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(leaves.items(), grads)}
+        out = {
+            k: torch.zeros_like(v) if g is None else g
+            for (k, v), g in zip(leaves.items(), grads, strict=True)
+        }
         return EstimatorOut(meta_loss.detach(), out, per_task.detach())
 
 
@@ -106,13 +113,32 @@ class AntitheticES:
         self.sigma = sigma
         self.rank_shaping = rank_shaping
 
-    def estimate(self, params: Params, objective: MetaObjective, generator: torch.Generator) -> EstimatorOut:
+    def estimate(
+        self, params: Params, objective: MetaObjective, generator: torch.Generator
+    ) -> EstimatorOut:
+        return self.estimate_many(
+            params, lambda candidates: [objective(c, None) for c in candidates], generator
+        )
+
+    def estimate_many(
+        self,
+        params: Params,
+        evaluate: Callable[[list[Params]], list[Tensor]],
+        generator: torch.Generator,
+    ) -> EstimatorOut:
+        """Like :meth:`estimate`, but hands all ``2 · population + 1`` candidates to ``evaluate``
+        at once (``θ + σe_1..θ + σe_P, θ − σe_1..θ − σe_P, θ``; one per-task meta-loss tensor
+        back per candidate), so they can be evaluated in parallel, e.g. by a process pool."""
         flat = torch.cat([v.detach().flatten() for v in params.values()])
         noise = torch.randn((self.population, flat.numel()), generator=generator, dtype=flat.dtype)
+        candidates = [_unflatten(flat + self.sigma * e, params) for e in noise]
+        candidates += [_unflatten(flat - self.sigma * e, params) for e in noise]
+        candidates.append({k: v.detach() for k, v in params.items()})
         with torch.no_grad():
-            plus = torch.stack([objective(_unflatten(flat + self.sigma * e, params), None).mean() for e in noise])
-            minus = torch.stack([objective(_unflatten(flat - self.sigma * e, params), None).mean() for e in noise])
-            per_task = objective({k: v.detach() for k, v in params.items()}, None)
+            values = evaluate(candidates)
+        plus = torch.stack([v.mean() for v in values[: self.population]])
+        minus = torch.stack([v.mean() for v in values[self.population : 2 * self.population]])
+        per_task = values[-1]
         fitness = torch.cat([plus, minus])
         if self.rank_shaping:
             fitness = centred_ranks(fitness)

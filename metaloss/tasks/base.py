@@ -17,7 +17,16 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["Batch", "Split", "Task", "TaskFamily", "cast_task", "stack_tasks", "task_generator", "unstack_task"]
+__all__ = [
+    "Batch",
+    "Split",
+    "Task",
+    "TaskFamily",
+    "cast_task",
+    "stack_tasks",
+    "task_generator",
+    "unstack_task",
+]
 
 
 class Split(enum.Enum):

@@ -28,7 +28,9 @@ class SineConfig(TaskConfig):
     noise: float = setting(0.0, "std of Gaussian noise on inner-training targets", ge=0)
 
 
-def _uniform(bounds: tuple[float, float], shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
+def _uniform(
+    bounds: tuple[float, float], shape: tuple[int, ...], g: torch.Generator
+) -> torch.Tensor:
     low, high = bounds
     return low + (high - low) * torch.rand(shape, generator=g)
 
