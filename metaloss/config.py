@@ -23,6 +23,9 @@ from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 import yaml
 
 __all__ = [
+    "BaselineSpec",
+    "BenchmarkConfig",
+    "BenchmarkRow",
     "ConfigError",
     "EvalConfig",
     "InnerConfig",
@@ -191,6 +194,46 @@ class TuneConfig:
 
 
 @dataclass(frozen=True)
+class BaselineSpec:
+    """A hand-designed loss in ``metaloss benchmark``: a name from
+    :data:`metaloss.losses.BASELINES` and optionally one parameter with its values (one value:
+    fixed; several: selected on meta-train tasks together with the learning rate)."""
+
+    name: str = setting("mse", "baseline loss name (mse, l1, huber, ...)")
+    param: str = setting("", "name of the loss's parameter, e.g. delta; empty: none")
+    values: tuple[float, ...] = setting((), "the parameter's value, or the values to select from")
+
+
+@dataclass(frozen=True)
+class BenchmarkRow:
+    """One condition of a benchmark, e.g. one outlier fraction, or a transfer task family."""
+
+    name: str = setting("default", "row name, used in reports")
+    task: tuple[str, ...] = setting(
+        (), "task overrides KEY=VALUE (family=NAME starts from that family's defaults)"
+    )
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """``metaloss benchmark``: which losses run on which rows (sizes are in ``evaluation``)."""
+
+    losses: tuple[str, ...] = setting(
+        (),
+        "learned losses (files or zoo names) used when --loss is omitted; empty: the family's zoo loss",
+    )
+    baselines: tuple[BaselineSpec, ...] = setting(
+        (BaselineSpec("mse"), BaselineSpec("l1")), "hand-designed losses to compare with"
+    )
+    oracle: bool = setting(
+        False, "also run MSE on the clean training samples only (train.extras['clean'])"
+    )
+    rows: tuple[BenchmarkRow, ...] = setting(
+        (), "conditions; empty: one row, the task as configured"
+    )
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a meta-training run needs; ``metaloss train`` reads one from YAML."""
 
@@ -204,6 +247,9 @@ class RunConfig:
     outer: OuterConfig = field(default_factory=OuterConfig, metadata={"doc": "outer loop"})
     evaluation: EvalConfig = field(default_factory=EvalConfig, metadata={"doc": "meta-testing"})
     tune: TuneConfig = field(default_factory=TuneConfig, metadata={"doc": "hyper-parameter search"})
+    benchmark: BenchmarkConfig = field(
+        default_factory=BenchmarkConfig, metadata={"doc": "benchmark"}
+    )
 
     def __post_init__(self) -> None:
         if self.outer.estimator == "truncated_grad" and self.outer.truncation >= self.inner.steps:

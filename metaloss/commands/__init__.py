@@ -1,4 +1,4 @@
 """Sub-commands of the ``metaloss`` command line; each module has ``register(subparsers)``."""
 
-COMMANDS = ["metaloss.commands.train", "metaloss.commands.tune"]
+COMMANDS = ["metaloss.commands.train", "metaloss.commands.tune", "metaloss.commands.benchmark"]
 """Modules that define a sub-command, in the order ``metaloss --help`` lists them."""

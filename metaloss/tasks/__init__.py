@@ -34,3 +34,7 @@ def register_family(name: str, factory: Callable[[TaskConfig], TaskFamily]) -> N
 def make_family(config: TaskConfig) -> TaskFamily:
     """The task family described by ``config``."""
     return FAMILIES[config.family](config)
+
+
+from metaloss.tasks import outliers as _outliers  # noqa: E402, F401  (registers the family)
+from metaloss.tasks import tabular as _tabular  # noqa: E402, F401  (registers diabetes)

@@ -1,0 +1,100 @@
+"""``metaloss benchmark``: learned losses against hand-designed baselines (and an oracle) on
+fixed held-out tasks, with learning rates and loss parameters selected on meta-train tasks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from metaloss.config import load_config, to_dict
+from metaloss.evaluation.benchmark import (
+    PerSampleLoss,
+    contenders_from_config,
+    plan_size,
+    rows_from_config,
+    run_benchmark,
+)
+from metaloss.evaluation.report import write_report
+from metaloss.export import load_loss, zoo_names
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("benchmark", help="benchmark learned losses against baselines", description=__doc__)
+    p.add_argument("config", help="YAML config with a benchmark section (e.g. configs/outliers.yaml)")
+    p.add_argument("--loss", nargs="+", default=None, metavar="FILE|ZOO_NAME",
+                   help="learned losses: files or zoo names (default: benchmark.losses, else the family's zoo loss)")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/<name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set evaluation.test_tasks=200 (repeatable)")
+    p.set_defaults(func=run)
+
+
+def _loss_name(source: str, taken: set[str]) -> str:
+    path = Path(source)
+    name = path.stem if path.suffix == ".safetensors" else source
+    if name == "loss" and path.parent.name:
+        name = path.parent.name  # runs/<run>/loss.safetensors -> <run>
+    base, i = name, 2
+    while name in taken:
+        name, i = f"{base}-{i}", i + 1
+    return name
+
+
+def load_learned(sources: list[str]) -> dict[str, PerSampleLoss]:
+    """Learned losses by report name, each as its per-sample function."""
+    losses: dict[str, PerSampleLoss] = {}
+    for source in sources:
+        module = load_loss(source, reduction="none")
+        losses[_loss_name(source, set(losses))] = module
+    return losses
+
+
+def _sources(args: argparse.Namespace, configured: tuple[str, ...], family: object) -> list[str]:
+    if args.loss:
+        return list(args.loss)
+    if configured:
+        return list(configured)
+    default = getattr(family, "zoo_loss", None)
+    if default is None:
+        raise ValueError("--loss: expected a loss file or zoo name (the config has no benchmark.losses)")
+    if default not in zoo_names():
+        raise ValueError(
+            f"--loss: the family's zoo loss {default!r} is not installed; pass a loss file "
+            f"(zoo: {', '.join(zoo_names()) or 'none installed'})"
+        )
+    return [default]
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    rows = rows_from_config(config)
+    learned = load_learned(_sources(args, config.benchmark.losses, rows[0].family))
+    contenders = contenders_from_config(config, learned)
+    out: Path = args.out or Path("reports") / config.name
+    print(
+        f"metaloss benchmark: {len(contenders)} losses x {len(rows)} rows, {config.evaluation.test_tasks} "
+        f"test tasks x {config.evaluation.seeds} seed(s), writing to {out}",
+        file=sys.stderr,
+    )
+    bar = tqdm(total=plan_size(rows, contenders), desc="benchmark", unit="run", file=sys.stderr,
+               dynamic_ncols=True, mininterval=1.0, disable=None if sys.stderr.isatty() else False)
+
+    def progress(message: str) -> None:
+        bar.set_postfix_str(message, refresh=False)
+        bar.update(1)
+
+    try:
+        result = run_benchmark(rows, contenders, progress)
+    finally:
+        bar.close()
+    result.extra["losses"] = {name: source for name, source in zip(learned, args.loss or [])}
+    paths = write_report(result, out, to_dict(config))
+    print((out / "results.md").read_text())
+    print("outputs:\n" + "\n".join(f"  {p}" for p in paths))
+    print(f"  {out}/events.out.tfevents.*  (view: tensorboard --logdir {out})")
+    return 0

@@ -1,0 +1,344 @@
+"""The benchmark harness: every loss trains fresh learners on the same fixed held-out tasks, with
+the same budget, after the same selection on meta-train tasks.
+
+A benchmark is a set of *contenders* (learned losses, hand-designed baselines, an oracle) run on
+a set of *rows* (conditions such as an outlier fraction, or a transfer task family). For each
+row and contender:
+
+1. **Selection** on meta-train tasks, scored on their ``outer_valid`` split: the learner's
+   learning rate from ``evaluation.lr_grid`` for *every* contender, learned ones included,
+   jointly with the contender's own parameter when it has several values (e.g. Huber's delta).
+   Selection never reads a test split and never sees a meta-test task.
+2. **Meta-test** on ``evaluation.test_tasks`` fixed meta-test tasks times ``evaluation.seeds``
+   learner initialisations (identical for every contender), recording the task metric on the
+   test split after every inner step.
+
+Scores are per task (averaged over seeds): means with 95% CIs over tasks, win rates and paired
+t-tests over tasks, and the fraction of the best-baseline-to-oracle gap a learned loss closes.
+Families plug in through the task-family interface only; classification, multi-task or RL
+families reuse the harness unchanged (the metric is the family's ``objective``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from metaloss.config import BenchmarkRow, ConfigError, RunConfig, apply_overrides, parse, to_dict
+from metaloss.evaluation.diagnostics import count_diagnoses
+from metaloss.evaluation.meta_test import EvalSet, eval_set, run_loss, select_lr
+from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
+from metaloss.losses import BASELINES, baseline
+from metaloss.tasks import Split, Task, TaskFamily, make_family
+
+__all__ = [
+    "BenchmarkResult",
+    "Comparison",
+    "Contender",
+    "Entry",
+    "Row",
+    "clean_only",
+    "compare",
+    "contenders_from_config",
+    "plan_size",
+    "rows_from_config",
+    "run_benchmark",
+    "select",
+    "weighted_mse",
+]
+
+PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+Progress = Callable[[str], None]
+Role = Literal["learned", "baseline", "oracle"]
+_INIT_SEED_STRIDE = 7919
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A loss entered in the benchmark.
+
+    Args:
+        name: how reports call it.
+        role: ``"learned"`` (compared with every baseline), ``"baseline"`` or ``"oracle"``.
+        make: ``make(**params) -> per-sample loss``.
+        param: the name of the parameter passed to ``make`` (empty: none).
+        values: the parameter's values; several are selected on meta-train tasks.
+        view: how this contender sees a task (the oracle's clean-only view); ``None``: as is.
+    """
+
+    name: str
+    role: Role
+    make: Callable[..., PerSampleLoss]
+    param: str = ""
+    values: tuple[float, ...] = ()
+    view: Callable[[Task], Task] | None = None
+
+    def loss(self, value: float | None) -> PerSampleLoss:
+        """The per-sample loss with its parameter set to ``value`` (``None``: no parameter)."""
+        return self.make() if value is None else self.make(**{self.param: value})
+
+
+@dataclass(frozen=True)
+class Row:
+    """A benchmark condition: a name, its task family and the run config it is evaluated with."""
+
+    name: str
+    family: TaskFamily
+    config: RunConfig
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The selected learning rate and parameter value, with every candidate's score
+    (mean final ``outer_valid`` metric on meta-train tasks; keys like ``"delta=0.3 lr=0.01"``)."""
+
+    lr: float
+    value: float | None
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One contender on one row.
+
+    Attributes:
+        per_task: the final test metric of each meta-test task, averaged over seeds (``[tasks]``).
+        curve: the mean test metric after each inner step ``0..K`` (``[K+1]``).
+        diagnoses: how many runs' curves were diagnosed as each of
+            :data:`metaloss.evaluation.diagnostics.DIAGNOSES`.
+        diverged: runs whose inner gradients became NaN/Inf.
+    """
+
+    row: str
+    name: str
+    role: Role
+    selection: Selection
+    param: str
+    per_task: Tensor
+    curve: Tensor
+    diagnoses: dict[str, int]
+    diverged: int
+
+    @property
+    def score(self) -> MeanCI:
+        """Mean final test metric over tasks, with its 95% CI."""
+        return mean_ci(self.per_task)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A learned loss against one baseline on one row, paired by task."""
+
+    row: str
+    learned: str
+    baseline: str
+    difference: float
+    win_rate: float
+    p_value: float
+    separated: bool
+
+
+@dataclass
+class BenchmarkResult:
+    """Every entry of a benchmark, with what it was run with."""
+
+    entries: list[Entry]
+    rows: list[str]
+    metric: str
+    test_tasks: int
+    seeds: int
+    inner_steps: dict[str, int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def entry(self, row: str, name: str) -> Entry:
+        for e in self.entries:
+            if e.row == row and e.name == name:
+                return e
+        raise KeyError(f"no entry {name!r} in row {row!r}")
+
+    def row_entries(self, row: str) -> list[Entry]:
+        return [e for e in self.entries if e.row == row]
+
+    def gap_closed(self, row: str, learned: str) -> tuple[str, float] | None:
+        """``(best baseline, fraction)`` of the best-baseline-to-oracle gap closed by ``learned``
+        on ``row`` (1: as good as the oracle, 0: as the best baseline); ``None`` without an oracle."""
+        entries = self.row_entries(row)
+        baselines = [e for e in entries if e.role == "baseline"]
+        oracles = [e for e in entries if e.role == "oracle"]
+        if not baselines or not oracles:
+            return None
+        best = min(baselines, key=lambda e: e.score.mean)
+        gap = best.score.mean - oracles[0].score.mean
+        value = (best.score.mean - self.entry(row, learned).score.mean) / gap if gap > 0 else float("nan")
+        return best.name, value
+
+
+# ------------------------------------------------------------------------------------------------
+# Building contenders and rows from a config.
+
+
+def clean_only(tasks: Task) -> Task:
+    """The oracle's view of tasks: each training target carries, as a second column, the weight
+    ``clean * n / n_clean``, so :func:`weighted_mse` is MSE over the clean samples only."""
+    train = tasks.train
+    if "clean" not in train.extras:
+        raise ValueError("benchmark.oracle: the task family gives no train.extras['clean'] mask; set oracle: false")
+    mask = train.extras["clean"].to(train.y.dtype)
+    weight = mask * mask.shape[-2] / mask.sum(-2, keepdim=True).clamp_min(1.0)
+    return tasks._replace(train=train._replace(y=torch.cat([train.y, weight], -1)))
+
+
+def weighted_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Squared error of ``pred`` against ``target[..., :1]``, weighted by ``target[..., 1:]``."""
+    return (pred - target[..., :1]) ** 2 * target[..., 1:]
+
+
+def contenders_from_config(config: RunConfig, learned: dict[str, PerSampleLoss]) -> list[Contender]:
+    """The learned losses given, then the config's baselines, then the oracle (if enabled)."""
+    contenders = [Contender(name, "learned", _constant(fn)) for name, fn in learned.items()]
+    for i, spec in enumerate(config.benchmark.baselines):
+        if spec.name not in BASELINES:
+            known = ", ".join(sorted(BASELINES))
+            raise ConfigError(f"benchmark.baselines[{i}].name: expected one of {known}, got {spec.name!r}")
+        if bool(spec.param) != bool(spec.values):
+            raise ConfigError(f"benchmark.baselines[{i}]: expected both param and values, or neither")
+        contenders.append(Contender(spec.name, "baseline", _named_baseline(spec.name), spec.param, spec.values))
+    if config.benchmark.oracle:
+        contenders.append(Contender("oracle (mse on clean)", "oracle", _constant(weighted_mse), view=clean_only))
+    names = [c.name for c in contenders]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"--loss: expected distinct loss names, got {', '.join(duplicates)} twice")
+    return contenders
+
+
+def _constant(fn: PerSampleLoss) -> Callable[..., PerSampleLoss]:
+    return lambda: fn
+
+
+def _named_baseline(name: str) -> Callable[..., PerSampleLoss]:
+    return lambda **params: baseline(name, **params)
+
+
+def rows_from_config(config: RunConfig) -> list[Row]:
+    """The rows of ``benchmark.rows`` (default: one row, the configured task)."""
+    specs = config.benchmark.rows or (BenchmarkRow("default", ()),)
+    return [_row(config, i, spec) for i, spec in enumerate(specs)]
+
+
+def _row(config: RunConfig, index: int, spec: BenchmarkRow) -> Row:
+    data = to_dict(config)
+    keys = [item.partition("=")[0].strip() for item in spec.task]
+    if "family" in keys:
+        data["task"] = {}
+    try:
+        row_config = parse(apply_overrides(data, [f"task.{item}" for item in spec.task]))
+        family = make_family(row_config.task)
+    except (ConfigError, ValueError) as error:
+        raise ConfigError(f"benchmark.rows[{index}] ({spec.name}): {error}") from None
+    return Row(spec.name, family, row_config)
+
+
+# ------------------------------------------------------------------------------------------------
+# Running.
+
+
+def _view(data: EvalSet, view: Callable[[Task], Task] | None) -> EvalSet:
+    return data if view is None else replace(data, tasks=view(data.tasks))
+
+
+def select(
+    contender: Contender, row: Row, data: EvalSet, progress: Progress | None = None
+) -> Selection:
+    """Select ``contender``'s learning rate (and parameter value) on ``data``, which must hold
+    meta-train or meta-validation tasks; only their ``outer_valid`` split is scored."""
+    if data.split is Split.META_TEST:
+        raise ValueError("select: expected meta-train or meta-validation tasks, got meta-test tasks")
+    grid = row.config.evaluation.lr_grid
+    values: Sequence[float | None] = contender.values or (None,)
+    if len(values) == 1 and len(grid) == 1:
+        return Selection(grid[0], values[0], {})
+    data = _view(data, contender.view)
+    best: tuple[float, float, float | None] = (float("inf"), grid[0], values[0])
+    scores: dict[str, float] = {}
+    for value in values:
+        lr, lr_scores = select_lr(contender.loss(value), row.family, row.config, grid, data)
+        prefix = "" if value is None else f"{contender.param}={value:g} "
+        scores.update({f"{prefix}lr={rate:g}": s for rate, s in lr_scores.items()})
+        if lr_scores[lr] < best[0]:
+            best = (lr_scores[lr], lr, value)
+        if progress:
+            progress(f"{row.name}: select {contender.name}")
+    return Selection(best[1], best[2], scores)
+
+
+def _init_seed(split: Split, seed: int) -> int:
+    return (2_000_033 if split is Split.META_TEST else 3_000_017) + _INIT_SEED_STRIDE * seed
+
+
+def run_row(row: Row, contenders: Sequence[Contender], progress: Progress | None = None) -> list[Entry]:
+    """Select and meta-test every contender on one row."""
+    ev, seed = row.config.evaluation, row.config.seed
+    grid_set = eval_set(row.family, row.config, Split.META_TRAIN, ev.grid_tasks, 1, _init_seed(Split.META_TRAIN, seed))
+    test_set = eval_set(row.family, row.config, Split.META_TEST, ev.test_tasks, ev.seeds, _init_seed(Split.META_TEST, seed))
+    selections = [select(c, row, grid_set, progress) for c in contenders]
+    entries = []
+    for contender, chosen in zip(contenders, selections):
+        data = _view(test_set, contender.view)
+        run = run_loss(contender.name, contender.loss(chosen.value), row.family, row.config, data, chosen.lr)
+        per_task = run.final.reshape(ev.seeds, ev.test_tasks).mean(0)
+        entries.append(
+            Entry(
+                row.name, contender.name, contender.role, chosen, contender.param, per_task,
+                run.curves.mean(0), count_diagnoses(run.curves, run.diverged), int(run.diverged.sum()),
+            )
+        )
+        if progress:
+            progress(f"{row.name}: test {contender.name}")
+    return entries
+
+
+def plan_size(rows: Sequence[Row], contenders: Sequence[Contender]) -> int:
+    """How many progress steps :func:`run_benchmark` reports (one per selection value and test)."""
+    per_row = 0
+    for c in contenders:
+        values = len(c.values) or 1
+        per_row += 1 + (values if values > 1 or len(rows[0].config.evaluation.lr_grid) > 1 else 0)
+    return per_row * len(rows)
+
+
+def run_benchmark(
+    rows: Sequence[Row], contenders: Sequence[Contender], progress: Progress | None = None
+) -> BenchmarkResult:
+    """Run every contender on every row (see the module docstring); deterministic for a config."""
+    entries: list[Entry] = []
+    for row in rows:
+        entries += run_row(row, contenders, progress)
+    first = rows[0].config
+    metric = "test MSE" if rows[0].family.kind == "regression" else "test objective"
+    return BenchmarkResult(
+        entries, [r.name for r in rows], metric, first.evaluation.test_tasks, first.evaluation.seeds,
+        {r.name: r.config.inner.steps for r in rows},
+    )
+
+
+def compare(result: BenchmarkResult) -> list[Comparison]:
+    """Every learned loss against every baseline on every row, paired by task."""
+    out = []
+    for row in result.rows:
+        entries = result.row_entries(row)
+        for learned in (e for e in entries if e.role == "learned"):
+            for base in (e for e in entries if e.role == "baseline"):
+                a, b = learned.per_task.double(), base.per_task.double()
+                _, p = paired_t_test(a, b)
+                out.append(
+                    Comparison(
+                        row, learned.name, base.name, float((a - b).mean()), float((a < b).double().mean()),
+                        p, not learned.score.overlaps(base.score),
+                    )
+                )
+    return out

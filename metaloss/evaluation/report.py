@@ -1,0 +1,218 @@
+"""Benchmark reports: ``results.json``, ``results.csv``, ``results.md``, a learning-curve PNG and
+TensorBoard scalars, all from one :class:`~metaloss.evaluation.benchmark.BenchmarkResult`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from metaloss.evaluation.benchmark import BenchmarkResult, Comparison, Entry, compare
+from metaloss.evaluation.diagnostics import DIAGNOSES
+
+__all__ = ["markdown", "to_json", "write_csv", "write_curves_png", "write_report", "write_tensorboard"]
+
+
+def _number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _finite(data: Any) -> Any:
+    """``data`` with every non-finite float replaced by ``None`` (strict JSON)."""
+    if isinstance(data, float):
+        return _number(data)
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
+def _entry_dict(e: Entry) -> dict[str, Any]:
+    score = e.score
+    return {
+        "row": e.row,
+        "loss": e.name,
+        "role": e.role,
+        "lr": e.selection.lr,
+        "param": {e.param: e.selection.value} if e.param else {},
+        "mean": score.mean,
+        "ci95": _number(score.half_width),
+        "tasks": score.n,
+        "diverged": e.diverged,
+        "diagnoses": e.diagnoses,
+        "curve": [float(v) for v in e.curve],
+        "per_task": [float(v) for v in e.per_task],
+        "selection_scores_outer_valid": e.selection.scores,
+    }
+
+
+def to_json(result: BenchmarkResult, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything in the report as plain JSON-ready data."""
+    gaps = {}
+    for row in result.rows:
+        for e in result.row_entries(row):
+            if e.role == "learned" and (gap := result.gap_closed(row, e.name)) is not None:
+                gaps.setdefault(row, {})[e.name] = {"best_baseline": gap[0], "fraction": _number(gap[1])}
+    return {
+        "metric": result.metric,
+        "test_tasks": result.test_tasks,
+        "seeds": result.seeds,
+        "inner_steps": result.inner_steps,
+        "rows": result.rows,
+        "entries": [_entry_dict(e) for e in result.entries],
+        "comparisons": [{**vars(c), "p_value": _number(c.p_value)} for c in compare(result)],
+        "gap_closed": gaps,
+        "config": config or {},
+        **result.extra,
+    }
+
+
+def write_csv(result: BenchmarkResult, path: Path) -> None:
+    """One line per row and loss: selection, mean, CI, diagnoses."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "loss", "role", "lr", "param", "value", "mean", "ci95", "tasks", "diverged", *DIAGNOSES])
+        for e in result.entries:
+            s = e.score
+            value = "" if e.selection.value is None else e.selection.value
+            writer.writerow([e.row, e.name, e.role, e.selection.lr, e.param, value, s.mean, s.half_width, s.n,
+                             e.diverged, *(e.diagnoses[d] for d in DIAGNOSES)])
+
+
+def _p(p: float) -> str:
+    return "n/a" if not math.isfinite(p) else f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def markdown(result: BenchmarkResult) -> str:
+    """The report as Markdown tables (scores, comparisons, selections, curve diagnoses)."""
+    names = list(dict.fromkeys(e.name for e in result.entries))
+    lines = [
+        f"## {result.metric} after training (mean ± 95% CI over {result.test_tasks} held-out tasks"
+        f" × {result.seeds} seed(s), averaged per task)",
+        "",
+        "| loss | " + " | ".join(result.rows) + " |",
+        "|---|" + "---|" * len(result.rows),
+    ]
+    for name in names:
+        cells = []
+        for row in result.rows:
+            entries = result.row_entries(row)
+            e = result.entry(row, name)
+            best = min((x for x in entries if x.role != "oracle"), key=lambda x: x.score.mean)
+            text = str(e.score)
+            cells.append(f"**{text}**" if e is best else text)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Bold: lowest mean among non-oracle losses in the column.", ""]
+    lines += _comparison_table(result, compare(result))
+    lines += _selection_table(result, names)
+    lines += _diagnosis_table(result, names)
+    return "\n".join(lines) + "\n"
+
+
+def _comparison_table(result: BenchmarkResult, comparisons: list[Comparison]) -> list[str]:
+    if not comparisons:
+        return []
+    lines = [
+        "## Learned vs baselines (paired over tasks)",
+        "",
+        "| row | learned | vs | mean difference | win rate | p (paired t) | 95% CIs separate |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        lines.append(
+            f"| {c.row} | {c.learned} | {c.baseline} | {c.difference:+.4g} | {c.win_rate:.0%} | {_p(c.p_value)} | "
+            f"{'yes' if c.separated else 'no'} |"
+        )
+    gaps = []
+    for row in result.rows:
+        for e in result.row_entries(row):
+            if e.role == "learned" and (gap := result.gap_closed(row, e.name)) is not None:
+                gaps.append(f"| {row} | {e.name} | {gap[0]} | {gap[1]:.0%} |")
+    if gaps:
+        lines += ["", "Gap closed = (best baseline − learned) / (best baseline − oracle).", "",
+                  "| row | learned | best baseline | gap closed |", "|---|---|---|---|", *gaps]
+    return [*lines, ""]
+
+
+def _selection_table(result: BenchmarkResult, names: list[str]) -> list[str]:
+    lines = [
+        "## Selected on meta-train tasks (outer_valid split; never a test split)",
+        "",
+        "| loss | " + " | ".join(result.rows) + " |",
+        "|---|" + "---|" * len(result.rows),
+    ]
+    for name in names:
+        cells = []
+        for row in result.rows:
+            e = result.entry(row, name)
+            param = f"{e.param}={e.selection.value:g}, " if e.param and e.selection.value is not None else ""
+            cells.append(f"{param}lr={e.selection.lr:g}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _diagnosis_table(result: BenchmarkResult, names: list[str]) -> list[str]:
+    lines = [
+        f"## Training-curve diagnoses (runs, all rows; judged on the {result.metric})",
+        "",
+        "| loss | " + " | ".join(DIAGNOSES) + " |",
+        "|---|" + "---|" * len(DIAGNOSES),
+    ]
+    for name in names:
+        counts = {d: sum(e.diagnoses[d] for e in result.entries if e.name == name) for d in DIAGNOSES}
+        lines.append(f"| {name} | " + " | ".join(str(counts[d]) for d in DIAGNOSES) + " |")
+    return [*lines, ""]
+
+
+def write_curves_png(result: BenchmarkResult, path: Path) -> None:
+    """Mean test metric against the inner step, one panel per row, one line per loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = len(result.rows)
+    fig, axes = plt.subplots(1, count, figsize=(4 * count, 3.4), squeeze=False)
+    for ax, row in zip(axes[0], result.rows):
+        for e in result.row_entries(row):
+            style = "--" if e.role == "oracle" else "-"
+            ax.plot(range(len(e.curve)), e.curve.numpy(), style, label=e.name, linewidth=1.5)
+        ax.set_yscale("log")
+        ax.set_title(row)
+        ax.set_xlabel("inner step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"mean {result.metric}")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_tensorboard(result: BenchmarkResult, log_dir: Path, table: str) -> None:
+    """Mean curves as ``benchmark/<row>/<loss>`` scalars over inner steps, and the table as text."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    try:
+        for e in result.entries:
+            for step, value in enumerate(e.curve.tolist()):
+                writer.add_scalar(f"benchmark/{e.row}/{e.name}", value, step)
+        writer.add_text("benchmark/results", table)
+    finally:
+        writer.close()
+
+
+def write_report(result: BenchmarkResult, out: Path, config: dict[str, Any] | None = None) -> list[Path]:
+    """Write every report file into ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(result)
+    paths = [out / "results.json", out / "results.csv", out / "results.md", out / "learning_curves.png"]
+    paths[0].write_text(json.dumps(_finite(to_json(result, config)), indent=2, allow_nan=False))
+    write_csv(result, paths[1])
+    paths[2].write_text(table)
+    write_curves_png(result, paths[3])
+    write_tensorboard(result, out, table)
+    return paths

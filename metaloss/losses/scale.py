@@ -1,0 +1,44 @@
+"""Batch-level regression features: the residual scale of the batch, as robust M-estimators use it.
+
+A robust loss must tell an outlier from an ordinary error, and "large" only means something
+relative to the typical residual of the data at hand. These features give a learned loss that
+scale: the median absolute residual of the batch (all elements of the ``pred`` tensor it is
+called with; one task under ``vmap``), detached, so that the loss is an M-estimator with a fixed
+scale at each step, as in iteratively re-weighted least squares.
+
+Importing this module registers two regression features (see
+:data:`metaloss.losses.features.FEATURES`):
+
+- ``residual_scale``: the median of ``|pred - target|`` over the batch, broadcast to every sample;
+- ``scaled_residual``: ``(pred - target) / (residual_scale + 1e-6)``.
+
+References:
+    Huber, "Robust Statistics", Wiley, 1981 (M-estimators with a scale estimate).
+    Hampel, "The Influence Curve and its Role in Robust Estimation", JASA, 1974 (median
+    absolute deviation as a robust scale).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from metaloss.losses.features import register_feature
+
+__all__ = ["residual_scale", "scaled_residual"]
+
+_TINY = 1e-6
+
+
+def residual_scale(pred: Tensor, target: Tensor) -> Tensor:
+    """The median absolute residual of the whole batch (detached), broadcast to ``pred``'s shape."""
+    scale = (pred - target).detach().abs().flatten().median()
+    return scale.expand(pred.shape)
+
+
+def scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
+    """The residual divided by the batch's median absolute residual (plus 1e-6)."""
+    return (pred - target) / (residual_scale(pred, target) + _TINY)
+
+
+register_feature("regression", "residual_scale", residual_scale)
+register_feature("regression", "scaled_residual", scaled_residual)
