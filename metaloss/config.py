@@ -109,13 +109,18 @@ class LossConfig:
     )
     hidden: tuple[int, ...] = setting((32, 32), "hidden layer widths of the loss network", ge=1)
     activation: Literal["relu", "tanh", "softplus", "elu"] = setting("elu", "hidden activation")
-    output: Literal["identity", "softplus", "square", "abs"] = setting(
+    output: Literal["identity", "softplus", "square", "abs", "sigmoid"] = setting(
         "softplus", "transform applied to the network's output"
     )
     zero_at_target: bool = setting(
         True, "subtract the loss at a perfect prediction, so that loss(target, target) == 0"
     )
     init_scale: float = setting(1.0, "scale of the loss network's initial weights", gt=0)
+    form: Literal["loss", "weight"] = setting(
+        "loss",
+        "classification: the output is the per-sample loss ('loss') or a per-sample weight "
+        "multiplying cross-entropy ('weight', as in Meta-Weight-Net)",
+    )
 
 
 @dataclass(frozen=True)

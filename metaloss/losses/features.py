@@ -1,7 +1,9 @@
 """Named per-sample input features of a learned loss.
 
 Regression features are elementwise functions of the prediction and the target. Classification
-features (added by the classification family) map logits ``[N, C]`` and labels ``[N]`` to ``[N]``.
+features (registered by :mod:`metaloss.losses.classification`) map logits ``[N, C]`` and labels
+``[N]`` to ``[N]`` (a scalar per sample) or to ``[N, width]`` (a vector per sample, e.g. the
+sorted probability vector, whose width may depend on the number of classes).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["FEATURES", "Feature", "compute_features", "register_feature"]
+__all__ = ["FEATURES", "WIDTHS", "Feature", "compute_features", "feature_width", "register_feature"]
 
 Feature = Callable[[Tensor, Tensor], Tensor]
+Width = int | Callable[[int], int]
 
 FEATURES: dict[str, dict[str, Feature]] = {
     "regression": {
@@ -27,10 +30,35 @@ FEATURES: dict[str, dict[str, Feature]] = {
     "classification": {},
 }
 
+WIDTHS: dict[str, dict[str, Width]] = {}
+"""Per-sample widths of vector features (absent: a scalar feature, width 1); a callable gets
+the number of classes."""
 
-def register_feature(kind: str, name: str, feature: Feature) -> None:
-    """Add a named feature for losses of ``kind`` (``"regression"`` or ``"classification"``)."""
+
+def register_feature(kind: str, name: str, feature: Feature, width: Width = 1) -> None:
+    """Add a named feature for losses of ``kind`` (``"regression"`` or ``"classification"``).
+
+    ``width``: values per sample; an ``int`` or a function of the number of classes for vector
+    features such as a sorted probability vector (``lambda classes: classes``).
+    """
     FEATURES.setdefault(kind, {})[name] = feature
+    if width != 1:
+        WIDTHS.setdefault(kind, {})[name] = width
+    else:
+        WIDTHS.get(kind, {}).pop(name, None)
+
+
+def feature_width(kind: str, names: tuple[str, ...], num_classes: int | None = None) -> int:
+    """Total input width of the named features (vector features count their width)."""
+    total = 0
+    for name in names:
+        width = WIDTHS.get(kind, {}).get(name, 1)
+        if callable(width):
+            if num_classes is None:
+                raise ValueError(f"loss.features: {name!r} needs the number of classes (num_classes)")
+            width = width(num_classes)
+        total += width
+    return total
 
 
 def check_features(kind: str, names: tuple[str, ...]) -> None:
@@ -48,6 +76,14 @@ def check_features(kind: str, names: tuple[str, ...]) -> None:
 
 
 def compute_features(kind: str, names: tuple[str, ...], pred: Tensor, target: Tensor) -> Tensor:
-    """Stack the named features on a new last dimension: ``[..., len(names)]``."""
+    """Stack the named features on a new last dimension: ``[..., len(names)]``.
+
+    When some features are vectors (see :data:`WIDTHS`), scalar features get a last dimension of
+    size 1 and all are concatenated: ``[..., feature_width(kind, names, classes)]``.
+    """
     table = FEATURES[kind]
-    return torch.stack([table[n](pred, target) for n in names], dim=-1)
+    values = [table[n](pred, target) for n in names]
+    if not any(n in WIDTHS.get(kind, {}) for n in names):
+        return torch.stack(values, dim=-1)
+    vectors = WIDTHS.get(kind, {})
+    return torch.cat([v if n in vectors else v.unsqueeze(-1) for n, v in zip(names, values, strict=True)], dim=-1)

@@ -3,6 +3,8 @@
 References:
     Bechtle et al., "Meta Learning via Learned Loss" (ML3), ICPR 2020.
     Houthooft et al., "Evolved Policy Gradients", NeurIPS 2018.
+    Shu et al., "Meta-Weight-Net: Learning an Explicit Mapping for Sample Weighting", NeurIPS 2019
+    (the ``form="weight"`` variant for classification).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from torch import Tensor, nn
 
 from metaloss.config import LossConfig
 from metaloss.learners import MLP
-from metaloss.losses.features import check_features, compute_features
+from metaloss.losses.features import check_features, compute_features, feature_width
 
-__all__ = ["OUTPUTS", "LearnedLoss", "reduce"]
+__all__ = ["FORMS", "OUTPUTS", "LearnedLoss", "cross_entropy", "reduce"]
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -26,7 +28,18 @@ OUTPUTS = {
     "softplus": F.softplus,
     "square": lambda h: h * h,
     "abs": torch.abs,
+    "sigmoid": torch.sigmoid,
 }
+
+FORMS = ("loss", "weight")
+"""``loss``: the network's output is the per-sample loss. ``weight`` (classification only): the
+output is a per-sample weight multiplying cross-entropy, as in Meta-Weight-Net."""
+
+
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Per-sample cross-entropy of logits ``[..., C]`` and integer labels ``[...]`` (vmap-safe)."""
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return -log_probs.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
 
 
 def reduce(values: Tensor, reduction: str) -> Tensor:
@@ -49,6 +62,13 @@ class LearnedLoss(nn.Module):
     through ``output`` (e.g. softplus) and, with ``zero_at_target``, the loss of a perfect
     prediction is subtracted, so ``loss(t, t) == 0`` for every target ``t``.
 
+    For classification ``pred`` holds logits ``[..., N, C]`` and ``target`` integer labels
+    ``[..., N]``; ``reduction="none"`` returns ``[..., N]``. Features may be vectors (e.g. the
+    sorted probability vector), whose width depends on ``num_classes``. ``zero_at_target`` is
+    ignored (a "perfect" logit vector does not exist). With ``form="weight"`` the loss is
+    ``w(features) * CE`` where the features are detached, so the network acts as a per-sample
+    weight, as in Meta-Weight-Net (Shu et al., 2019); pair it with ``output="sigmoid"``.
+
     Args:
         features: feature names from :data:`metaloss.losses.features.FEATURES` for ``kind``.
         hidden: hidden layer widths.
@@ -57,6 +77,8 @@ class LearnedLoss(nn.Module):
         zero_at_target: subtract the loss at a perfect prediction.
         kind: ``"regression"`` or ``"classification"``.
         reduction: default reduction, ``"mean"``, ``"sum"`` or ``"none"``.
+        num_classes: number of classes (classification with vector features only).
+        form: ``"loss"`` (the output is the loss) or ``"weight"`` (the output weights CE).
 
     References:
         Bechtle et al., "Meta Learning via Learned Loss", ICPR 2020.
@@ -76,11 +98,17 @@ class LearnedLoss(nn.Module):
         zero_at_target: bool = True,
         kind: str = "regression",
         reduction: Reduction = "mean",
+        num_classes: int | None = None,
+        form: str = "loss",
     ) -> None:
         super().__init__()
         check_features(kind, tuple(features))
         if output not in OUTPUTS:
             raise ValueError(f"output: expected one of {', '.join(OUTPUTS)}, got {output!r}")
+        if form not in FORMS:
+            raise ValueError(f"form: expected one of {', '.join(FORMS)}, got {form!r}")
+        if form == "weight" and kind != "classification":
+            raise ValueError(f"form: 'weight' (weight x cross-entropy) needs kind 'classification', got {kind!r}")
         reduce(torch.zeros(()), reduction)  # validates the name
         self.features = tuple(features)
         self.hidden = tuple(hidden)
@@ -89,12 +117,26 @@ class LearnedLoss(nn.Module):
         self.zero_at_target = zero_at_target
         self.kind = kind
         self.reduction: Reduction = reduction
-        self.net = MLP(len(self.features), self.hidden, 1, activation)
+        self.num_classes = num_classes
+        self.form = form
+        self.net = MLP(feature_width(kind, self.features, num_classes), self.hidden, 1, activation)
 
     @classmethod
-    def from_config(cls, config: LossConfig, kind: str = "regression", generator: torch.Generator | None = None) -> LearnedLoss:
-        """Build the loss of a run config, initialised from ``generator`` (scaled by ``init_scale``)."""
-        loss = cls(config.features, config.hidden, config.activation, config.output, config.zero_at_target, kind)
+    def from_config(
+        cls,
+        config: LossConfig,
+        kind: str = "regression",
+        generator: torch.Generator | None = None,
+        num_classes: int | None = None,
+    ) -> LearnedLoss:
+        """Build the loss of a run config, initialised from ``generator`` (scaled by ``init_scale``).
+
+        ``num_classes`` is used by classification losses only (ignored for regression)."""
+        classes = num_classes if kind == "classification" else None
+        loss = cls(
+            config.features, config.hidden, config.activation, config.output, config.zero_at_target, kind,
+            num_classes=classes, form=config.form,
+        )
         if generator is not None:
             with torch.no_grad():
                 for p in loss.parameters():
@@ -112,17 +154,31 @@ class LearnedLoss(nn.Module):
             "output": self.output,
             "zero_at_target": self.zero_at_target,
             "kind": self.kind,
+            **({"num_classes": self.num_classes} if self.num_classes is not None else {}),
+            **({"form": self.form} if self.form != "loss" else {}),
         }
 
     def _raw(self, pred: Tensor, target: Tensor) -> Tensor:
         features = compute_features(self.kind, self.features, pred, target)
+        if self.form == "weight":
+            features = features.detach()
         return OUTPUTS[self.output](self.net(features).squeeze(-1))
 
     def per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
         """The unreduced loss: one value per sample (per element for regression)."""
         if self.kind == "regression" and pred.shape != target.shape:
             raise ValueError(f"target: expected shape {tuple(pred.shape)} like pred, got {tuple(target.shape)}")
+        if self.kind == "classification":
+            if pred.shape[:-1] != target.shape:
+                raise ValueError(
+                    f"target: expected integer labels of shape {tuple(pred.shape[:-1])} for logits "
+                    f"{tuple(pred.shape)}, got {tuple(target.shape)}"
+                )
+            if self.num_classes is not None and pred.shape[-1] != self.num_classes:
+                raise ValueError(f"pred: expected {self.num_classes} classes (logits [..., {self.num_classes}]), got {pred.shape[-1]}")
         values = self._raw(pred, target)
+        if self.form == "weight":
+            return values * cross_entropy(pred, target)
         if self.zero_at_target and self.kind == "regression":
             values = values - self._raw(target, target)
         return values
@@ -132,4 +188,5 @@ class LearnedLoss(nn.Module):
         return reduce(self.per_sample(pred, target), reduction or self.reduction)
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind}, features={self.features}, output={self.output}, reduction={self.reduction}"
+        form = f", form={self.form}" if self.form != "loss" else ""
+        return f"kind={self.kind}, features={self.features}, output={self.output}{form}, reduction={self.reduction}"

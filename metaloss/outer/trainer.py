@@ -128,7 +128,9 @@ class MetaTrainer:
         self.learner = make_learner(config.learner, self.family.in_features, self.family.out_features).to(self.dtype)
         self.backend = make_backend(self.learner, config.inner, self.family.objective)
         self.estimator = make_estimator(config.outer)
-        self.loss = LearnedLoss.from_config(config.loss, self.family.kind, self.generator).to(self.dtype)
+        self.loss = LearnedLoss.from_config(
+            config.loss, self.family.kind, self.generator, num_classes=self.family.out_features
+        ).to(self.dtype)
         self.optimizer = torch.optim.Adam(self.loss.parameters(), lr=config.outer.lr)
         self.step = 0
         self.skipped = 0

@@ -36,5 +36,6 @@ def make_family(config: TaskConfig) -> TaskFamily:
     return FAMILIES[config.family](config)
 
 
+from metaloss.tasks import classification as _classification, learn2learn_adapter as _l2l  # noqa: E402, F401  (digits, gaussian_mixture, learn2learn)
 from metaloss.tasks import outliers as _outliers  # noqa: E402, F401  (registers the family)
 from metaloss.tasks import tabular as _tabular  # noqa: E402, F401  (registers diabetes)
