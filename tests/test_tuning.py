@@ -249,10 +249,10 @@ def _two_workers(
     for w, (_, err) in zip(workers, outputs, strict=True):
         assert w.returncode == 0, err
     ran = sum(int(out.split("this worker ran ")[1].split()[0]) for out, _ in outputs)
-    loaded = optuna.load_study(
-        study_name=study or "tiny-mse", storage=make_storage(storage, tmp_path / "out")
-    )
-    trials_ = loaded.get_trials()
+    backend = make_storage(storage, tmp_path / "out")
+    trials_ = optuna.load_study(study_name=study or "tiny-mse", storage=backend).get_trials()
+    if hasattr(backend, "engine"):
+        backend.engine.dispose()  # close the pooled PostgreSQL connections
     real = [t for t in trials_ if not t.user_attrs.get(SURPLUS_ATTR)]
     assert ran == trials, "each trial is run by exactly one worker"
     assert [t.state.name for t in real] == ["COMPLETE"] * trials
