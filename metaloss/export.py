@@ -21,7 +21,15 @@ from torch import nn
 
 from metaloss.losses import LearnedLoss
 
-__all__ = ["ARCHITECTURES", "FORMAT_VERSION", "LossFileError", "load_loss", "read_metadata", "save_loss", "zoo_names"]
+__all__ = [
+    "ARCHITECTURES",
+    "FORMAT_VERSION",
+    "LossFileError",
+    "load_loss",
+    "read_metadata",
+    "save_loss",
+    "zoo_names",
+]
 
 FORMAT_VERSION = 1
 ARCHITECTURES: dict[str, type[nn.Module]] = {"LearnedLoss": LearnedLoss}
@@ -39,14 +47,21 @@ def _package_version() -> str:
     return __version__
 
 
-def save_loss(loss: LearnedLoss, path: str | Path, config: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+def save_loss(
+    loss: LearnedLoss,
+    path: str | Path,
+    config: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``loss`` to ``path`` (atomically) with its architecture and training config."""
     from safetensors.torch import save_file
 
     path = Path(path)
     architecture = type(loss).__name__
     if architecture not in ARCHITECTURES:
-        raise LossFileError(f"save_loss: expected one of {', '.join(ARCHITECTURES)}, got {architecture}")
+        raise LossFileError(
+            f"save_loss: expected one of {', '.join(ARCHITECTURES)}, got {architecture}"
+        )
     meta = {
         "format_version": FORMAT_VERSION,
         "architecture": architecture,
@@ -89,7 +104,9 @@ def read_metadata(source: str | Path) -> dict[str, Any]:
     with open(path, "rb") as handle:
         head = handle.read(8)
     if head.startswith(_PICKLE_MAGIC):
-        raise LossFileError(f"loss file: {path} is a pickle/torch.save file; refusing to load it (it could run code)")
+        raise LossFileError(
+            f"loss file: {path} is a pickle/torch.save file; refusing to load it (it could run code)"
+        )
     if len(head) < 8:
         raise LossFileError(f"loss file: {path} is truncated or empty (not a safetensors file)")
     header_len = int.from_bytes(head, "little")
@@ -101,10 +118,19 @@ def read_metadata(source: str | Path) -> dict[str, Any]:
         try:
             header = json.loads(handle.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise LossFileError(f"loss file: {path} has an unreadable header (not a safetensors file)") from None
-    raw = (header.get("__metadata__") or {}).get("metaloss") if isinstance(header, dict) else None
+            raise LossFileError(
+                f"loss file: {path} has an unreadable header (not a safetensors file)"
+            ) from None
+    if not isinstance(header, dict):
+        raise LossFileError(
+            f"loss file: {path} has a header that is not a JSON object (not a safetensors file)"
+        )
+    metadata = header.get("__metadata__")
+    raw = metadata.get("metaloss") if isinstance(metadata, dict) else None
     if raw is None:
-        raise LossFileError(f"loss file: {path} is a safetensors file without metaloss metadata (not a loss file)")
+        raise LossFileError(
+            f"loss file: {path} is a safetensors file without metaloss metadata (not a loss file)"
+        )
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError:
@@ -117,8 +143,10 @@ def _check_metadata(path: Path, meta: Any, header: dict[str, Any], data_size: in
     if not isinstance(meta, dict):
         raise LossFileError(f"loss file: {path} metadata: expected a JSON object")
     version = meta.get("format_version")
-    if not isinstance(version, int):
-        raise LossFileError(f"loss file: {path} metadata format_version: expected an integer, got {version!r}")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise LossFileError(
+            f"loss file: {path} metadata format_version: expected an integer >= 1, got {version!r}"
+        )
     if version > FORMAT_VERSION:
         raise LossFileError(
             f"loss file: {path} was written by a newer format (version {version}; this metaloss "
@@ -129,12 +157,41 @@ def _check_metadata(path: Path, meta: Any, header: dict[str, Any], data_size: in
             f"loss file: {path} names an unknown architecture {meta.get('architecture')!r} "
             f"(known: {', '.join(ARCHITECTURES)})"
         )
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if not isinstance(meta.get("arguments"), dict):
+        raise LossFileError(f"loss file: {path} metadata arguments: expected a JSON object")
+    ends = [
+        _data_end(path, name, entry) for name, entry in header.items() if name != "__metadata__"
+    ]
     if ends and max(ends) > data_size:
-        raise LossFileError(f"loss file: {path} is truncated (tensor data ends past the end of the file)")
+        raise LossFileError(
+            f"loss file: {path} is truncated (tensor data ends past the end of the file)"
+        )
 
 
-def load_loss(source: str | Path, reduction: str = "mean", map_location: str | torch.device = "cpu") -> nn.Module:
+def _data_end(path: Path, name: str, entry: Any) -> int:
+    """Where tensor ``name``'s bytes end, after checking its header entry is well formed."""
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    shape = entry.get("shape") if isinstance(entry, dict) else None
+    well_formed = (
+        isinstance(entry, dict)
+        and isinstance(entry.get("dtype"), str)
+        and isinstance(shape, list)
+        and all(isinstance(d, int) and d >= 0 for d in shape)
+        and isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(isinstance(o, int) and o >= 0 for o in offsets)
+        and offsets[0] <= offsets[1]
+    )
+    if not well_formed:
+        raise LossFileError(
+            f"loss file: {path} tensor {name!r}: expected dtype, shape and data_offsets in the header"
+        )
+    return int(offsets[1])  # type: ignore[index]
+
+
+def load_loss(
+    source: str | Path, reduction: str = "mean", map_location: str | torch.device = "cpu"
+) -> nn.Module:
     """Load a learned loss from a file or zoo name as a plain ``torch.nn.Module``.
 
     Example:
@@ -145,29 +202,53 @@ def load_loss(source: str | Path, reduction: str = "mean", map_location: str | t
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
     meta = read_metadata(source)
     path = _resolve(source)
     cls = ARCHITECTURES[meta["architecture"]]
-    arguments = meta.get("arguments")
-    if not isinstance(arguments, dict):
-        raise LossFileError(f"loss file: {path} metadata arguments: expected a JSON object")
+    arguments = {**meta["arguments"], "reduction": reduction}
+    with torch.device("meta"):  # shapes only: a file cannot make us allocate huge layers
+        expected = _build(path, cls, arguments).state_dict()
     try:
-        module = cls(**{**arguments, "reduction": reduction})
-    except (TypeError, ValueError) as error:
-        raise LossFileError(f"loss file: {path} has invalid architecture arguments ({error})") from None
-    try:
-        tensors = load_file(str(path), device=str(map_location))
+        tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
-        raise LossFileError(f"loss file: {path} could not be read ({str(error).splitlines()[0]})") from None
-    expected = module.state_dict()
+        raise LossFileError(
+            f"loss file: {path} could not be read ({str(error).splitlines()[0]})"
+        ) from None
+    _check_tensors(path, tensors, expected)
+    module = _build(path, cls, arguments)
+    module.load_state_dict(tensors)
+    return module.to(map_location)
+
+
+def _build(path: Path, cls: type[nn.Module], arguments: dict[str, Any]) -> nn.Module:
+    try:
+        return cls(**arguments)
+    except (TypeError, ValueError) as error:
+        raise LossFileError(
+            f"loss file: {path} has invalid architecture arguments ({error})"
+        ) from None
+
+
+def _check_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+) -> None:
+    """Names, shapes and dtypes of the stored weights must match the architecture; all finite."""
     if set(tensors) != set(expected):
         missing = sorted(set(expected) - set(tensors))
         unexpected = sorted(set(tensors) - set(expected))
-        raise LossFileError(f"loss file: {path} tensors do not match the architecture (missing {missing}, unexpected {unexpected})")
+        raise LossFileError(
+            f"loss file: {path} tensors do not match the architecture (missing {missing}, unexpected {unexpected})"
+        )
     for name, tensor in tensors.items():
         if tensor.shape != expected[name].shape:
             raise LossFileError(
                 f"loss file: {path} tensor {name}: expected shape {tuple(expected[name].shape)}, got {tuple(tensor.shape)}"
             )
-    module.load_state_dict(tensors)
-    return module.to(map_location)
+        if not tensor.is_floating_point():
+            raise LossFileError(
+                f"loss file: {path} tensor {name}: expected floating point, got {tensor.dtype}"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise LossFileError(f"loss file: {path} tensor {name}: contains NaN or Inf")

@@ -1,18 +1,47 @@
-"""TensorBoard logging of meta-training runs, grouped by tag prefix (as in CleanRL):
-``meta/`` (objectives, gradient norm, skipped steps), ``time/``, ``config`` (text) and hparams.
+"""TensorBoard logging of meta-training runs, grouped by tag prefix (as in CleanRL).
+
+Tag groups written into the run folder (``tensorboard --logdir runs`` shows them):
+
+* ``meta/`` scalars: meta-train and meta-validation objective, meta-gradient norm, skipped
+  (non-finite) steps, fraction of finite inner runs; ``time/`` seconds per step and the
+  cumulative seconds spent in this callback.
+* ``inner/`` scalars over the inner step ``k = 0..K``: the mean ``outer_valid`` objective on the
+  fixed meta-validation tasks of learners trained with the learned loss at the start
+  (``inner/start_curve``) and the end (``inner/end_curve``, best loss) of meta-training, and
+  with the meta-objective itself as the inner loss (``inner/objective_curve``; MSE for
+  regression), for reference.
+* ``shape/``: the loss-shape figure (image ``shape/figure``) and the same curves as tensors
+  (``shape/value``, ``shape/grad``, ...) every ``outer.shape_every`` meta-steps; ``best/`` the
+  same for the best loss, at the best step.
+* ``losses/`` histograms of per-sample loss values and weights (``|d loss / d pred|``) on the
+  inner-training samples of the meta-validation tasks, at the start and end of the inner loop
+  (split into clean and corrupted samples when the family marks them with ``extras["clean"]``).
+* ``config`` (text, YAML) and hparams with the final metrics (``hparam/``), in the same folder.
+
+The shape view is chosen by the loss kind (:func:`metaloss.plots.shape_view`); a kind without
+one is noted once in the text ``shape/note`` and otherwise skipped.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from torch import Tensor
+from torch.func import functional_call, vmap
 
 from metaloss.config import to_dict
+from metaloss.inner.unroll import InnerResult
 from metaloss.outer.trainer import Callback, MetaTrainer, StepRecord, TrainResult, ValidationRecord
+from metaloss.plots import SHAPE_VIEWS, figure_to_array
 
-__all__ = ["SummaryCallback", "hparams_of"]
+__all__ = ["PER_SAMPLE_KINDS", "SummaryCallback", "hparams_of"]
+
+PER_SAMPLE_KINDS = ("regression", "classification")
+"""Loss kinds whose tasks are ``(x, y)`` batches: per-sample histograms are written for these."""
 
 
 def hparams_of(config: Any) -> dict[str, Any]:
@@ -32,37 +61,154 @@ def hparams_of(config: Any) -> dict[str, Any]:
     return flat
 
 
-class SummaryCallback(Callback):
-    """Write a meta-training run's scalars, config and hparams to TensorBoard event files."""
+def _learned_loss_fn(trainer: MetaTrainer) -> Any:
+    loss = trainer.loss
+    return lambda pred, target: loss(pred, target, reduction="none")
 
-    def __init__(self, log_dir: Path) -> None:
+
+def _inner_run(trainer: MetaTrainer, loss_fn: Any) -> InnerResult:
+    """Train learners on the fixed meta-validation tasks, recording ``outer_valid`` per step."""
+    tasks, inits = trainer.validation_set()
+    with torch.no_grad():
+        return trainer.backend.run(loss_fn, inits, tasks, record="outer_valid")  # type: ignore[no-any-return]
+
+
+def _predict(trainer: MetaTrainer, params: dict[str, Tensor], x: Tensor) -> Tensor:
+    def one(p: dict[str, Tensor], xi: Tensor) -> Tensor:
+        return functional_call(trainer.learner, p, (xi,))  # type: ignore[no-any-return]
+
+    with torch.no_grad():
+        return vmap(one)(params, x)  # type: ignore[no-any-return]
+
+
+def _value_and_weight(trainer: MetaTrainer, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample learned loss and ``|d loss / d pred|`` (the sample's weight in the update)."""
+    pred = pred.flatten(0, 1).detach().requires_grad_()
+    target = target.flatten(0, 1)
+    with torch.enable_grad():
+        values = trainer.loss.per_sample(pred, target)
+        (grad,) = torch.autograd.grad(values.sum(), pred)
+    weight = grad.flatten(1).norm(dim=1) if grad.dim() > 1 else grad.abs()
+    return values.detach().flatten(), weight.flatten()
+
+
+class SummaryCallback(Callback):
+    """Write a meta-training run's scalars, loss shapes, histograms, config and hparams to
+    TensorBoard event files in ``log_dir`` (see the module docstring for the tags).
+
+    Args:
+        log_dir: the run folder.
+        shape_every: log the shape and histograms every N meta-steps (default: the config's
+            ``outer.shape_every``).
+    """
+
+    def __init__(self, log_dir: Path, shape_every: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.log_dir = Path(log_dir)
         self.writer = SummaryWriter(str(self.log_dir))
+        self.shape_every = shape_every
+        self.seconds = 0.0
+        self._noted_kind = False
+
+    # ---------------------------------------------------------------- pieces
+
+    def log_shape(self, trainer: MetaTrainer, step: int, prefix: str = "shape/") -> None:
+        """The loss-shape figure (image) and its curves (tensors) under ``prefix``."""
+        kind = trainer.loss.kind
+        view = SHAPE_VIEWS.get(kind)
+        if view is None:
+            if not self._noted_kind:
+                self.writer.add_text(
+                    "shape/note", f"no shape view registered for loss kind {kind!r}", step
+                )
+                self._noted_kind = True
+            return
+        curves = view.curves(trainer.loss)
+        for name, tensor in curves.items():
+            self.writer.add_tensor(f"{prefix}{name}", tensor.detach().float().cpu(), step)
+        image = figure_to_array(view.figure(curves))
+        self.writer.add_image(f"{prefix}figure", image, step, dataformats="HWC")
+
+    def log_inner_curve(self, tag: str, result: InnerResult) -> None:
+        """Mean ``outer_valid`` objective after each inner step, as scalars over the step."""
+        for k, value in enumerate(result.curve.mean(0).tolist()):
+            self.writer.add_scalar(tag, value, k)
+
+    def log_histograms(self, trainer: MetaTrainer, result: InnerResult, step: int) -> None:
+        """Per-sample learned-loss values and weights on the validation tasks' train split."""
+        if trainer.loss.kind not in PER_SAMPLE_KINDS:
+            return
+        tasks, inits = trainer.validation_set()
+        batch = tasks.train
+        clean = batch.extras.get("clean")
+        for moment, params in (("inner_start", inits), ("inner_end", result.params)):
+            values, weights = _value_and_weight(
+                trainer, _predict(trainer, params, batch.x), batch.y
+            )
+            self.writer.add_histogram(f"losses/value_{moment}", values, step)
+            self.writer.add_histogram(f"losses/weight_{moment}", weights, step)
+            if clean is not None and clean.numel() == weights.numel():
+                mask = clean.flatten().bool()
+                for name, part in (("clean", mask), ("corrupted", ~mask)):
+                    if bool(part.any()):
+                        self.writer.add_histogram(
+                            f"losses/weight_{moment}_{name}", weights[part], step
+                        )
+
+    def _snapshot(self, trainer: MetaTrainer, step: int) -> InnerResult:
+        result = _inner_run(trainer, _learned_loss_fn(trainer))
+        self.log_shape(trainer, step)
+        self.log_histograms(trainer, result, step)
+        return result
+
+    def _every(self, trainer: MetaTrainer) -> int:
+        return self.shape_every or trainer.config.outer.shape_every
+
+    # ---------------------------------------------------------------- hooks
 
     def on_start(self, trainer: MetaTrainer) -> None:
-        self.writer.add_text("config", "```yaml\n" + yaml.safe_dump(to_dict(trainer.config), sort_keys=False) + "```", trainer.step)
+        start = time.perf_counter()
+        config = yaml.safe_dump(to_dict(trainer.config), sort_keys=False)
+        self.writer.add_text("config", "```yaml\n" + config + "```", trainer.step)
+        if trainer.step == 0:
+            self.log_inner_curve("inner/start_curve", self._snapshot(trainer, 0))
+        self.seconds += time.perf_counter() - start
 
     def on_step(self, trainer: MetaTrainer, record: StepRecord) -> None:
+        start = time.perf_counter()
         w = self.writer
         w.add_scalar("meta/train_objective", record.meta_loss, record.step)
         w.add_scalar("meta/grad_norm", record.grad_norm, record.step)
         w.add_scalar("meta/skipped_steps", trainer.skipped, record.step)
         w.add_scalar("meta/finite_inner_fraction", record.finite_fraction, record.step)
         w.add_scalar("time/seconds_per_step", record.seconds, record.step)
+        if record.step % self._every(trainer) == 0:
+            self._snapshot(trainer, record.step)
+        self.seconds += time.perf_counter() - start
+        w.add_scalar("time/summary_seconds", self.seconds, record.step)
 
     def on_validation(self, trainer: MetaTrainer, record: ValidationRecord) -> None:
         self.writer.add_scalar("meta/valid_objective", record.value, record.step)
 
     def on_end(self, trainer: MetaTrainer, result: TrainResult) -> None:
+        start = time.perf_counter()
+        step = max(result.best_step, 0)
+        self.log_shape(trainer, step, prefix="best/shape_")
+        self.log_inner_curve("inner/end_curve", _inner_run(trainer, _learned_loss_fn(trainer)))
+        reference = _inner_run(trainer, trainer.family.objective)
+        self.log_inner_curve("inner/objective_curve", reference)
         metrics = {
             "hparam/best_valid_objective": result.best_value,
+            "hparam/objective_as_loss_valid_objective": float(reference.meta_objective.mean()),
             "hparam/best_step": float(result.best_step),
             "hparam/skipped_steps": float(result.skipped_steps),
+            "hparam/meta_steps": float(trainer.step),
         }
         self.writer.add_hparams(hparams_of(trainer.config), metrics, run_name=".")
+        self.seconds += time.perf_counter() - start
         self.writer.flush()
 
     def close(self) -> None:
+        """Flush and close the event file."""
         self.writer.close()

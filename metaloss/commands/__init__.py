@@ -2,3 +2,4 @@
 
 COMMANDS = ["metaloss.commands.train", "metaloss.commands.tune", "metaloss.commands.benchmark"]
 """Modules that define a sub-command, in the order ``metaloss --help`` lists them."""
+COMMANDS.append("metaloss.commands.inspect")

@@ -1,0 +1,229 @@
+"""Loss-shape views: the curves that show what a loss does, a figure drawn from them, and a
+short text description, dispatched on the loss kind.
+
+A *shape view* of a kind has three parts, so that TensorBoard, ``metaloss inspect`` and tests
+all read the same numbers:
+
+* ``curves(loss)`` evaluates the loss on a fixed grid and returns named tensors (stored in
+  TensorBoard as tensors, so scripts can read them back as numbers);
+* ``figure(curves)`` draws those tensors, beside the hand-designed baselines of that kind;
+* ``describe(loss)`` returns a few lines of text (growth, symmetry, value at zero residual).
+
+Regression is registered here: value and ``d loss / d pred`` against the residual for several
+targets, beside MSE, L1 and Huber (as the loss plots of Bechtle et al., "Meta Learning via
+Learned Loss", ICPR 2020). Other families add their own view with :func:`register_shape_view`
+(classification: against the labelled-class probability beside CE/GCE; RL: against the ratio
+for positive and negative advantages beside PPO's clip).
+
+Figures are plain :class:`matplotlib.figure.Figure` objects rendered with the Agg canvas; pyplot
+and its global state are never touched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from metaloss.losses.baselines import PerSampleLoss, baseline
+from metaloss.losses.shape import regression_shape
+
+__all__ = [
+    "SHAPE_VIEWS",
+    "ShapeView",
+    "describe_regression",
+    "figure_to_array",
+    "growth_exponent",
+    "register_shape_view",
+    "regression_curves",
+    "regression_figure",
+    "shape_view",
+]
+
+Curves = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class ShapeView:
+    """How losses of one kind are evaluated, drawn and described.
+
+    Attributes:
+        curves: ``loss -> named tensors`` on a fixed grid (the numbers behind the figure).
+        figure: ``curves -> Figure`` drawn from exactly those tensors.
+        describe: ``loss -> lines of text`` for ``metaloss inspect`` (``None``: no summary).
+    """
+
+    curves: Callable[[PerSampleLoss], Curves]
+    figure: Callable[[Curves], Figure]
+    describe: Callable[[PerSampleLoss], list[str]] | None = None
+
+
+SHAPE_VIEWS: dict[str, ShapeView] = {}
+
+
+def register_shape_view(kind: str, view: ShapeView) -> None:
+    """Make ``view`` the shape view of losses of ``kind`` (replacing any earlier one)."""
+    SHAPE_VIEWS[kind] = view
+
+
+def shape_view(kind: str) -> ShapeView:
+    """The shape view registered for ``kind``; ``ValueError`` naming the known kinds if none."""
+    if kind not in SHAPE_VIEWS:
+        known = ", ".join(sorted(SHAPE_VIEWS))
+        raise ValueError(f"loss kind: no shape view for {kind!r} (known: {known})")
+    return SHAPE_VIEWS[kind]
+
+
+def figure_to_array(figure: Figure) -> np.ndarray:
+    """Render ``figure`` with the Agg canvas to an ``[H, W, 3]`` uint8 RGB array."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+# --------------------------------------------------------------------------------------------
+# Regression.
+
+REGRESSION_TARGETS = (-2.0, 0.0, 2.0)
+REGRESSION_BASELINES = {"MSE": "mse", "L1": "l1", "Huber (δ=1)": "huber"}
+
+
+def _dtype_of(loss: PerSampleLoss) -> torch.dtype:
+    """The floating dtype of a module's parameters (float32 for plain functions)."""
+    parameter = next(iter(getattr(loss, "parameters", list)()), None)
+    return (
+        parameter.dtype
+        if isinstance(parameter, Tensor) and parameter.is_floating_point()
+        else torch.float32
+    )
+
+
+def regression_curves(loss: PerSampleLoss) -> Curves:
+    """Loss and ``d loss / d pred`` on residuals in [-5, 5] for targets -2, 0 and 2.
+
+    Returns tensors ``residual [R]``, ``target [T]``, ``value [T, R]`` and ``grad [T, R]``.
+    """
+    curves = regression_shape(loss, targets=REGRESSION_TARGETS, dtype=_dtype_of(loss))
+    return {
+        "residual": curves.residuals,
+        "target": curves.targets,
+        "value": curves.values,
+        "grad": curves.grads,
+    }
+
+
+def _robust_limits(arrays: list[np.ndarray], floor: float) -> tuple[float, float]:
+    finite = np.concatenate([a[np.isfinite(a)].ravel() for a in arrays] or [np.zeros(1)])
+    low = min(float(finite.min()) if finite.size else 0.0, 0.0)
+    high = max(float(finite.max()) if finite.size else 0.0, floor)
+    pad = 0.08 * (high - low)
+    return low - pad, high + pad
+
+
+def regression_figure(curves: Curves) -> Figure:
+    """Two panels: the loss and its gradient w.r.t. the prediction against the residual.
+
+    The learned loss is drawn for each target (solid); MSE, L1 and Huber (target-independent)
+    are grey (dashed, dotted, dash-dotted). The y-range fits the learned loss, L1 and Huber, so MSE leaves the panel at
+    large residuals rather than flattening the learned curves.
+    """
+    r = curves["residual"].double()
+    targets = curves["target"].double()
+    values = curves["value"].double().numpy()
+    grads = curves["grad"].double().numpy()
+    refs = {}
+    for label, name in REGRESSION_BASELINES.items():
+        pred = r.clone().requires_grad_()
+        value = baseline(name)(pred, torch.zeros_like(r))
+        (grad,) = torch.autograd.grad(value.sum(), pred)
+        refs[label] = (value.detach().numpy(), grad.numpy())
+
+    figure = Figure(figsize=(8.0, 3.2), dpi=80, layout="constrained")
+    ax_value, ax_grad = figure.subplots(1, 2)
+    x = r.numpy()
+    for i, t in enumerate(targets.tolist()):
+        ax_value.plot(x, values[i], lw=2, label=f"learned, target {t:g}")
+        ax_grad.plot(x, grads[i], lw=2)
+    for (label, (ref_value, ref_grad)), style in zip(refs.items(), ("--", ":", "-."), strict=True):
+        ax_value.plot(x, ref_value, style, lw=1.2, color="0.3", label=label)
+        ax_grad.plot(x, ref_grad, style, lw=1.2, color="0.3")
+    l1_huber = [refs["L1"][0], refs["Huber (δ=1)"][0]]
+    ax_value.set_ylim(*_robust_limits([values, *l1_huber], 1.0))
+    ax_grad.set_ylim(*_robust_limits([grads, -np.abs(grads), np.ones(1), -np.ones(1)], 1.0))
+    ax_value.set(xlabel="residual (pred - target)", ylabel="loss", title="loss")
+    ax_grad.set(xlabel="residual (pred - target)", ylabel="d loss / d pred", title="gradient")
+    for ax in (ax_value, ax_grad):
+        ax.axhline(0, color="0.8", lw=0.8, zorder=0)
+        ax.axvline(0, color="0.8", lw=0.8, zorder=0)
+        ax.grid(alpha=0.3)
+    ax_value.legend(fontsize=7, loc="upper center")
+    return figure
+
+
+def growth_exponent(
+    loss: PerSampleLoss, near: float = 2.5, far: float = 5.0, sign: float = 1.0, target: float = 0.0
+) -> float:
+    """Log-log slope of ``loss(target + r) - loss(target)`` between ``|r| = near`` and ``far``.
+
+    About 0 for a bounded loss, 1 for linear growth (L1, Huber), 2 for quadratic growth (MSE);
+    negative when the loss falls again at large residuals (redescending).
+    """
+    dtype = _dtype_of(loss)
+    t = torch.full((3, 1), float(target), dtype=dtype)
+    pred = t + torch.tensor([[0.0], [sign * near], [sign * far]], dtype=dtype)
+    with torch.no_grad():
+        values = getattr(loss, "per_sample", loss)(pred, t).double().flatten()
+    rise_near, rise_far = float(values[1] - values[0]), float(values[2] - values[0])
+    if rise_near <= 0 or rise_far <= 0:
+        return float("-inf") if rise_far < rise_near else 0.0
+    return math.log(rise_far / rise_near) / math.log(far / near)
+
+
+def _growth_word(exponent: float) -> str:
+    bands = [
+        (0.35, "bounded"),
+        (0.75, "sub-linear"),
+        (1.3, "linear"),
+        (1.7, "between linear and quadratic"),
+        (2.5, "quadratic"),
+    ]
+    return next((word for limit, word in bands if exponent < limit), "faster than quadratic")
+
+
+def describe_regression(loss: PerSampleLoss) -> list[str]:
+    """Growth at large residuals, symmetry and the value at zero residual, as text lines."""
+    curves = regression_curves(loss)
+    r, values = curves["residual"], curves["value"].double()
+    lines = []
+    for side, sign in (("pred > target", 1.0), ("pred < target", -1.0)):
+        exponent = growth_exponent(loss, sign=sign)
+        lines.append(
+            f"growth at large residuals (target 0, {side}, |r| 2.5 -> 5): {_growth_word(exponent)} (log-log slope {exponent:+.2f})"
+        )
+    mirrored = values.flip(-1)  # r is symmetric around 0, so flip gives loss(-r)
+    scale = values.abs().mean() + mirrored.abs().mean() + 1e-12
+    asymmetry = float((values - mirrored).abs().mean() / scale * 2)
+    word = "symmetric" if asymmetry < 0.05 else "asymmetric"
+    lines.append(
+        f"symmetry in the residual: {word} (mean |L(r) - L(-r)| / mean |L| = {asymmetry:.3f})"
+    )
+    zero = int(torch.argmin(r.abs()))
+    at_zero = ", ".join(f"{v:.3g}" for v in values[:, zero].tolist())
+    targets = ", ".join(f"{t:g}" for t in curves["target"].tolist())
+    lines.append(f"value at zero residual (targets {targets}): {at_zero}")
+    spread = float((values - values.mean(0)).abs().max() / (values.abs().max() + 1e-12))
+    lines.append(
+        f"dependence on the target: max spread across targets {spread:.1%} of the largest value"
+    )
+    return lines
+
+
+register_shape_view(
+    "regression", ShapeView(regression_curves, regression_figure, describe_regression)
+)

@@ -1,0 +1,88 @@
+"""``metaloss inspect``: the figure, the text summary, and the shape description it rests on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+import metaloss.export as export
+from metaloss import save_loss
+from metaloss.cli import main
+from metaloss.losses import LearnedLoss, baseline
+from metaloss.plots import describe_regression, growth_exponent
+
+
+@pytest.fixture
+def loss_file(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    loss = LearnedLoss(("residual", "abs_residual", "target"), hidden=(8,))
+    return save_loss(
+        loss, tmp_path / "loss.safetensors", {"name": "tiny", "task": {"family": "sine"}}
+    )
+
+
+def test_inspect_writes_a_png_and_prints_a_summary(
+    loss_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "figs" / "loss.png"
+    assert main(["inspect", str(loss_file), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    text = capsys.readouterr().out
+    assert "input features: residual, abs_residual, target" in text
+    assert "trained on: tiny (task family sine)" in text
+    assert text.count("growth at large residuals") == 2
+    assert "symmetry in the residual" in text
+    assert "value at zero residual (targets -2, 0, 2): 0, 0, 0" in text  # zero_at_target
+
+
+def test_inspect_accepts_a_zoo_name(
+    loss_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "demo.safetensors").write_bytes(loss_file.read_bytes())
+    monkeypatch.setattr(export, "ZOO_DIR", zoo)
+    assert main(["inspect", "demo"]) == 0
+    assert capsys.readouterr().out.startswith("demo:")
+
+
+def test_inspect_unknown_name_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "no-such-loss-anywhere"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "neither a file nor a zoo name" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "word", "slope"),
+    [("mse", "quadratic", 2.0), ("l1", "linear", 1.0), ("huber", "linear", 7 / 6)],
+)
+def test_growth_of_the_hand_designed_losses(name: str, word: str, slope: float) -> None:
+    loss = baseline(name)
+    assert growth_exponent(loss) == pytest.approx(slope, rel=0.02)
+    assert growth_exponent(loss, sign=-1.0) == pytest.approx(slope, rel=0.02)
+    lines = describe_regression(loss)
+    assert f"pred > target, |r| 2.5 -> 5): {word} " in lines[0]
+    assert "symmetric (" in lines[2]
+
+
+def _bounded(pred: Tensor, target: Tensor) -> Tensor:
+    return 1 - torch.exp(-((pred - target) ** 2))
+
+
+def _lopsided(pred: Tensor, target: Tensor) -> Tensor:
+    r = pred - target
+    return torch.where(r > 0, r**2, r.abs())
+
+
+def test_describes_bounded_and_asymmetric_losses() -> None:
+    bounded = describe_regression(_bounded)
+    assert ": bounded " in bounded[0] and ": bounded " in bounded[1]
+    lopsided = describe_regression(_lopsided)
+    assert ": quadratic " in lopsided[0] and ": linear " in lopsided[1]
+    assert "asymmetric (" in lopsided[2]
