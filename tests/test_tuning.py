@@ -275,3 +275,32 @@ POSTGRES = os.environ.get("METALOSS_TEST_POSTGRES_URL")
 )
 def test_two_workers_share_one_postgres_study_exactly(tmp_path: Path) -> None:
     _two_workers(tmp_path, 6, POSTGRES, f"tiny-{uuid.uuid4().hex[:8]}")
+
+
+def test_tuned_baselines_enter_the_benchmark_with_their_tuned_settings(tmp_path: Path) -> None:
+    from metaloss.evaluation.benchmark import contenders_from_config
+    from metaloss.tuning.tuned import apply_tuned, read_tuned
+
+    space = [LR, {"param": "huber.delta", "low": 0.1, "high": 3.0, "log": True}]
+    config = parse(
+        tiny(
+            space,
+            benchmark={
+                "baselines": [
+                    {"name": "mse"},
+                    {"name": "huber", "param": "delta", "values": [0.1, 1.0]},
+                    {"name": "l1"},
+                ]
+            },
+        )
+    )
+    huber = tune(config, "huber", 2, tmp_path).study.best_trial.params
+    mse = tune(config, "mse", 2, tmp_path).study.best_trial.params
+    contenders, notes = apply_tuned(contenders_from_config(config, {}), read_tuned(tmp_path))
+    by_name = {c.name: c for c in contenders}
+    assert by_name["huber"].lr_grid == (huber["inner.lr"],)
+    assert by_name["huber"].values == (huber["huber.delta"],)
+    assert by_name["mse"].lr_grid == (mse["inner.lr"],)
+    assert by_name["l1"].lr_grid == () and notes["l1"] == "selected on meta-train tasks"
+    with pytest.raises(ValueError, match="--tuned: expected a folder"):
+        read_tuned(tmp_path / "nothing")

@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--loss", nargs="+", default=None, metavar="FILE|ZOO_NAME",
                    help="learned losses: files or zoo names (default: benchmark.losses, else the family's zoo loss)")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/<name>)")
+    p.add_argument("--tuned", type=Path, default=None, metavar="DIR",
+                   help="tuning folder of `metaloss tune`: losses tuned there use their tuned lr and parameter")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set evaluation.test_tasks=200 (repeatable)")
     p.set_defaults(func=run)
@@ -75,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
     rows = rows_from_config(config)
     learned = load_learned(_sources(args, config.benchmark.losses, rows[0].family))
     contenders = contenders_from_config(config, learned)
+    tuned_notes: dict[str, str] = {}
+    if args.tuned is not None:  # tuned vs tuned (metaloss tune, docs/tuning.md)
+        from metaloss.tuning.tuned import apply_tuned, read_tuned
+
+        contenders, tuned_notes = apply_tuned(contenders, read_tuned(args.tuned))
+        print("\n".join(f"  {name}: {note}" for name, note in tuned_notes.items()), file=sys.stderr)
     out: Path = args.out or Path("reports") / config.name
     print(
         f"metaloss benchmark: {len(contenders)} losses x {len(rows)} rows, {config.evaluation.test_tasks} "
@@ -93,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     result.extra["losses"] = {name: source for name, source in zip(learned, args.loss or [])}
+    if tuned_notes:
+        result.extra["tuned"] = {"folder": str(args.tuned), **tuned_notes}
     paths = write_report(result, out, to_dict(config))
     print((out / "results.md").read_text())
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths))

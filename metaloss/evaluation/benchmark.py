@@ -68,6 +68,8 @@ class Contender:
         param: the name of the parameter passed to ``make`` (empty: none).
         values: the parameter's values; several are selected on meta-train tasks.
         view: how this contender sees a task (the oracle's clean-only view); ``None``: as is.
+        lr_grid: this contender's learning rates (empty: ``evaluation.lr_grid``); one rate and
+            one value skip selection, as for losses tuned by ``metaloss tune``.
     """
 
     name: str
@@ -76,6 +78,7 @@ class Contender:
     param: str = ""
     values: tuple[float, ...] = ()
     view: Callable[[Task], Task] | None = None
+    lr_grid: tuple[float, ...] = ()
 
     def loss(self, value: float | None) -> PerSampleLoss:
         """The per-sample loss with its parameter set to ``value`` (``None``: no parameter)."""
@@ -258,7 +261,7 @@ def select(
     meta-train or meta-validation tasks; only their ``outer_valid`` split is scored."""
     if data.split is Split.META_TEST:
         raise ValueError("select: expected meta-train or meta-validation tasks, got meta-test tasks")
-    grid = row.config.evaluation.lr_grid
+    grid = contender.lr_grid or row.config.evaluation.lr_grid
     values: Sequence[float | None] = contender.values or (None,)
     if len(values) == 1 and len(grid) == 1:
         return Selection(grid[0], values[0], {})
