@@ -18,6 +18,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from metaloss import MetaTrainer, load_config
 from metaloss.evaluation.compare import compare_with_mse
 
@@ -43,6 +45,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("reports/sine_benchmark"))
     args = parser.parse_args()
+    torch.set_num_threads(1)
     variants = args.variant or DEFAULT_VARIANTS
     args.out.mkdir(parents=True, exist_ok=True)
     summary = []
@@ -60,7 +63,7 @@ def main() -> None:
             f"\n## variant: {variant or '(configs/sine.yaml)'} — meta-trained in {seconds:.0f} s, "
             f"best meta-validation {result.best_value:.4g} at step {result.best_step}"
         )
-        print(comparison.markdown())
+        print(comparison.markdown(), flush=True)
         learned, tuned = rows["learned (tuned lr)"], rows["mse (tuned lr)"]
         verdict = (
             "wins"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+import torch
 
 from metaloss.commands import COMMANDS
 from metaloss.config import ConfigError
@@ -18,6 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="metaloss", description="Meta-learned loss functions.")
     parser.add_argument("--version", action="version", version=f"metaloss {__version__}")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("METALOSS_THREADS", "1")),
+        help="intra-op CPU threads for torch (default 1, or $METALOSS_THREADS): meta-learning "
+        "here is many small operations, where more threads mostly add synchronisation",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(name).register(subparsers)
@@ -27,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads: expected an integer >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

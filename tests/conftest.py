@@ -13,6 +13,8 @@ from metaloss.losses import LearnedLoss
 from metaloss.tasks import Split, Task, make_family
 from metaloss.tasks.base import cast_task
 
+torch.set_num_threads(1)  # small ops; avoids oversubscribing CI's two cores
+
 
 @dataclass
 class Problem:
