@@ -32,12 +32,12 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from metaloss.losses.baselines import PerSampleLoss, baseline
-from metaloss.losses.shape import regression_shape
 
 __all__ = [
     "SHAPE_VIEWS",
     "ShapeView",
     "describe_regression",
+    "evaluate_in_batch",
     "figure_to_array",
     "growth_exponent",
     "register_shape_view",
@@ -92,6 +92,8 @@ def figure_to_array(figure: Figure) -> np.ndarray:
 
 REGRESSION_TARGETS = (-2.0, 0.0, 2.0)
 REGRESSION_BASELINES = {"MSE": "mse", "L1": "l1", "Huber (δ=1)": "huber"}
+CONTEXT_SCALE = 1.0
+"""Median ``|residual|`` of the reference batch in which shapes are evaluated."""
 
 
 def _dtype_of(loss: PerSampleLoss) -> torch.dtype:
@@ -104,17 +106,55 @@ def _dtype_of(loss: PerSampleLoss) -> torch.dtype:
     )
 
 
-def regression_curves(loss: PerSampleLoss) -> Curves:
+def evaluate_in_batch(
+    loss: PerSampleLoss, pred: Tensor, target: Tensor, scale: float = CONTEXT_SCALE
+) -> tuple[Tensor, Tensor]:
+    """Per-sample loss and ``d loss / d pred`` of probes ``pred [N, 1]``, each evaluated inside a
+    reference batch whose median absolute residual is exactly ``scale``.
+
+    An element-wise loss (MSE, or a learned loss over residual features) is unaffected by the
+    batch. A loss with batch-level features (``residual_scale``, ``scaled_residual``: the batch's
+    median ``|residual|``) is defined only relative to its batch; the reference batch (``2N + 1``
+    samples at residual ``±scale``, more than half of the whole) fixes that context, so the curves
+    show how one sample is treated in a batch of typical residual ``scale``.
+    """
+    per_sample = getattr(loss, "per_sample", loss)
+    n = pred.shape[0]
+    signs = torch.ones(2 * n + 1, 1, dtype=pred.dtype)
+    signs[1::2] = -1
+    context_target = torch.zeros_like(signs)
+    with torch.enable_grad():
+        probe = pred.detach().clone().requires_grad_()
+        values = per_sample(torch.cat([probe, scale * signs]), torch.cat([target, context_target]))[
+            :n
+        ]
+        (grad,) = torch.autograd.grad(values.sum(), probe)
+    return values.detach(), grad
+
+
+def regression_curves(loss: PerSampleLoss, scale: float = CONTEXT_SCALE) -> Curves:
     """Loss and ``d loss / d pred`` on residuals in [-5, 5] for targets -2, 0 and 2.
 
-    Returns tensors ``residual [R]``, ``target [T]``, ``value [T, R]`` and ``grad [T, R]``.
+    Returns tensors ``residual [R]``, ``target [T]``, ``value [T, R]``, ``grad [T, R]``, the
+    reference batch's median ``|residual|`` ``context_scale [1]`` (see :func:`evaluate_in_batch`)
+    and ``batch_dependent [1]`` (1.0 if the values change with that scale, else 0.0).
     """
-    curves = regression_shape(loss, targets=REGRESSION_TARGETS, dtype=_dtype_of(loss))
+    dtype = _dtype_of(loss)
+    r = torch.linspace(-5, 5, 201, dtype=dtype)
+    t = torch.tensor(REGRESSION_TARGETS, dtype=dtype)
+    target = t.repeat_interleave(len(r))[:, None]
+    pred = target + r.repeat(len(t))[:, None]
+    values, grads = evaluate_in_batch(loss, pred, target, scale)
+    other, _ = evaluate_in_batch(loss, pred, target, 2 * scale)
+    dependent = not torch.allclose(values, other, rtol=1e-4, atol=1e-6)
+    shape = (len(t), len(r))
     return {
-        "residual": curves.residuals,
-        "target": curves.targets,
-        "value": curves.values,
-        "grad": curves.grads,
+        "residual": r,
+        "target": t,
+        "value": values.reshape(shape),
+        "grad": grads.reshape(shape),
+        "context_scale": torch.tensor([scale], dtype=dtype),
+        "batch_dependent": torch.tensor([float(dependent)], dtype=dtype),
     }
 
 
@@ -147,8 +187,10 @@ def regression_figure(curves: Curves) -> Figure:
     figure = Figure(figsize=(8.0, 3.2), dpi=80, layout="constrained")
     ax_value, ax_grad = figure.subplots(1, 2)
     x = r.numpy()
-    for i, t in enumerate(targets.tolist()):
-        ax_value.plot(x, values[i], lw=2, label=f"learned, target {t:g}")
+    same = np.allclose(values, values[:1], rtol=1e-5, atol=1e-7)  # no dependence on the target
+    for i, t in enumerate(targets.tolist()[:1] if same else targets.tolist()):
+        label = "learned (any target)" if same else f"learned, target {t:g}"
+        ax_value.plot(x, values[i], lw=2, label=label)
         ax_grad.plot(x, grads[i], lw=2)
     for (label, (ref_value, ref_grad)), style in zip(refs.items(), ("--", ":", "-."), strict=True):
         ax_value.plot(x, ref_value, style, lw=1.2, color="0.3", label=label)
@@ -163,13 +205,18 @@ def regression_figure(curves: Curves) -> Figure:
         ax.axvline(0, color="0.8", lw=0.8, zorder=0)
         ax.grid(alpha=0.3)
     ax_value.legend(fontsize=7, loc="upper center")
+    dependent = curves.get("batch_dependent")
+    if dependent is not None and bool(dependent.item()):
+        scale = float(curves["context_scale"].item())
+        figure.suptitle(f"one sample in a batch with median |residual| = {scale:g}", fontsize=9)
     return figure
 
 
 def growth_exponent(
     loss: PerSampleLoss, near: float = 2.5, far: float = 5.0, sign: float = 1.0, target: float = 0.0
 ) -> float:
-    """Log-log slope of ``loss(target + r) - loss(target)`` between ``|r| = near`` and ``far``.
+    """Log-log slope of ``loss(target + r) - loss(target)`` between ``|r| = near`` and ``far``
+    (each evaluated in the reference batch of :func:`evaluate_in_batch`).
 
     About 0 for a bounded loss, 1 for linear growth (L1, Huber), 2 for quadratic growth (MSE);
     negative when the loss falls again at large residuals (redescending).
@@ -177,8 +224,7 @@ def growth_exponent(
     dtype = _dtype_of(loss)
     t = torch.full((3, 1), float(target), dtype=dtype)
     pred = t + torch.tensor([[0.0], [sign * near], [sign * far]], dtype=dtype)
-    with torch.no_grad():
-        values = getattr(loss, "per_sample", loss)(pred, t).double().flatten()
+    values = evaluate_in_batch(loss, pred, t)[0].double().flatten()
     rise_near, rise_far = float(values[1] - values[0]), float(values[2] - values[0])
     if rise_near <= 0 or rise_far <= 0:
         return float("-inf") if rise_far < rise_near else 0.0
@@ -221,6 +267,12 @@ def describe_regression(loss: PerSampleLoss) -> list[str]:
     lines.append(
         f"dependence on the target: max spread across targets {spread:.1%} of the largest value"
     )
+    if bool(curves["batch_dependent"].item()):
+        scale = float(curves["context_scale"].item())
+        lines.append(
+            "depends on the batch (batch-level features): figures and numbers are for one sample "
+            f"in a batch whose median |residual| is {scale:g}"
+        )
     return lines
 
 

@@ -82,14 +82,17 @@ def _predict(trainer: MetaTrainer, params: dict[str, Tensor], x: Tensor) -> Tens
 
 
 def _value_and_weight(trainer: MetaTrainer, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-sample learned loss and ``|d loss / d pred|`` (the sample's weight in the update)."""
-    pred = pred.flatten(0, 1).detach().requires_grad_()
-    target = target.flatten(0, 1)
-    with torch.enable_grad():
-        values = trainer.loss.per_sample(pred, target)
-        (grad,) = torch.autograd.grad(values.sum(), pred)
-    weight = grad.flatten(1).norm(dim=1) if grad.dim() > 1 else grad.abs()
-    return values.detach().flatten(), weight.flatten()
+    """Per-sample learned loss and ``|d loss / d pred|`` (the sample's weight in the update),
+    task by task, since batch-level features (e.g. ``residual_scale``) see one task's batch."""
+    values, weights = [], []
+    for task_pred, task_target in zip(pred.detach(), target, strict=True):
+        leaf = task_pred.clone().requires_grad_()
+        with torch.enable_grad():
+            value = trainer.loss.per_sample(leaf, task_target)
+            (grad,) = torch.autograd.grad(value.sum(), leaf)
+        values.append(value.detach().flatten())
+        weights.append((grad.flatten(1).norm(dim=1) if grad.dim() > 1 else grad.abs()).flatten())
+    return torch.cat(values), torch.cat(weights)
 
 
 class SummaryCallback(Callback):

@@ -304,3 +304,23 @@ def test_cli_refusal_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("metaloss: error: loss file:")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_plain_pytorch_example_runs_with_a_loss_file(trained: tuple[LearnedLoss, Path]) -> None:
+    _, path = trained
+    script = Path(__file__).parents[1] / "experiments" / "zoo_loss_in_plain_pytorch.py"
+    tiny = ["--loss", str(path), "--seeds", "1", "--epochs", "2", "--lr-grid", "0.01"]
+    done = subprocess.run(
+        [sys.executable, str(script), *tiny], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()[2:]}
+    assert set(rows) == {f"learned ({path})", "nn.MSELoss", "nn.HuberLoss(delta=1)"}
+    missing = subprocess.run(
+        [sys.executable, str(script), "--loss", "no-such-zoo-loss"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "neither a file nor a zoo name" in missing.stderr

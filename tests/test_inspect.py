@@ -12,7 +12,12 @@ import metaloss.export as export
 from metaloss import save_loss
 from metaloss.cli import main
 from metaloss.losses import LearnedLoss, baseline
-from metaloss.plots import describe_regression, growth_exponent
+from metaloss.plots import (
+    describe_regression,
+    evaluate_in_batch,
+    growth_exponent,
+    regression_curves,
+)
 
 
 @pytest.fixture
@@ -86,3 +91,20 @@ def test_describes_bounded_and_asymmetric_losses() -> None:
     lopsided = describe_regression(_lopsided)
     assert ": quadratic " in lopsided[0] and ": linear " in lopsided[1]
     assert "asymmetric (" in lopsided[2]
+
+
+def test_batch_level_features_are_evaluated_in_a_fixed_reference_batch() -> None:
+    scaled = LearnedLoss(("scaled_residual", "residual_scale"), hidden=(8,))
+    curves = regression_curves(scaled)
+    assert curves["batch_dependent"].item() == 1.0
+    assert regression_curves(baseline("mse"))["batch_dependent"].item() == 0.0
+    # the value at one probe equals the loss of that probe inside an explicit batch of scale 1
+    probe = torch.tensor([[3.0]])
+    value, _ = evaluate_in_batch(scaled, probe, torch.zeros(1, 1))
+    batch = torch.cat([probe, torch.tensor([[1.0], [-1.0], [1.0]])])
+    assert value.item() == pytest.approx(
+        scaled.per_sample(batch, torch.zeros(4, 1))[0].item(), rel=1e-6
+    )
+    column = int(torch.argmin((curves["residual"] - 3.0).abs()))
+    assert curves["value"][1, column].item() == pytest.approx(value.item(), rel=1e-4)
+    assert "depends on the batch" in describe_regression(scaled)[-1]

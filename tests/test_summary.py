@@ -11,7 +11,7 @@ from tbparse import SummaryReader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from metaloss.config import parse
+from metaloss.config import load_config, parse
 from metaloss.losses import LearnedLoss, baseline
 from metaloss.outer.trainer import MetaTrainer
 from metaloss.plots import (
@@ -155,3 +155,30 @@ def test_shape_views_dispatch_on_kind_and_can_be_extended() -> None:
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
     finally:
         SHAPE_VIEWS.pop("toy", None)
+
+
+def test_clean_and_corrupted_weights_are_split_for_outlier_tasks(tmp_path: Path) -> None:
+    config = load_config(
+        "configs/outliers.yaml",
+        [
+            "learner.hidden=[8]",
+            "loss.hidden=[8]",
+            "inner.steps=2",
+            "outer.steps=1",
+            "outer.meta_batch=2",
+            "outer.val_tasks=2",
+            "outer.val_every=1",
+        ],
+    )
+    summary = SummaryCallback(tmp_path, shape_every=1)
+    try:
+        MetaTrainer(config, None, callbacks=[summary]).train()
+    finally:
+        summary.close()
+    accumulator = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0})
+    accumulator.Reload()
+    clean = accumulator.Histograms("losses/weight_inner_end_clean")[0].histogram_value
+    corrupted = accumulator.Histograms("losses/weight_inner_end_corrupted")[0].histogram_value
+    everything = accumulator.Histograms("losses/weight_inner_end")[0].histogram_value
+    assert corrupted.num > 0 and clean.num > 0
+    assert clean.num + corrupted.num == everything.num == 2 * config.task.n_train  # type: ignore[attr-defined]
