@@ -230,6 +230,11 @@ class BenchmarkConfig:
     baselines: tuple[BaselineSpec, ...] = setting(
         (BaselineSpec("mse"), BaselineSpec("l1")), "hand-designed losses to compare with"
     )
+    learned_baselines: tuple[str, ...] = setting(
+        (),
+        "learned losses (files or zoo names) entered as baselines, e.g. Meta-Weight-Net-style "
+        "reweighting meta-trained by the same engine",
+    )
     oracle: bool = setting(
         False, "also run MSE on the clean training samples only (train.extras['clean'])"
     )

@@ -324,3 +324,70 @@ def test_tiny_meta_training_on_classification_tasks(tmp_path: Path, form: str) -
     path = save_loss(result.loss, tmp_path / "loss.safetensors")
     logits, labels = torch.randn(5, 3), torch.randint(0, 3, (5,))
     torch.testing.assert_close(load_loss(path)(logits, labels), result.loss(logits, labels))
+
+
+# ------------------------------------------------------------------------------ benchmark harness
+
+
+def test_benchmark_reports_accuracy_decomposition_and_the_clean_label_oracle(
+    tmp_path: Path,
+) -> None:
+    from metaloss.evaluation.benchmark import (
+        contenders_from_config,
+        rows_from_config,
+        run_benchmark,
+    )
+    from metaloss.evaluation.report import to_json, write_report
+
+    config = parse(
+        {
+            "task": {
+                "family": "gaussian_mixture",
+                "k_shot": 6,
+                "n_outer_valid": 3,
+                "n_test": 10,
+                "dim": 4,
+            },
+            "learner": {"hidden": [8]},
+            "inner": {"steps": 4, "lr": 0.3},
+            "evaluation": {"test_tasks": 6, "grid_tasks": 3, "lr_grid": [0.1, 0.3]},
+            "benchmark": {
+                "baselines": [{"name": "ce"}, {"name": "gce", "param": "q", "values": [0.5, 0.9]}],
+                "oracle": True,
+                "rows": [{"name": "sym 0.4", "task": ["noise_rate=[0.4, 0.4]"]}],
+            },
+        }
+    )
+    rows = rows_from_config(config)
+    learned = LearnedLoss(("label_prob", "margin"), hidden=(4,), kind="classification")
+    weights = LearnedLoss(
+        ("ce",), hidden=(4,), kind="classification", form="weight", output="sigmoid"
+    )
+    contenders = contenders_from_config(
+        config, {"learned": learned.per_sample}, rows[0].family, {"mwn": weights.per_sample}
+    )
+    assert [c.role for c in contenders] == ["learned", "baseline", "baseline", "baseline", "oracle"]
+    result = run_benchmark(rows, contenders)
+    assert result.metric == "test cross-entropy"
+    assert result.metrics == {
+        "accuracy": True,
+        "expected_cross_entropy": False,
+        "entropy": False,
+        "kl": False,
+    }
+    for entry in result.entries:
+        m = entry.metrics
+        assert ((m["accuracy"] >= 0) & (m["accuracy"] <= 1)).all()
+        torch.testing.assert_close(m["entropy"] + m["kl"], m["expected_cross_entropy"])
+    oracle = result.entry("sym 0.4", "oracle (ce on clean labels)")
+    ce = result.entry("sym 0.4", "ce")
+    assert ce.selection.lr in (0.1, 0.3) and oracle.per_task.shape == (6,)
+    report = to_json(result)
+    assert set(report["gap_closed_from_each_baseline"]["sym 0.4"]["learned"]) == {
+        "mwn",
+        "ce",
+        "gce",
+    }
+    paths = write_report(result, tmp_path)
+    table = (tmp_path / "results.md").read_text()
+    assert "## test accuracy" in table and "## test kl" in table and len(paths) == 4

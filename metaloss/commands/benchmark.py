@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     rows = rows_from_config(config)
     learned = load_learned(_sources(args, config.benchmark.losses, rows[0].family))
-    contenders = contenders_from_config(config, learned)
+    references = load_learned(list(config.benchmark.learned_baselines))
+    contenders = contenders_from_config(config, learned, rows[0].family, references)
     tuned_notes: dict[str, str] = {}
     if args.tuned is not None:  # tuned vs tuned (metaloss tune, docs/tuning.md)
         from metaloss.tuning.tuned import apply_tuned, read_tuned

@@ -16,7 +16,10 @@ row and contender:
 Scores are per task (averaged over seeds): means with 95% CIs over tasks, win rates and paired
 t-tests over tasks, and the fraction of the best-baseline-to-oracle gap a learned loss closes.
 Families plug in through the task-family interface only; classification, multi-task or RL
-families reuse the harness unchanged (the metric is the family's ``objective``).
+families reuse the harness unchanged (the metric is the family's ``objective``). A kind may add
+metrics of the final learners (:data:`METRICS_BY_KIND`: accuracy and the cross-entropy
+decomposition for classification) and its own oracle (:data:`ORACLES`: MSE on the clean samples
+for regression, cross-entropy on the clean labels for classification).
 """
 
 from __future__ import annotations
@@ -29,18 +32,22 @@ import torch
 from torch import Tensor
 
 from metaloss.config import BenchmarkRow, ConfigError, RunConfig, apply_overrides, parse, to_dict
+from metaloss.evaluation.decomposition import classification_metrics
 from metaloss.evaluation.diagnostics import count_diagnoses
-from metaloss.evaluation.meta_test import EvalSet, eval_set, run_loss, select_lr
+from metaloss.evaluation.meta_test import EvalSet, Metric, eval_set, run_loss, select_lr
 from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
 from metaloss.losses import BASELINES, baseline
 from metaloss.tasks import Split, Task, TaskFamily, make_family
 
 __all__ = [
+    "METRICS_BY_KIND",
+    "ORACLES",
     "BenchmarkResult",
     "Comparison",
     "Contender",
     "Entry",
     "Row",
+    "clean_labels",
     "clean_only",
     "compare",
     "contenders_from_config",
@@ -114,6 +121,7 @@ class Entry:
         diagnoses: how many runs' curves were diagnosed as each of
             :data:`metaloss.evaluation.diagnostics.DIAGNOSES`.
         diverged: runs whose inner gradients became NaN/Inf.
+        metrics: extra final metrics per task (see :data:`METRICS_BY_KIND`), ``[tasks]`` each.
     """
 
     row: str
@@ -125,6 +133,7 @@ class Entry:
     curve: Tensor
     diagnoses: dict[str, int]
     diverged: int
+    metrics: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def score(self) -> MeanCI:
@@ -156,6 +165,8 @@ class BenchmarkResult:
     seeds: int
     inner_steps: dict[str, int]
     extra: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, bool] = field(default_factory=dict)
+    """Extra metrics reported (name -> higher is better)."""
 
     def entry(self, row: str, name: str) -> Entry:
         for e in self.entries:
@@ -166,11 +177,12 @@ class BenchmarkResult:
     def row_entries(self, row: str) -> list[Entry]:
         return [e for e in self.entries if e.row == row]
 
-    def gap_closed(self, row: str, learned: str) -> tuple[str, float] | None:
+    def gap_closed(self, row: str, learned: str, baseline: str | None = None) -> tuple[str, float] | None:
         """``(best baseline, fraction)`` of the best-baseline-to-oracle gap closed by ``learned``
-        on ``row`` (1: as good as the oracle, 0: as the best baseline); ``None`` without an oracle."""
+        on ``row`` (1: as good as the oracle, 0: as the best baseline); ``None`` without an oracle.
+        With ``baseline``, the gap from that baseline instead of the best one."""
         entries = self.row_entries(row)
-        baselines = [e for e in entries if e.role == "baseline"]
+        baselines = [e for e in entries if e.role == "baseline" and baseline in (None, e.name)]
         oracles = [e for e in entries if e.role == "oracle"]
         if not baselines or not oracles:
             return None
@@ -200,9 +212,38 @@ def weighted_mse(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target[..., :1]) ** 2 * target[..., 1:]
 
 
-def contenders_from_config(config: RunConfig, learned: dict[str, PerSampleLoss]) -> list[Contender]:
-    """The learned losses given, then the config's baselines, then the oracle (if enabled)."""
+def clean_labels(tasks: Task) -> Task:
+    """The classification oracle's view of tasks: the inner-training labels are the clean ones
+    (``train.extras['clean_y']``), i.e. the same samples without label noise."""
+    train = tasks.train
+    if "clean_y" not in train.extras:
+        raise ValueError("benchmark.oracle: the task family gives no train.extras['clean_y']; set oracle: false")
+    return tasks._replace(train=train._replace(y=train.extras["clean_y"]))
+
+
+ORACLES: dict[str, tuple[str, Callable[[], PerSampleLoss], Callable[[Task], Task]]] = {
+    "regression": ("oracle (mse on clean)", lambda: weighted_mse, clean_only),
+    "classification": ("oracle (ce on clean labels)", lambda: baseline("ce"), clean_labels),
+}
+"""Per task kind: the oracle's report name, its loss and its view of the tasks."""
+
+METRICS_BY_KIND: dict[str, Callable[[TaskFamily], dict[str, Metric]]] = {
+    "classification": classification_metrics,
+}
+"""Per task kind: the metrics of the final learners reported besides the family objective."""
+
+
+def contenders_from_config(
+    config: RunConfig,
+    learned: dict[str, PerSampleLoss],
+    family: TaskFamily | None = None,
+    learned_baselines: dict[str, PerSampleLoss] | None = None,
+) -> list[Contender]:
+    """The learned losses given, then the config's baselines (and learned losses entered as
+    baselines, e.g. Meta-Weight-Net-style reweighting), then the oracle of ``family``'s kind
+    (default: regression) if enabled."""
     contenders = [Contender(name, "learned", _constant(fn)) for name, fn in learned.items()]
+    contenders += [Contender(name, "baseline", _constant(fn)) for name, fn in (learned_baselines or {}).items()]
     for i, spec in enumerate(config.benchmark.baselines):
         if spec.name not in BASELINES:
             known = ", ".join(sorted(BASELINES))
@@ -211,7 +252,11 @@ def contenders_from_config(config: RunConfig, learned: dict[str, PerSampleLoss])
             raise ConfigError(f"benchmark.baselines[{i}]: expected both param and values, or neither")
         contenders.append(Contender(spec.name, "baseline", _named_baseline(spec.name), spec.param, spec.values))
     if config.benchmark.oracle:
-        contenders.append(Contender("oracle (mse on clean)", "oracle", _constant(weighted_mse), view=clean_only))
+        kind = family.kind if family is not None else "regression"
+        if kind not in ORACLES:
+            raise ConfigError(f"benchmark.oracle: no oracle for {kind!r} tasks; set oracle: false")
+        name, make, view = ORACLES[kind]
+        contenders.append(Contender(name, "oracle", make, view=view))
     names = [c.name for c in contenders]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -289,15 +334,20 @@ def run_row(row: Row, contenders: Sequence[Contender], progress: Progress | None
     grid_set = eval_set(row.family, row.config, Split.META_TRAIN, ev.grid_tasks, 1, _init_seed(Split.META_TRAIN, seed))
     test_set = eval_set(row.family, row.config, Split.META_TEST, ev.test_tasks, ev.seeds, _init_seed(Split.META_TEST, seed))
     selections = [select(c, row, grid_set, progress) for c in contenders]
+    maker = METRICS_BY_KIND.get(row.family.kind)
+    metrics = maker(row.family) if maker else {}
     entries = []
     for contender, chosen in zip(contenders, selections):
         data = _view(test_set, contender.view)
-        run = run_loss(contender.name, contender.loss(chosen.value), row.family, row.config, data, chosen.lr)
+        run = run_loss(
+            contender.name, contender.loss(chosen.value), row.family, row.config, data, chosen.lr, metrics=metrics
+        )
         per_task = run.final.reshape(ev.seeds, ev.test_tasks).mean(0)
+        extra = {k: v.reshape(ev.seeds, ev.test_tasks).mean(0) for k, v in run.metrics.items()}
         entries.append(
             Entry(
                 row.name, contender.name, contender.role, chosen, contender.param, per_task,
-                run.curves.mean(0), count_diagnoses(run.curves, run.diverged), int(run.diverged.sum()),
+                run.curves.mean(0), count_diagnoses(run.curves, run.diverged), int(run.diverged.sum()), extra,
             )
         )
         if progress:
@@ -322,10 +372,13 @@ def run_benchmark(
     for row in rows:
         entries += run_row(row, contenders, progress)
     first = rows[0].config
-    metric = "test MSE" if rows[0].family.kind == "regression" else "test objective"
+    kind = rows[0].family.kind
+    metric = {"regression": "test MSE", "classification": "test cross-entropy"}.get(kind, "test objective")
+    maker = METRICS_BY_KIND.get(kind)
+    directions = {k: m.higher_is_better for k, m in (maker(rows[0].family) if maker else {}).items()}
     return BenchmarkResult(
         entries, [r.name for r in rows], metric, first.evaluation.test_tasks, first.evaluation.seeds,
-        {r.name: r.config.inner.steps for r in rows},
+        {r.name: r.config.inner.steps for r in rows}, metrics=directions,
     )
 
 

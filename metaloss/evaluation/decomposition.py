@@ -18,20 +18,24 @@ cross-entropy identity H(p, q) = H(p) + D(p || q)).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
-from torch.func import functional_call, vmap
 
+from metaloss.evaluation.meta_test import Metric
 from metaloss.evaluation.stats import MeanCI, mean_ci
+from metaloss.tasks import Split, TaskFamily
+from metaloss.tasks.base import Batch
 
 __all__ = [
     "Decomposition",
     "DecompositionSummary",
+    "accuracy",
+    "classification_metrics",
     "decompose",
     "log_decomposition",
-    "predict",
     "summarise",
 ]
 
@@ -120,11 +124,24 @@ def log_decomposition(
     writer.add_scalar(f"{prefix}/kl", summary.kl.mean, step)
 
 
-def predict(learner: torch.nn.Module, params: dict[str, Tensor], x: Tensor) -> Tensor:
-    """Logits of learners with stacked ``params`` ``[runs, ...]`` on inputs ``[runs, n, d]``."""
+def accuracy(pred: Tensor, batch: Batch) -> Tensor:
+    """Per-sample 0/1 correctness of the arg-max prediction."""
+    return (pred.argmax(-1) == batch.y).to(pred.dtype)
 
-    def one(p: dict[str, Tensor], xi: Tensor) -> Tensor:
-        return functional_call(learner, p, (xi,))  # type: ignore[no-any-return]
 
-    with torch.no_grad():
-        return vmap(one)(params, x)  # type: ignore[no-any-return]
+def _part(name: str) -> Callable[[Tensor, Batch], Tensor]:
+    def metric(pred: Tensor, batch: Batch) -> Tensor:
+        return getattr(decompose(pred, batch.extras["true_probs"]), name)  # type: ignore[no-any-return]
+
+    return metric
+
+
+def classification_metrics(family: TaskFamily) -> dict[str, Metric]:
+    """Metrics reported besides cross-entropy for a classification family: accuracy, and, when
+    its test batches carry the true ``p(y|x)`` (``extras["true_probs"]``), the expected CE and
+    its irreducible (``entropy``) and reducible (``kl``) parts."""
+    metrics = {"accuracy": Metric(accuracy, higher_is_better=True)}
+    if "true_probs" in family.task(Split.META_TEST, 0).test.extras:
+        for name in ("cross_entropy", "entropy", "kl"):
+            metrics[f"expected_{name}" if name == "cross_entropy" else name] = Metric(_part(name))
+    return metrics

@@ -5,22 +5,35 @@ metric after every inner step. Learning rates are selected on meta-train tasks, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
 
 from metaloss.config import RunConfig
 from metaloss.inner import make_backend
 from metaloss.learners import init_params, make_learner
 from metaloss.tasks import Split, Task, TaskFamily
-from metaloss.tasks.base import cast_task, stack_tasks, unstack_task
+from metaloss.tasks.base import Batch, cast_task, stack_tasks, unstack_task
 
-__all__ = ["EvalSet", "LossRun", "eval_set", "run_loss", "select_lr", "steps_to_reach"]
+__all__ = ["EvalSet", "LossRun", "Metric", "eval_set", "run_loss", "select_lr", "steps_to_reach"]
 
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 _TEST_INIT_SEED = 2_000_033
+
+
+class Metric(NamedTuple):
+    """A metric reported besides the family objective, on the final learner.
+
+    ``fn(pred, batch)`` maps predictions ``[..., n, out]`` and the (stacked) batch they were made
+    on to per-sample values ``[..., n]`` (e.g. 0/1 accuracy); runs are scored by their mean.
+    """
+
+    fn: Callable[[Tensor, Batch], Tensor]
+    higher_is_better: bool = False
 _GRID_INIT_SEED = 3_000_017
 
 
@@ -44,12 +57,15 @@ class LossRun:
     Attributes:
         curves: the metric on the recorded split after steps ``0..K``, ``[runs, K+1]``.
         diverged: runs whose inner gradients became NaN/Inf (frozen at their last finite step).
+        metrics: extra metrics of the final learners on the recorded split, ``[runs]`` each
+            (only those asked for with ``run_loss(metrics=...)``).
     """
 
     name: str
     lr: float
     curves: Tensor
     diverged: Tensor
+    metrics: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def final(self) -> Tensor:
@@ -87,17 +103,20 @@ def run_loss(
     lr: float,
     record: str = "test",
     chunk: int = 128,
+    metrics: Mapping[str, Metric] | None = None,
 ) -> LossRun:
     """Train a fresh learner per run of ``data`` with ``loss_fn`` and record ``record``'s metric.
 
     No meta-gradient is built (the inner loop runs under ``torch.no_grad``). ``record="test"``
-    is for reporting only; use ``"outer_valid"`` for anything that selects.
+    is for reporting only; use ``"outer_valid"`` for anything that selects. ``metrics`` are
+    evaluated once, on the final learners and the same split (see :class:`Metric`).
     """
     learner = make_learner(config.learner, family.in_features, family.out_features).to(
         getattr(torch, config.dtype)
     )
     backend = make_backend(learner, config.inner, family.objective)
     curves, finite = [], []
+    values: dict[str, list[Tensor]] = {k: [] for k in metrics or {}}
     with torch.no_grad():
         for start in range(0, data.runs, chunk):
             stop = min(start + chunk, data.runs)
@@ -106,7 +125,22 @@ def run_loss(
             out = backend.run(loss_fn, inits, tasks, record=record, lr=lr)
             curves.append(out.curve)
             finite.append(out.finite)
-    return LossRun(name, lr, torch.cat(curves), ~torch.cat(finite))
+            if metrics:
+                batch: Batch = getattr(tasks, record)
+                pred = _predict(learner, out.params, batch.x)
+                for key, metric in metrics.items():
+                    values[key].append(metric.fn(pred, batch).flatten(1).mean(1))
+    extra = {k: torch.cat(v) for k, v in values.items()}
+    return LossRun(name, lr, torch.cat(curves), ~torch.cat(finite), extra)
+
+
+def _predict(learner: nn.Module, params: dict[str, Tensor], x: Tensor) -> Tensor:
+    """Outputs of learners with stacked ``params`` on stacked inputs ``x`` ``[runs, n, ...]``."""
+
+    def one(p: dict[str, Tensor], xi: Tensor) -> Tensor:
+        return functional_call(learner, p, (xi,))  # type: ignore[no-any-return]
+
+    return vmap(one)(params, x)  # type: ignore[no-any-return]
 
 
 def _slice(tasks: Task, start: int, stop: int) -> Task:

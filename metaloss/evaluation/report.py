@@ -11,6 +11,7 @@ from typing import Any
 
 from metaloss.evaluation.benchmark import BenchmarkResult, Comparison, Entry, compare
 from metaloss.evaluation.diagnostics import DIAGNOSES
+from metaloss.evaluation.stats import mean_ci
 
 __all__ = ["markdown", "to_json", "write_csv", "write_curves_png", "write_report", "write_tensorboard"]
 
@@ -46,12 +47,18 @@ def _entry_dict(e: Entry) -> dict[str, Any]:
         "curve": [float(v) for v in e.curve],
         "per_task": [float(v) for v in e.per_task],
         "selection_scores_outer_valid": e.selection.scores,
+        **({"metrics": {k: _metric_dict(v) for k, v in e.metrics.items()}} if e.metrics else {}),
     }
+
+
+def _metric_dict(per_task: Any) -> dict[str, Any]:
+    score = mean_ci(per_task)
+    return {"mean": score.mean, "ci95": _number(score.half_width), "per_task": [float(v) for v in per_task]}
 
 
 def to_json(result: BenchmarkResult, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything in the report as plain JSON-ready data."""
-    gaps = {}
+    gaps: dict[str, dict[str, Any]] = {}
     for row in result.rows:
         for e in result.row_entries(row):
             if e.role == "learned" and (gap := result.gap_closed(row, e.name)) is not None:
@@ -65,6 +72,8 @@ def to_json(result: BenchmarkResult, config: dict[str, Any] | None = None) -> di
         "entries": [_entry_dict(e) for e in result.entries],
         "comparisons": [{**vars(c), "p_value": _number(c.p_value)} for c in compare(result)],
         "gap_closed": gaps,
+        "gap_closed_from_each_baseline": _gaps_per_baseline(result),
+        "metrics_higher_is_better": result.metrics,
         "config": config or {},
         **result.extra,
     }
@@ -74,12 +83,20 @@ def write_csv(result: BenchmarkResult, path: Path) -> None:
     """One line per row and loss: selection, mean, CI, diagnoses."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", "loss", "role", "lr", "param", "value", "mean", "ci95", "tasks", "diverged", *DIAGNOSES])
+        extra = [f"{m}_{part}" for m in result.metrics for part in ("mean", "ci95")]
+        writer.writerow(["row", "loss", "role", "lr", "param", "value", "mean", "ci95", "tasks", "diverged", *DIAGNOSES,
+                         *extra])
         for e in result.entries:
             s = e.score
             value = "" if e.selection.value is None else e.selection.value
+            scores = [mean_ci(e.metrics[m]) for m in result.metrics]
             writer.writerow([e.row, e.name, e.role, e.selection.lr, e.param, value, s.mean, s.half_width, s.n,
-                             e.diverged, *(e.diagnoses[d] for d in DIAGNOSES)])
+                             e.diverged, *(e.diagnoses[d] for d in DIAGNOSES),
+                             *(x for c in scores for x in (c.mean, c.half_width))])
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.0%}"
 
 
 def _p(p: float) -> str:
@@ -106,6 +123,7 @@ def markdown(result: BenchmarkResult) -> str:
             cells.append(f"**{text}**" if e is best else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Bold: lowest mean among non-oracle losses in the column.", ""]
+    lines += _metric_tables(result, names)
     lines += _comparison_table(result, compare(result))
     lines += _selection_table(result, names)
     lines += _diagnosis_table(result, names)
@@ -130,11 +148,53 @@ def _comparison_table(result: BenchmarkResult, comparisons: list[Comparison]) ->
     for row in result.rows:
         for e in result.row_entries(row):
             if e.role == "learned" and (gap := result.gap_closed(row, e.name)) is not None:
-                gaps.append(f"| {row} | {e.name} | {gap[0]} | {gap[1]:.0%} |")
+                fraction = f"{gap[1]:.0%}" if math.isfinite(gap[1]) else "n/a (oracle not better)"
+                gaps.append(f"| {row} | {e.name} | {gap[0]} | {fraction} |")
     if gaps:
         lines += ["", "Gap closed = (best baseline − learned) / (best baseline − oracle).", "",
                   "| row | learned | best baseline | gap closed |", "|---|---|---|---|", *gaps]
+        per_baseline = _gaps_per_baseline(result)
+        bases = list(dict.fromkeys(b for r in per_baseline.values() for d in r.values() for b in d))
+        if len(bases) > 1:
+            lines += ["", "Gap closed from each baseline = (baseline − learned) / (baseline − oracle).", "",
+                      "| row | learned | " + " | ".join(bases) + " |", "|---|---|" + "---|" * len(bases)]
+            for row, learned in per_baseline.items():
+                for name, fractions in learned.items():
+                    cells = [_percent(fractions.get(b)) for b in bases]
+                    lines.append(f"| {row} | {name} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _metric_tables(result: BenchmarkResult, names: list[str]) -> list[str]:
+    """One table per extra metric of the final learners (e.g. accuracy), like the main table."""
+    lines: list[str] = []
+    for metric, higher in result.metrics.items():
+        lines += [f"## test {metric} (mean ± 95% CI over tasks; {'higher' if higher else 'lower'} is better)", "",
+                  "| loss | " + " | ".join(result.rows) + " |", "|---|" + "---|" * len(result.rows)]
+        for name in names:
+            cells = []
+            for row in result.rows:
+                entries = [x for x in result.row_entries(row) if x.role != "oracle"]
+                means = {x.name: mean_ci(x.metrics[metric]).mean for x in entries}
+                best = (max if higher else min)(means, key=lambda n: means[n])
+                text = str(mean_ci(result.entry(row, name).metrics[metric]))
+                cells.append(f"**{text}**" if name == best else text)
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += [""]
+    return lines
+
+
+def _gaps_per_baseline(result: BenchmarkResult) -> dict[str, dict[str, dict[str, float | None]]]:
+    """``{row: {learned: {baseline: fraction of that baseline's gap to the oracle closed}}}``."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for row in result.rows:
+        entries = result.row_entries(row)
+        for e in (x for x in entries if x.role == "learned"):
+            for b in (x for x in entries if x.role == "baseline"):
+                gap = result.gap_closed(row, e.name, b.name)
+                if gap is not None:
+                    out.setdefault(row, {}).setdefault(e.name, {})[b.name] = _number(gap[1])
+    return out
 
 
 def _selection_table(result: BenchmarkResult, names: list[str]) -> list[str]:
@@ -200,6 +260,9 @@ def write_tensorboard(result: BenchmarkResult, log_dir: Path, table: str) -> Non
         for e in result.entries:
             for step, value in enumerate(e.curve.tolist()):
                 writer.add_scalar(f"benchmark/{e.row}/{e.name}", value, step)
+        for e in result.entries:
+            for metric, values in e.metrics.items():
+                writer.add_scalar(f"final/{e.row}/{metric}/{e.name}", mean_ci(values).mean, 0)
         writer.add_text("benchmark/results", table)
     finally:
         writer.close()

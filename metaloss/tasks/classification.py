@@ -170,6 +170,8 @@ class NoisyLabelFamily(TaskFamily):
     """
 
     kind = "classification"
+    zoo_loss = "noisy-labels"
+    """The zoo loss ``metaloss benchmark`` uses when no ``--loss`` is given."""
 
     def __init__(self, config: NoisyLabelConfig) -> None:
         super().__init__(config.seed)
