@@ -39,3 +39,4 @@ def make_family(config: TaskConfig) -> TaskFamily:
 from metaloss.tasks import classification as _classification, learn2learn_adapter as _l2l  # noqa: E402, F401  (digits, gaussian_mixture, learn2learn)
 from metaloss.tasks import outliers as _outliers  # noqa: E402, F401  (registers the family)
 from metaloss.tasks import tabular as _tabular  # noqa: E402, F401  (registers diabetes)
+from metaloss.rl import config as _rl_config  # noqa: E402, F401  (cartpole, acrobot task options)

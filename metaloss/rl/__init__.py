@@ -1,0 +1,14 @@
+"""Reinforcement learning: a learned policy objective (LPO's drift) against PPO's clip and DPO.
+
+Modules, one job each (import them directly; this package imports nothing heavy):
+
+- :mod:`metaloss.rl.config` — task options of the ``cartpole`` and ``acrobot`` families.
+- :mod:`metaloss.rl.envs` — environment variants with sampled physics; vector environments.
+- :mod:`metaloss.rl.objectives` — PPO clip, DPO drift, the learned drift.
+- :mod:`metaloss.rl.ppo` — the PPO loop with a pluggable policy objective.
+- :mod:`metaloss.rl.meta` — antithetic-ES meta-training of the learned drift.
+- :mod:`metaloss.rl.benchmark` — tuned baselines vs the learned drift on held-out variants.
+- :mod:`metaloss.rl.summary` — TensorBoard logging and the objective-shape figure.
+"""
+
+__all__: list[str] = []

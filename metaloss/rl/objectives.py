@@ -1,0 +1,160 @@
+"""Policy objectives that plug into the PPO loop: PPO's clip, DPO's drift and a learned drift.
+
+Every objective maps per-sample ``log_ratio = log π_new(a|s) − log π_old(a|s)`` and (normalised)
+``advantages`` to a per-sample loss to *minimise*. In the mirror-learning view of Kuba et al.
+(2022), each is ``−(r·A − drift(r, A))`` with ``r = exp(log_ratio)``: PPO's clip is the drift
+``relu((r − clip(r, 1−ε, 1+ε))·A)``, DPO's a closed form, and LPO's a small network.
+
+The learned drift is a :class:`~metaloss.losses.LearnedLoss` of kind ``"policy"`` (its ``pred``
+is the log-ratio and its ``target`` the advantage), so it saves and loads with the same
+:func:`~metaloss.export.save_loss` / :func:`~metaloss.export.load_loss` as every learned loss.
+
+References:
+    Schulman et al., "Proximal Policy Optimization Algorithms", 2017.
+    Lu et al., "Discovered Policy Optimisation", NeurIPS 2022 (DPO and LPO).
+    Kuba et al., "Mirror Learning: A Unifying Framework of Policy Optimisation", ICML 2022.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from metaloss.losses.features import FEATURES, register_feature
+from metaloss.losses.learned import LearnedLoss, Reduction, reduce
+
+__all__ = [
+    "LPO_FEATURES",
+    "LearnedDrift",
+    "PolicyObjective",
+    "dpo_drift",
+    "dpo_objective",
+    "make_objective",
+    "ppo_clip_objective",
+]
+
+PolicyObjective = Callable[[Tensor, Tensor], Tensor]
+"""``objective(log_ratio, advantages) -> per-sample loss`` (to minimise)."""
+
+LPO_FEATURES = (
+    "ratio_m1",
+    "ratio_m1_sq",
+    "log_ratio",
+    "log_ratio_sq",
+    "ratio_m1_adv",
+    "ratio_m1_sq_adv",
+    "log_ratio_adv",
+    "log_ratio_sq_adv",
+)
+"""LPO's inputs: ``r − 1``, ``(r − 1)²``, ``log r``, ``(log r)²`` and each of them times ``A``."""
+
+
+def _register_policy_features() -> None:
+    if "policy" in FEATURES and "log_ratio" in FEATURES["policy"]:
+        return
+    base: dict[str, Callable[[Tensor], Tensor]] = {
+        "ratio_m1": lambda lr: torch.exp(lr) - 1,
+        "ratio_m1_sq": lambda lr: (torch.exp(lr) - 1) ** 2,
+        "log_ratio": lambda lr: lr,
+        "log_ratio_sq": lambda lr: lr**2,
+    }
+    for name, fn in base.items():
+        register_feature("policy", name, lambda lr, adv, fn=fn: fn(lr))
+        register_feature("policy", f"{name}_adv", lambda lr, adv, fn=fn: fn(lr) * adv)
+    register_feature("policy", "advantage", lambda lr, adv: adv)
+
+
+_register_policy_features()
+
+
+def ppo_clip_objective(log_ratio: Tensor, advantages: Tensor, clip_coef: float = 0.2) -> Tensor:
+    """PPO's clipped surrogate, negated: ``max(−A·r, −A·clip(r, 1−ε, 1+ε))`` (Schulman et al., 2017)."""
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
+    return torch.maximum(unclipped, clipped)
+
+
+def dpo_drift(log_ratio: Tensor, advantages: Tensor, alpha: float = 2.0, beta: float = 0.6) -> Tensor:
+    """DPO's closed-form drift (Lu et al., 2022, α = 2, β = 0.6 as published):
+    ``relu((r−1)A − α tanh((r−1)A/α))`` for ``A ≥ 0`` and ``relu(log(r)A − β tanh(log(r)A/β))``
+    for ``A < 0``."""
+    ratio = torch.exp(log_ratio)
+    positive = torch.relu((ratio - 1) * advantages - alpha * torch.tanh((ratio - 1) * advantages / alpha))
+    negative = torch.relu(log_ratio * advantages - beta * torch.tanh(log_ratio * advantages / beta))
+    return torch.where(advantages >= 0, positive, negative)
+
+
+def dpo_objective(log_ratio: Tensor, advantages: Tensor, alpha: float = 2.0, beta: float = 0.6) -> Tensor:
+    """DPO's objective, negated: ``−(r·A − drift(r, A))`` (Lu et al., 2022)."""
+    return -(torch.exp(log_ratio) * advantages - dpo_drift(log_ratio, advantages, alpha, beta))
+
+
+class LearnedDrift(LearnedLoss):
+    """LPO's learned drift: ``loss = −(r·A − relu(g(x) − g(x₀)))``, with ``g`` an MLP of
+    per-sample features ``x`` of the log-ratio and advantage and ``x₀`` the features at ``r = 1``.
+
+    The drift is non-negative and zero at ``r = 1`` for every advantage (two of mirror learning's
+    conditions; the zero-gradient condition at ``r = 1`` is not enforced), so the network only
+    shapes how far the policy may move from the rollout policy. Called as ``objective(log_ratio,
+    advantages)`` (``reduction="none"`` gives one value per sample).
+
+    Args:
+        features: names from :data:`LPO_FEATURES` (and ``"advantage"``).
+        hidden: hidden widths of ``g``.
+        activation: hidden activation of ``g``.
+        output, zero_at_target, kind: fixed (kept for :func:`~metaloss.export.load_loss`).
+        reduction: default reduction.
+
+    References:
+        Lu et al., "Discovered Policy Optimisation", NeurIPS 2022.
+
+    Example:
+        >>> drift = LearnedDrift(hidden=(8,))
+        >>> drift(torch.zeros(5), torch.randn(5), reduction="none").shape
+        torch.Size([5])
+    """
+
+    def __init__(
+        self,
+        features: tuple[str, ...] = LPO_FEATURES,
+        hidden: tuple[int, ...] = (16,),
+        activation: str = "tanh",
+        output: str = "identity",
+        zero_at_target: bool = True,
+        kind: str = "policy",
+        reduction: Reduction = "mean",
+    ) -> None:
+        if kind != "policy":
+            raise ValueError(f"LearnedDrift kind: expected 'policy', got {kind!r}")
+        super().__init__(tuple(features), tuple(hidden), activation, "identity", True, "policy", reduction)
+
+    def drift(self, log_ratio: Tensor, advantages: Tensor) -> Tensor:
+        """The learned drift ``relu(g(x) − g(x₀)) ≥ 0`` per sample."""
+        at_one = torch.zeros_like(log_ratio)
+        return torch.relu(self._raw(log_ratio, advantages) - self._raw(at_one, advantages))
+
+    def per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
+        """The per-sample loss ``−(r·A − drift)`` for ``pred = log_ratio``, ``target = advantages``."""
+        if pred.shape != target.shape:
+            raise ValueError(f"advantages: expected shape {tuple(pred.shape)} like log_ratio, got {tuple(target.shape)}")
+        return -(torch.exp(pred) * target - self.drift(pred, target))
+
+    def forward(self, pred: Tensor, target: Tensor, reduction: Reduction | None = None) -> Tensor:
+        """The objective of ``log_ratio`` (``pred``) and ``advantages`` (``target``)."""
+        return reduce(self.per_sample(pred, target), reduction or self.reduction)
+
+
+def make_objective(name: str, **options: Any) -> PolicyObjective:
+    """A policy objective by name: ``ppo_clip`` (option ``clip_coef``) or ``dpo`` (``alpha``,
+    ``beta``). Learned drifts are modules: pass them to the PPO loop directly."""
+    if name == "ppo_clip":
+        clip = float(options.get("clip_coef", 0.2))
+        return lambda lr, adv: ppo_clip_objective(lr, adv, clip)
+    if name == "dpo":
+        alpha, beta = float(options.get("alpha", 2.0)), float(options.get("beta", 0.6))
+        return lambda lr, adv: dpo_objective(lr, adv, alpha, beta)
+    raise ValueError(f"objective: expected 'ppo_clip', 'dpo' or a learned drift file, got {name!r}")
