@@ -56,7 +56,7 @@ def load_diabetes_tensors() -> tuple[Tensor, Tensor]:
     try:
         from sklearn.datasets import load_diabetes
     except ImportError:
-        raise ImportError("task.family diabetes: scikit-learn is not installed; run `pip install 'metaloss[data]'`") from None
+        raise ImportError("task.family diabetes: scikit-learn is not installed; run `pip install scikit-learn`") from None
     data = load_diabetes()
     x = torch.as_tensor(data.data, dtype=torch.float32)
     return x / x.std(0, keepdim=True), torch.as_tensor(data.target, dtype=torch.float32)
