@@ -30,8 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(name).register(subparsers)
+        try:
+            module = importlib.import_module(name)
+        except ImportError as error:  # one command's optional dependency must not break the rest
+            _register_unavailable(subparsers, name.rsplit(".", 1)[-1], error)
+            continue
+        module.register(subparsers)
     return parser
+
+
+def _register_unavailable(
+    subparsers: argparse._SubParsersAction, command: str, error: ImportError
+) -> None:  # type: ignore[type-arg]
+    reason = f"{command}: needs a package that is not installed ({error}); reinstall with scripts/setup.sh"
+
+    def fail(args: argparse.Namespace) -> int:
+        raise ImportError(reason)
+
+    parser = subparsers.add_parser(command, help=f"(unavailable: {error})", add_help=False)
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.set_defaults(func=fail)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
