@@ -391,3 +391,28 @@ def test_benchmark_reports_accuracy_decomposition_and_the_clean_label_oracle(
     paths = write_report(result, tmp_path)
     table = (tmp_path / "results.md").read_text()
     assert "## test accuracy" in table and "## test kl" in table and len(paths) == 4
+
+
+# ------------------------------------------------------------------------------ shape and degeneracy
+
+
+def test_classification_shape_view_and_degeneracy_check() -> None:
+    from metaloss.losses.shape import check_degenerate
+    from metaloss.plots import figure_to_array, shape_view
+
+    view = shape_view("classification")
+    curves = view.curves(baseline("ce"))
+    p = curves["prob"]
+    torch.testing.assert_close(curves["value"][0], -torch.log(p))  # CE = -log p_y
+    torch.testing.assert_close(curves["grad"][0], p - 1)  # d CE / d z_y = p_y - 1
+    assert curves["batch_dependent"].item() == 0
+    assert figure_to_array(view.figure(curves)).ndim == 3
+    adaptive = LearnedLoss(("label_prob", "batch_label_prob"), hidden=(4,), kind="classification")
+    assert shape_view("classification").curves(adaptive)["batch_dependent"].item() == 1
+    assert view.describe is not None and len(view.describe(adaptive)) == 4
+    healthy = check_degenerate(baseline("ce"), kind="classification")
+    assert not healthy.collapsed and healthy.descent_fraction == 1.0
+    flat = LearnedLoss(("label_prob",), hidden=(4,), kind="classification")
+    torch.nn.init.zeros_(flat.net[-1].weight)
+    report = check_degenerate(flat)
+    assert report.collapsed and "constant" in report.reason

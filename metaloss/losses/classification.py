@@ -16,9 +16,13 @@ References:
     (the ``ce`` feature is its weighting network's input).
     Han et al., "Co-teaching: Robust Training of Deep Neural Networks with Extremely Noisy
     Labels", NeurIPS 2018 (the small-loss signal behind the ``ce_quantile`` feature).
+    Patrini et al., "Making Deep Neural Networks Robust to Label Noise: a Loss Correction
+    Approach", CVPR 2017 (why a loss should know the noise level: ``batch_label_prob``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -26,9 +30,13 @@ from torch import Tensor
 from metaloss.losses.baselines import BASELINES
 from metaloss.losses.features import register_feature
 from metaloss.losses.learned import cross_entropy
+from metaloss.losses.shape import DegeneracyReport
 
 __all__ = [
     "CLASSIFICATION_BASELINES",
+    "SHAPE_CONTEXTS",
+    "check_classification",
+    "classification_shape",
     "generalized_cross_entropy",
     "label_probability",
     "label_smoothing",
@@ -123,6 +131,18 @@ def _ce_quantile(logits: Tensor, labels: Tensor) -> Tensor:
     return ranks / max(ce.shape[-1] - 1, 1)
 
 
+def _batch_label_prob(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean labelled-class probability over the batch, the same for every sample (no gradient).
+
+    A task-level context: while a learner fits the clean samples but not yet the flipped ones,
+    it is roughly ``1 - noise rate``, so a loss can adapt its robustness to the noise level
+    (as forward correction needs the rate: Patrini et al., CVPR 2017). The loss then depends on
+    the whole batch, like batch normalisation.
+    """
+    p = label_probability(logits, labels).detach()
+    return p.mean(-1, keepdim=True).expand_as(p)
+
+
 def _sorted_probs(logits: Tensor, labels: Tensor) -> Tensor:
     return torch.softmax(logits, dim=-1).sort(dim=-1, descending=True).values
 
@@ -136,6 +156,7 @@ def _register() -> None:
         "entropy": _entropy,
         "ce": cross_entropy,
         "ce_quantile": _ce_quantile,
+        "batch_label_prob": _batch_label_prob,
     }
     for name, feature in scalar.items():
         register_feature("classification", name, feature)
@@ -143,3 +164,83 @@ def _register() -> None:
 
 
 _register()
+
+
+# --------------------------------------------------------------------------------------------
+# The shape of a classification loss: value and gradient against the labelled-class probability.
+
+SHAPE_CONTEXTS = (0.4, 0.6, 0.8)
+"""Mean labelled-class probability of the reference batches in which shapes are evaluated."""
+
+
+def classification_shape(
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    num_classes: int = 5,
+    contexts: tuple[float, ...] = SHAPE_CONTEXTS,
+    points: int = 99,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, Tensor]:
+    """Loss and ``d loss / d z_y`` (the labelled logit) against the labelled-class probability.
+
+    Each probe has probability ``p`` on its label, spread evenly over the other classes, and is
+    evaluated inside a reference batch of 31 samples whose labelled-class probability is a
+    context value, so losses with batch-level features (``batch_label_prob``, ``ce_quantile``)
+    get a defined context. Returns ``prob [P]``, ``context [K]``, ``value [K, P]``,
+    ``grad [K, P]`` and ``batch_dependent [1]`` (1.0 if the values change with the context).
+    """
+    per_sample = getattr(loss_fn, "per_sample", loss_fn)
+    classes = getattr(loss_fn, "num_classes", None) or num_classes
+    p = torch.linspace(0.01, 0.99, points, dtype=torch.float64)
+    c = torch.tensor(contexts, dtype=torch.float64)
+
+    def logits(prob: Tensor) -> Tensor:
+        rest = ((1 - prob) / (classes - 1)).unsqueeze(-1).expand(*prob.shape, classes - 1)
+        return torch.log(torch.cat([prob.unsqueeze(-1), rest], -1))
+
+    probe = logits(p).to(dtype)  # [P, C], label 0
+    context = logits(c).to(dtype)  # [K, C]
+    batch = torch.cat(
+        [
+            probe[None, :, None].expand(len(c), points, 1, classes),
+            context[:, None, None].expand(len(c), points, 31, classes),
+        ],
+        dim=2,
+    )  # [K, P, 32, C]: the probe first, then the reference batch
+    labels = torch.zeros(batch.shape[:-1], dtype=torch.long)
+    with torch.enable_grad():
+        batch = batch.clone().requires_grad_()
+        values = per_sample(batch, labels)[..., 0]
+        (grads,) = torch.autograd.grad(values.sum(), batch)
+    values = values.detach()
+    dependent = len(c) > 1 and not torch.allclose(
+        values, values[:1].expand_as(values), rtol=1e-4, atol=1e-6
+    )
+    return {
+        "prob": p.to(dtype),
+        "context": c.to(dtype),
+        "value": values,
+        "grad": grads[..., 0, 0].detach(),
+        "batch_dependent": torch.tensor([float(dependent)], dtype=dtype),
+    }
+
+
+def check_classification(
+    loss_fn: Callable[[Tensor, Tensor], Tensor], tolerance: float = 1e-6
+) -> DegeneracyReport:
+    """:func:`metaloss.losses.shape.check_degenerate` for classification: on the grid of
+    :func:`classification_shape`, is the loss constant, without gradient w.r.t. the logits, or
+    non-finite? ``descent_fraction``: share of the grid where a gradient step raises the
+    labelled logit (``d loss / d z_y < 0``; 1.0 for cross-entropy)."""
+    curves = classification_shape(loss_fn)
+    values, grads = curves["value"], curves["grad"]
+    max_abs_grad = float(grads.abs().max())
+    value_range = float(values.max() - values.min())
+    descent = float((grads < 0).double().mean())
+    reason = ""
+    if not (torch.isfinite(values).all() and torch.isfinite(grads).all()):
+        reason = "the loss or its gradient is NaN/Inf on the probability grid"
+    elif value_range < tolerance:
+        reason = f"constant output (range {value_range:.2e} over labelled-class probabilities in [0.01, 0.99])"
+    elif max_abs_grad < tolerance:
+        reason = f"no gradient w.r.t. the logits (max |grad| {max_abs_grad:.2e})"
+    return DegeneracyReport(bool(reason), reason, max_abs_grad, value_range, descent)

@@ -73,6 +73,10 @@ class DegeneracyReport:
 def check_degenerate(loss_fn: PerSampleLoss, kind: str = "regression", tolerance: float = 1e-6) -> DegeneracyReport:
     """Detect a collapsed loss: gradient w.r.t. predictions ~0 over the grid, or constant output."""
     kind = getattr(loss_fn, "kind", kind)
+    if kind == "classification":
+        from metaloss.losses.classification import check_classification
+
+        return check_classification(loss_fn, tolerance)
     if kind != "regression":
         return DegeneracyReport(False, f"not checked for kind {kind!r}", float("nan"), float("nan"), float("nan"))
     curves = regression_shape(loss_fn)
