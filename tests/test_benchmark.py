@@ -99,7 +99,7 @@ class PoisonedFamily(OutliersFamily):
 
 def _rows(family_cls: type = OutliersFamily) -> tuple[list[Row], list]:
     config = parse(TINY)
-    rows = [Row(r.name, family_cls(r.config.task), r.config) for r in rows_from_config(config)]
+    rows = [Row(r.name, family_cls(r.config.task), r.config) for r in rows_from_config(config)]  # type: ignore[arg-type]
     return rows, contenders_from_config(config, {"learned": tiny_loss().per_sample})
 
 
@@ -151,7 +151,7 @@ def test_bad_baseline_or_row_names_the_field(config_file: Path, loss_file: Path,
 
 
 def test_oracle_loss_is_mse_over_clean_samples_only() -> None:
-    family = OutliersFamily(parse({"task": {"family": "outliers", "epsilon": [0.25, 0.25]}}).task)
+    family = OutliersFamily(parse({"task": {"family": "outliers", "epsilon": [0.25, 0.25]}}).task)  # type: ignore[arg-type]
     tasks = family.tasks(Split.META_TRAIN, 3)
     pred = torch.randn_like(tasks.train.y)
     weighted = weighted_mse(pred, clean_only(tasks).train.y).mean((1, 2))

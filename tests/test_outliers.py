@@ -8,7 +8,7 @@ from torch.func import vmap
 
 from metaloss.config import ConfigError, parse
 from metaloss.losses import LearnedLoss
-from metaloss.losses.scale import residual_scale, scaled_residual
+from metaloss.losses.scale import outlier_fraction, residual_scale, scaled_residual
 from metaloss.tasks import Split, make_family
 
 
@@ -97,3 +97,10 @@ def test_a_loss_with_scale_features_is_zero_at_the_target() -> None:
     with torch.no_grad():
         assert float(loss(target, target, reduction="none").abs().max()) == 0.0
         assert torch.isfinite(loss(target + torch.randn(16, 1), target))
+
+
+def test_outlier_fraction_counts_residuals_beyond_three_scales() -> None:
+    residuals = torch.tensor([0.1, -0.2, 0.3, -0.1, 0.2, 5.0, -7.0, 0.15]).unsqueeze(-1)
+    fraction = outlier_fraction(residuals, torch.zeros_like(residuals))
+    assert fraction.shape == residuals.shape
+    assert float(fraction[0]) == 2 / 8

@@ -10,7 +10,10 @@ Importing this module registers two regression features (see
 :data:`metaloss.losses.features.FEATURES`):
 
 - ``residual_scale``: the median of ``|pred - target|`` over the batch, broadcast to every sample;
-- ``scaled_residual``: ``(pred - target) / (residual_scale + 1e-6)``.
+- ``scaled_residual``: ``(pred - target) / (residual_scale + 1e-6)``;
+- ``abs_scaled_residual``: its absolute value (for losses symmetric in the residual);
+- ``outlier_fraction``: the fraction of the batch whose residual exceeds 3 ``residual_scale``
+  (detached, broadcast): a contamination estimate, near 0 on clean Gaussian errors.
 
 References:
     Huber, "Robust Statistics", Wiley, 1981 (M-estimators with a scale estimate).
@@ -24,7 +27,7 @@ from torch import Tensor
 
 from metaloss.losses.features import register_feature
 
-__all__ = ["residual_scale", "scaled_residual"]
+__all__ = ["abs_scaled_residual", "outlier_fraction", "residual_scale", "scaled_residual"]
 
 _TINY = 1e-6
 
@@ -40,5 +43,19 @@ def scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target) / (residual_scale(pred, target) + _TINY)
 
 
+def abs_scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
+    """``|pred - target| / (residual_scale + 1e-6)``."""
+    return scaled_residual(pred, target).abs()
+
+
+def outlier_fraction(pred: Tensor, target: Tensor) -> Tensor:
+    """The fraction of the batch with ``|pred - target| > 3 * residual_scale`` (detached)."""
+    residual = (pred - target).detach().abs()
+    fraction = (residual > 3 * residual_scale(pred, target)).to(pred.dtype).mean()
+    return fraction.expand(pred.shape)
+
+
 register_feature("regression", "residual_scale", residual_scale)
 register_feature("regression", "scaled_residual", scaled_residual)
+register_feature("regression", "abs_scaled_residual", abs_scaled_residual)
+register_feature("regression", "outlier_fraction", outlier_fraction)
