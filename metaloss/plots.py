@@ -125,9 +125,8 @@ def evaluate_in_batch(
     context_target = torch.zeros_like(signs)
     with torch.enable_grad():
         probe = pred.detach().clone().requires_grad_()
-        values = per_sample(torch.cat([probe, scale * signs]), torch.cat([target, context_target]))[
-            :n
-        ]
+        batch_pred = torch.cat([probe, scale * signs])
+        values = per_sample(batch_pred, torch.cat([target, context_target]))[:n]
         (grad,) = torch.autograd.grad(values.sum(), probe)
     return values.detach(), grad
 
@@ -169,9 +168,10 @@ def _robust_limits(arrays: list[np.ndarray], floor: float) -> tuple[float, float
 def regression_figure(curves: Curves) -> Figure:
     """Two panels: the loss and its gradient w.r.t. the prediction against the residual.
 
-    The learned loss is drawn for each target (solid); MSE, L1 and Huber (target-independent)
-    are grey (dashed, dotted, dash-dotted). The y-range fits the learned loss, L1 and Huber, so MSE leaves the panel at
-    large residuals rather than flattening the learned curves.
+    The learned loss is drawn for each target (solid; one curve if it ignores the target); MSE,
+    L1 and Huber are grey (dashed, dotted, dash-dotted). The y-range fits the learned loss, L1
+    and Huber, so MSE leaves the panel at large residuals instead of flattening the learned
+    curves. A batch-dependent loss gets a title naming its reference batch's scale.
     """
     r = curves["residual"].double()
     targets = curves["target"].double()
@@ -253,8 +253,8 @@ def describe_regression(loss: PerSampleLoss) -> list[str]:
             f"growth at large residuals (target 0, {side}, |r| 2.5 -> 5): {_growth_word(exponent)} (log-log slope {exponent:+.2f})"
         )
     mirrored = values.flip(-1)  # r is symmetric around 0, so flip gives loss(-r)
-    scale = values.abs().mean() + mirrored.abs().mean() + 1e-12
-    asymmetry = float((values - mirrored).abs().mean() / scale * 2)
+    norm = values.abs().mean() + mirrored.abs().mean() + 1e-12
+    asymmetry = float((values - mirrored).abs().mean() / norm * 2)
     word = "symmetric" if asymmetry < 0.05 else "asymmetric"
     lines.append(
         f"symmetry in the residual: {word} (mean |L(r) - L(-r)| / mean |L| = {asymmetry:.3f})"
@@ -268,10 +268,10 @@ def describe_regression(loss: PerSampleLoss) -> list[str]:
         f"dependence on the target: max spread across targets {spread:.1%} of the largest value"
     )
     if bool(curves["batch_dependent"].item()):
-        scale = float(curves["context_scale"].item())
+        context = float(curves["context_scale"].item())
         lines.append(
             "depends on the batch (batch-level features): figures and numbers are for one sample "
-            f"in a batch whose median |residual| is {scale:g}"
+            f"in a batch whose median |residual| is {context:g}"
         )
     return lines
 
