@@ -56,7 +56,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             {
                 "number": t.number,
                 "state": t.state.name.lower(),
-                "value": t.value,
+                "value": t.value if t.state == TrialState.COMPLETE else None,
                 "last_reported": last,
                 **{f"param:{k}": v for k, v in sorted(t.params.items())},
                 "seconds": None if seconds is None else round(seconds, 2),
