@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from metaloss.config import ConfigError, load_config, parse, to_dict
+from metaloss.tasks import Split
+from metaloss.tasks.sine import SineFamily
 from metaloss.tuning import (
     DIVERGED_ATTR,
     SURPLUS_ATTR,
@@ -304,3 +306,20 @@ def test_tuned_baselines_enter_the_benchmark_with_their_tuned_settings(tmp_path:
     assert by_name["l1"].lr_grid == () and notes["l1"] == "selected on meta-train tasks"
     with pytest.raises(ValueError, match="--tuned: expected a folder"):
         read_tuned(tmp_path / "nothing")
+
+
+class _NoTestFamily(SineFamily):
+    """Sine tasks whose test split is NaN and whose meta-test tasks cannot be drawn."""
+
+    def make_task(self, generator, split):  # type: ignore[no-untyped-def]
+        if split is Split.META_TEST:
+            raise AssertionError("tuning drew a meta-test task")
+        task = super().make_task(generator, split)
+        return task._replace(test=task.test._replace(y=task.test.y * float("nan")))
+
+
+@pytest.mark.parametrize("target", ["mse", "learned"])
+def test_tuning_never_reads_test_tasks_or_test_splits(tmp_path: Path, target: str) -> None:
+    config = parse(tiny([LR]))
+    result = tune(config, target, 2, tmp_path, family=_NoTestFamily(config.task))
+    assert states(result.study) == ["COMPLETE", "COMPLETE"]
