@@ -98,6 +98,12 @@ class LearnerConfig:
 
     hidden: tuple[int, ...] = setting((40, 40), "hidden layer widths of the learner MLP", ge=1)
     activation: Literal["relu", "tanh"] = setting("relu", "hidden activation")
+    log_variances: int = setting(
+        0,
+        "free learner parameters (zero at init) appended to every output row: per-task "
+        "log-variances for uncertainty weighting; multi-task families need task.max_heads",
+        ge=0,
+    )
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from metaloss.losses import LearnedLoss
+from metaloss.losses.multitask import MultiTaskLoss
 from metaloss.rl.objectives import LearnedDrift
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
 FORMAT_VERSION = 1
 ARCHITECTURES: dict[str, type[nn.Module]] = {"LearnedLoss": LearnedLoss}
 ARCHITECTURES["LearnedDrift"] = LearnedDrift  # RL policy objective (metaloss.rl.objectives)
+ARCHITECTURES["MultiTaskLoss"] = MultiTaskLoss  # multi-task weighting (metaloss.losses.multitask)
 ZOO_DIR = Path(__file__).parent / "zoo"
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol >= 2, torch.save zip archives
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from metaloss.config import LearnerConfig
 
-__all__ = ["ACTIVATIONS", "MLP", "init_params", "make_learner"]
+__all__ = ["ACTIVATIONS", "MLP", "LogVarianceMLP", "init_params", "make_learner"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -35,8 +35,35 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+class LogVarianceMLP(MLP):
+    """An :class:`MLP` with ``count`` extra free parameters appended to every output row.
+
+    The extra parameters are per-task log-variances ``s_t = log sigma_t^2`` of uncertainty
+    weighting (Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh Losses",
+    CVPR 2018): they do not depend on the input, start at zero (:func:`init_params` reads
+    :attr:`zero_init`) and are trained by the inner loop like any other learner parameter. A
+    loss that does not use them gives them no gradient, so they stay at zero.
+    """
+
+    zero_init = ("log_variances",)
+
+    def __init__(
+        self, in_features: int, hidden: tuple[int, ...], out_features: int, activation: str, count: int
+    ) -> None:
+        super().__init__(in_features, hidden, out_features, activation)
+        self.log_variances = nn.Parameter(torch.zeros(count))
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        out = super().forward(x)
+        return torch.cat([out, self.log_variances.expand(*out.shape[:-1], -1)], dim=-1)
+
+
 def make_learner(config: LearnerConfig, in_features: int, out_features: int) -> MLP:
-    """The learner network for a task family's input and output sizes."""
+    """The learner network for a task family's input and output sizes (plus
+    ``config.log_variances`` free output columns, see :class:`LogVarianceMLP`)."""
+    count = getattr(config, "log_variances", 0)
+    if count:
+        return LogVarianceMLP(in_features, config.hidden, out_features, config.activation, count)
     return MLP(in_features, config.hidden, out_features, config.activation)
 
 
@@ -47,10 +74,15 @@ def init_params(
 
     Uses PyTorch's default ``nn.Linear`` scheme (uniform in ±1/sqrt(fan_in) for weights and
     biases) drawn from an explicit generator, so the same generator state gives the same learners.
+    Parameters named in the model's ``zero_init`` attribute start at zero and draw nothing.
     """
     params: dict[str, Tensor] = {}
     fan_in = 1
+    zeros = getattr(model, "zero_init", ())
     for name, p in model.named_parameters():
+        if name in zeros:
+            params[name] = torch.zeros((count, *p.shape), dtype=dtype)
+            continue
         if p.dim() > 1:
             fan_in = p.shape[1]
         bound = 1.0 / math.sqrt(fan_in)

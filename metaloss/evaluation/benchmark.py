@@ -337,7 +337,7 @@ def run_row(row: Row, contenders: Sequence[Contender], progress: Progress | None
     maker = METRICS_BY_KIND.get(row.family.kind)
     metrics = maker(row.family) if maker else {}
     entries = []
-    for contender, chosen in zip(contenders, selections):
+    for contender, chosen in zip(contenders, selections, strict=True):
         data = _view(test_set, contender.view)
         run = run_loss(
             contender.name, contender.loss(chosen.value), row.family, row.config, data, chosen.lr, metrics=metrics
@@ -374,8 +374,10 @@ def run_benchmark(
     first = rows[0].config
     kind = rows[0].family.kind
     metric = {"regression": "test MSE", "classification": "test cross-entropy"}.get(kind, "test objective")
-    maker = METRICS_BY_KIND.get(kind)
-    directions = {k: m.higher_is_better for k, m in (maker(rows[0].family) if maker else {}).items()}
+    directions: dict[str, bool] = {}
+    for row in rows:
+        maker = METRICS_BY_KIND.get(row.family.kind)
+        directions |= {k: m.higher_is_better for k, m in (maker(row.family) if maker else {}).items()}
     return BenchmarkResult(
         entries, [r.name for r in rows], metric, first.evaluation.test_tasks, first.evaluation.seeds,
         {r.name: r.config.inner.steps for r in rows}, metrics=directions,

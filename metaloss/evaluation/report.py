@@ -89,10 +89,10 @@ def write_csv(result: BenchmarkResult, path: Path) -> None:
         for e in result.entries:
             s = e.score
             value = "" if e.selection.value is None else e.selection.value
-            scores = [mean_ci(e.metrics[m]) for m in result.metrics]
+            scores = [mean_ci(e.metrics[m]) if m in e.metrics else None for m in result.metrics]
             writer.writerow([e.row, e.name, e.role, e.selection.lr, e.param, value, s.mean, s.half_width, s.n,
                              e.diverged, *(e.diagnoses[d] for d in DIAGNOSES),
-                             *(x for c in scores for x in (c.mean, c.half_width))])
+                             *(x for c in scores for x in ((c.mean, c.half_width) if c else ("", "")))])
 
 
 def _percent(value: float | None) -> str:
@@ -174,9 +174,13 @@ def _metric_tables(result: BenchmarkResult, names: list[str]) -> list[str]:
         for name in names:
             cells = []
             for row in result.rows:
-                entries = [x for x in result.row_entries(row) if x.role != "oracle"]
+                entries = [x for x in result.row_entries(row) if x.role != "oracle" and metric in x.metrics]
+                if metric not in result.entry(row, name).metrics:
+                    cells.append("—")  # the row's family does not give this metric
+                    continue
                 means = {x.name: mean_ci(x.metrics[metric]).mean for x in entries}
-                best = (max if higher else min)(means, key=lambda n: means[n])
+                tied = len(set(means.values())) <= 1  # e.g. the entropy of p(y|x): the same for every loss
+                best = None if tied else (max if higher else min)(means, key=lambda n: means[n])
                 text = str(mean_ci(result.entry(row, name).metrics[metric]))
                 cells.append(f"**{text}**" if name == best else text)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -236,7 +240,7 @@ def write_curves_png(result: BenchmarkResult, path: Path) -> None:
 
     count = len(result.rows)
     fig, axes = plt.subplots(1, count, figsize=(4 * count, 3.4), squeeze=False)
-    for ax, row in zip(axes[0], result.rows):
+    for ax, row in zip(axes[0], result.rows, strict=True):
         for e in result.row_entries(row):
             style = "--" if e.role == "oracle" else "-"
             ax.plot(range(len(e.curve)), e.curve.numpy(), style, label=e.name, linewidth=1.5)

@@ -19,7 +19,7 @@ from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.features import check_features, compute_features, feature_width
 
-__all__ = ["FORMS", "OUTPUTS", "LearnedLoss", "cross_entropy", "reduce"]
+__all__ = ["FORMS", "LOSS_CLASSES", "OUTPUTS", "LearnedLoss", "cross_entropy", "reduce"]
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -34,6 +34,11 @@ OUTPUTS = {
 FORMS = ("loss", "weight")
 """``loss``: the network's output is the per-sample loss. ``weight`` (classification only): the
 output is a per-sample weight multiplying cross-entropy, as in Meta-Weight-Net."""
+
+
+LOSS_CLASSES: dict[str, type[LearnedLoss]] = {}
+"""Loss kinds whose learned loss is a subclass of :class:`LearnedLoss` with its own inputs (e.g.
+``"multitask"``: :class:`metaloss.losses.multitask.MultiTaskLoss`); filled by those modules."""
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -131,7 +136,10 @@ class LearnedLoss(nn.Module):
     ) -> LearnedLoss:
         """Build the loss of a run config, initialised from ``generator`` (scaled by ``init_scale``).
 
-        ``num_classes`` is used by classification losses only (ignored for regression)."""
+        ``num_classes`` is used by classification losses only (ignored for regression). A kind
+        registered in :data:`LOSS_CLASSES` (e.g. ``"multitask"``) is built by its own class."""
+        if kind in LOSS_CLASSES and cls is LearnedLoss:
+            return LOSS_CLASSES[kind].from_config(config, kind, generator, num_classes)
         classes = num_classes if kind == "classification" else None
         loss = cls(
             config.features, config.hidden, config.activation, config.output, config.zero_at_target, kind,

@@ -40,3 +40,4 @@ from metaloss.tasks import classification as _classification, learn2learn_adapte
 from metaloss.tasks import outliers as _outliers  # noqa: E402, F401  (registers the family)
 from metaloss.tasks import tabular as _tabular  # noqa: E402, F401  (registers diabetes)
 from metaloss.rl import config as _rl_config  # noqa: E402, F401  (cartpole, acrobot task options)
+from metaloss.tasks import multitask as _multitask  # noqa: E402, F401  (registers the multi-task family)

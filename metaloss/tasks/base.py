@@ -104,7 +104,7 @@ class TaskFamily(ABC):
     metric (clean MSE for regression, cross-entropy for classification).
     """
 
-    kind: Literal["regression", "classification"] = "regression"
+    kind: Literal["regression", "classification", "multitask"] = "regression"
     in_features: int = 1
     out_features: int = 1
 
