@@ -323,3 +323,19 @@ def test_tuning_never_reads_test_tasks_or_test_splits(tmp_path: Path, target: st
     config = parse(tiny([LR]))
     result = tune(config, target, 2, tmp_path, family=_NoTestFamily(config.task))
     assert states(result.study) == ["COMPLETE", "COMPLETE"]
+
+
+def test_a_trial_beyond_the_budget_is_marked_surplus_and_not_run(tmp_path: Path) -> None:
+    from metaloss.tuning.study import BudgetReached, _guarded
+
+    config = parse(tiny([LR]))
+    study = open_study(make_storage(None, tmp_path), "tiny-mse", "mse", config.tune)
+    with pytest.warns(UserWarning, match="Heartbeat"):  # asked by hand, not by optimize
+        first, second, late = study.ask(), study.ask(), study.ask()
+    ran: list[int] = []
+    guarded = _guarded(lambda trial: ran.append(trial.number) or 1.0, budget=2)
+    assert guarded(first) == 1.0
+    with pytest.raises(BudgetReached):
+        guarded(late)
+    assert ran == [first.number] and late.number == 2 and second.number == 1
+    assert study.trials[2].user_attrs == {SURPLUS_ATTR: True}
