@@ -61,7 +61,8 @@ def _prune_as_diverged(
 
 
 class _ReportValidations(Callback):
-    """Report each meta-validation to the trial and ask the pruner whether to stop."""
+    """Report each meta-validation to the trial and ask the pruner whether to stop (not at the
+    last meta-step: a finished trial is complete, whatever its rank)."""
 
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial
@@ -72,7 +73,7 @@ class _ReportValidations(Callback):
             raise Diverged(f"meta-validation objective {record.value} at meta-step {record.step}")
         self.trial.report(record.value, record.step)
         self.last_step = record.step
-        if self.trial.should_prune():
+        if record.step < trainer.config.outer.steps and self.trial.should_prune():
             message = f"median pruner at meta-step {record.step} (value {record.value:.4g})"
             self.trial.set_user_attr(PRUNED_ATTR, message)
             raise optuna.TrialPruned(message)
