@@ -58,21 +58,11 @@ def main() -> None:
         comparison = compare_with_mse(
             result.loss.per_sample, MetaTrainer(config).family, config, args.test_tasks, args.seeds
         )
-        rows = {r.name: r for r in comparison.rows}
         print(
             f"\n## variant: {variant or '(configs/sine.yaml)'} — meta-trained in {seconds:.0f} s, "
             f"best meta-validation {result.best_value:.4g} at step {result.best_step}"
         )
         print(comparison.markdown(), flush=True)
-        learned, tuned = rows["learned (tuned lr)"], rows["mse (tuned lr)"]
-        verdict = (
-            "wins"
-            if learned.test.high < tuned.test.low
-            else ("loses" if learned.test.low > tuned.test.high else "ties (CIs overlap)")
-        )
-        print(
-            f"tuned learned vs tuned MSE: {learned.test} vs {tuned.test} (paired p={learned.p_vs_tuned_mse:.2g}): {verdict}"
-        )
         summary.append({"variant": variant, "meta_train_seconds": seconds, **comparison.to_dict()})
     (args.out / "results.json").write_text(json.dumps(summary, indent=2))
     print(f"\nwrote {args.out / 'results.json'}")

@@ -32,6 +32,7 @@ class ComparisonRow:
     steps_to_mse: int | None
     steps_to_tuned_mse: int | None
     diverged: int
+    diff_vs_tuned_mse: MeanCI
     p_vs_tuned_mse: float
 
 
@@ -48,9 +49,11 @@ class Comparison:
             "inner_steps": self.steps,
             "rows": [
                 {
-                    **{k: v for k, v in vars(r).items() if k != "test"},
+                    **{k: v for k, v in vars(r).items() if k not in ("test", "diff_vs_tuned_mse")},
                     "test_mean": r.test.mean,
                     "test_ci95": r.test.half_width,
+                    "paired_diff_vs_tuned_mse": r.diff_vs_tuned_mse.mean,
+                    "paired_diff_ci95": r.diff_vs_tuned_mse.half_width,
                 }
                 for r in self.rows
             ],
@@ -59,22 +62,36 @@ class Comparison:
             },
         }
 
+    def verdict(self) -> str:
+        """Tuned learned loss vs tuned MSE, judged on the paired difference's 95% CI."""
+        rows = {r.name: r for r in self.rows}
+        diff = rows["learned (tuned lr)"].diff_vs_tuned_mse
+        if diff.high < 0:
+            return f"tuned learned beats tuned MSE: paired Δ {diff} (CI below 0)"
+        if diff.low > 0:
+            return f"tuned learned loses to tuned MSE: paired Δ {diff} (CI above 0)"
+        return f"tuned learned ties tuned MSE: paired Δ {diff} (CI contains 0)"
+
     def markdown(self) -> str:
         lines = [
             f"Clean test MSE after {self.steps} inner steps on {self.runs} held-out runs "
-            "(mean ± 95% CI); steps = first inner step whose mean error reaches the target.",
+            "(mean ± 95% CI); steps = first inner step whose mean error reaches the target; "
+            "Δ = paired difference to tuned MSE on the same tasks and initialisations "
+            "(mean ± 95% CI; negative is better) with its paired t-test p-value.",
             "",
-            "| loss | lr | lr from | test MSE | steps to MSE@same-lr final | steps to tuned-MSE final | diverged | p vs tuned MSE |",
-            "|---|---|---|---|---|---|---|---|",
+            "| loss | lr | lr from | test MSE | steps to MSE@same-lr final | steps to tuned-MSE final | diverged | Δ vs tuned MSE | p |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.rows:
             s1 = "never" if r.steps_to_mse is None else str(r.steps_to_mse)
             s2 = "never" if r.steps_to_tuned_mse is None else str(r.steps_to_tuned_mse)
-            p = "" if r.p_vs_tuned_mse != r.p_vs_tuned_mse else f"{r.p_vs_tuned_mse:.2g}"
+            paired = r.p_vs_tuned_mse == r.p_vs_tuned_mse  # not NaN: not the reference row
+            p = f"{r.p_vs_tuned_mse:.2g}" if paired else ""
+            diff = str(r.diff_vs_tuned_mse) if paired else "(reference)"
             lines.append(
-                f"| {r.name} | {r.lr:g} | {r.lr_source} | {r.test} | {s1} | {s2} | {r.diverged} | {p} |"
+                f"| {r.name} | {r.lr:g} | {r.lr_source} | {r.test} | {s1} | {s2} | {r.diverged} | {diff} | {p} |"
             )
-        return "\n".join(lines) + "\n"
+        return "\n".join([*lines, "", self.verdict()]) + "\n"
 
 
 def compare_with_mse(
@@ -116,6 +133,7 @@ def compare_with_mse(
                 steps_to_reach(run.curves, mse_final),
                 steps_to_reach(run.curves, tuned_final),
                 int(run.diverged.sum()),
+                mean_ci(run.final - tuned.final),
                 p,
             )
         )
