@@ -242,6 +242,25 @@ def _growth_word(exponent: float) -> str:
     return next((word for limit, word in bands if exponent < limit), "faster than quadratic")
 
 
+def _influence_line(r: Tensor, grad: Tensor) -> str:
+    """How much pull the largest residuals keep, relative to the strongest pull on their side."""
+    ratios = []
+    for side in (r > 0, r < 0):
+        peak = float(grad[side].abs().max())
+        edge = float(grad[side][-1 if bool(side[-1]) else 0].abs())
+        ratios.append(edge / peak if peak > 0 else float("nan"))
+    redescending = max(ratios) < 0.3
+    words = (
+        "redescending: the largest residuals are down-weighted"
+        if redescending
+        else "not redescending"
+    )
+    return (
+        f"influence at |r| = 5 (|grad| / its peak on that side, target 0): {ratios[0]:.2f} "
+        f"(pred > target), {ratios[1]:.2f} (pred < target); {words}"
+    )
+
+
 def describe_regression(loss: PerSampleLoss) -> list[str]:
     """Growth at large residuals, symmetry and the value at zero residual, as text lines."""
     curves = regression_curves(loss)
@@ -252,6 +271,7 @@ def describe_regression(loss: PerSampleLoss) -> list[str]:
         lines.append(
             f"growth at large residuals (target 0, {side}, |r| 2.5 -> 5): {_growth_word(exponent)} (log-log slope {exponent:+.2f})"
         )
+    lines.append(_influence_line(r, curves["grad"][1].double()))
     mirrored = values.flip(-1)  # r is symmetric around 0, so flip gives loss(-r)
     norm = values.abs().mean() + mirrored.abs().mean() + 1e-12
     asymmetry = float((values - mirrored).abs().mean() / norm * 2)
