@@ -205,3 +205,19 @@ def test_tiny_meta_training_and_export(tmp_path) -> None:  # type: ignore[no-unt
     torch.testing.assert_close(
         loaded(pred, task.test.y), result.loss(pred, task.test.y, reduction="none")
     )
+
+
+def test_learned_loss_applies_to_any_number_of_heads() -> None:
+    """One network shared by the heads: the same loss runs on M=3 and M=8 layouts, and a head's
+    weight does not depend on which slot it is in."""
+    loss = MultiTaskLoss(("log_mean_loss", "regression", "classification"), hidden=(4,))
+    for heads in (3, 8):
+        pred = torch.randn(5, heads * 3 + heads)
+        target = torch.zeros(5, 3 * heads)
+        target[:, heads : 2 * heads] = REGRESSION
+        assert loss(pred, target, reduction="none").shape == (5,)
+    pred, target = _two_heads()
+    swapped_pred = torch.cat([pred[:, 3:6], pred[:, 0:3], pred[:, [7, 6]]], -1)
+    swapped_target = target[:, [1, 0, 3, 2, 5, 4]]
+    weights = loss.double().weights(pred, target)
+    torch.testing.assert_close(loss.weights(swapped_pred, swapped_target), weights[:, [1, 0]])
