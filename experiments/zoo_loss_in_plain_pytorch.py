@@ -46,7 +46,7 @@ class Args:
     """passes over the training split"""
     batch_size: int = 32
     """mini-batch size (learned losses with batch-level features see one mini-batch)"""
-    lr_grid: str = "0.001,0.003,0.01"
+    lr_grid: str = "0.0001,0.0003,0.001,0.003,0.01"
     """Adam learning rates tried for every loss"""
     hidden: int = 32
     """width of the MLP's hidden layer"""

@@ -106,16 +106,19 @@ def read_metadata(source: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise LossFileError(f"loss file: {path} is a folder, expected a .safetensors file")
     with open(path, "rb") as handle:
-        head = handle.read(8)
-    if head.startswith(_PICKLE_MAGIC):
+        head = handle.read(9)
+    header_len = int.from_bytes(head[:8], "little")
+    size = path.stat().st_size
+    plausible = 0 < header_len <= min(size - 8, 100_000_000) and head[8:9] == b"{"
+    # A safetensors header length can begin with the byte 0x80 too (e.g. 640 = 80 02 00 ..),
+    # so the pickle magic only decides for files that are not plausibly safetensors.
+    if not plausible and head.startswith(_PICKLE_MAGIC):
         raise LossFileError(
             f"loss file: {path} is a pickle/torch.save file; refusing to load it (it could run code)"
         )
     if len(head) < 8:
         raise LossFileError(f"loss file: {path} is truncated or empty (not a safetensors file)")
-    header_len = int.from_bytes(head, "little")
-    size = path.stat().st_size
-    if header_len <= 0 or header_len > size - 8 or header_len > 100_000_000:
+    if not plausible:
         raise LossFileError(f"loss file: {path} is not a safetensors file, or is truncated")
     with open(path, "rb") as handle:
         handle.seek(8)
@@ -222,6 +225,9 @@ def load_loss(
         ) from None
     _check_tensors(path, tensors, expected)
     module = _build(path, cls, arguments)
+    dtypes = {t.dtype for t in tensors.values()}
+    if len(dtypes) == 1:  # keep the precision the loss was trained in (e.g. float64)
+        module = module.to(dtypes.pop())
     module.load_state_dict(tensors)
     return module.to(map_location)
 

@@ -145,6 +145,15 @@ def test_reductions_and_gradients(trained: tuple[LearnedLoss, Path]) -> None:
         load_loss(path, reduction="max")
 
 
+def test_float64_losses_load_in_float64(tmp_path: Path) -> None:
+    loss = LearnedLoss(hidden=(4,)).double()
+    path = save_loss(loss, tmp_path / "f64.safetensors")
+    loaded = load_loss(path)
+    assert all(p.dtype == torch.float64 for p in loaded.parameters())
+    pred, target = torch.randn(6, 1, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
+    assert torch.equal(loaded(pred, target), loss(pred, target))
+
+
 def test_metadata_describes_the_loss(trained: tuple[LearnedLoss, Path]) -> None:
     _, path = trained
     meta = read_metadata(path)
@@ -195,6 +204,22 @@ def _refused(path: Path, match: str) -> str:
     return message
 
 
+@pytest.mark.parametrize("low_byte", [0x80, 0x50])
+def test_a_header_length_that_looks_like_pickle_magic_still_loads(
+    tmp_path: Path, low_byte: int
+) -> None:
+    """Header lengths 0x..80 start with pickle's magic byte; 0x..50 0x4b with zip's 'PK'."""
+    loss = LearnedLoss(hidden=(4,))
+    for padding in range(600):
+        path = save_loss(loss, tmp_path / "loss.safetensors", extra={"pad": "x" * padding})
+        if path.read_bytes()[0] == low_byte:
+            break
+    else:
+        pytest.fail("no padding gave the wanted header length")
+    pred, target = torch.randn(3, 1), torch.randn(3, 1)
+    assert torch.equal(load_loss(path)(pred, target), loss(pred, target))
+
+
 def test_refuses_files_that_are_not_loss_files(tmp_path: Path) -> None:
     text = tmp_path / "notes.safetensors"
     text.write_text("this is a text file, not a loss file at all\n")
@@ -207,7 +232,10 @@ def test_refuses_files_that_are_not_loss_files(tmp_path: Path) -> None:
     _refused(plain, "without metaloss metadata")
     bad_header = tmp_path / "bad_header.safetensors"
     bad_header.write_bytes((4).to_bytes(8, "little") + b"[1] ")
-    _refused(bad_header, "not a JSON object")
+    _refused(bad_header, "not a safetensors file")
+    broken_json = tmp_path / "broken_json.safetensors"
+    broken_json.write_bytes((4).to_bytes(8, "little") + b"{1: ")
+    _refused(broken_json, "unreadable header")
     _refused(tmp_path, "is a folder")
 
 
