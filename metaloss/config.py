@@ -166,6 +166,11 @@ class OuterConfig:
     patience: int = setting(0, "early stopping: validations without improvement; 0 disables", ge=0)
     checkpoint_every: int = setting(25, "write a checkpoint every N steps", ge=1)
     shape_every: int = setting(50, "log the learned loss shape every N steps", ge=1)
+    objective_transform: Literal["none", "log"] = setting(
+        "none",
+        "transform of each task's meta-objective before averaging over tasks; 'log' weighs tasks "
+        "by relative error, so tasks with large errors do not dominate the meta-gradient",
+    )
 
 
 @dataclass(frozen=True)

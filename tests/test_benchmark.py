@@ -108,7 +108,7 @@ def test_selection_never_reads_a_test_split() -> None:
     clean_rows, clean_contenders = _rows()
     poisoned = run_benchmark(rows, contenders)
     clean = run_benchmark(clean_rows, clean_contenders)
-    for a, b in zip(poisoned.entries, clean.entries):
+    for a, b in zip(poisoned.entries, clean.entries, strict=True):
         assert a.selection == b.selection
         assert all(torch.isfinite(torch.tensor(list(a.selection.scores.values()))))
         torch.testing.assert_close(a.per_task, b.per_task)
@@ -124,7 +124,7 @@ def test_selection_refuses_meta_test_tasks() -> None:
 def test_benchmark_is_deterministic() -> None:
     first = run_benchmark(*_rows())
     second = run_benchmark(*_rows())
-    for a, b in zip(first.entries, second.entries):
+    for a, b in zip(first.entries, second.entries, strict=True):
         assert torch.equal(a.per_task, b.per_task) and a.selection == b.selection
 
 

@@ -46,7 +46,9 @@ def test_meta_objective_and_test_splits_are_clean() -> None:
 def test_every_outlier_kind_and_function_works_in_several_dimensions() -> None:
     for kind in ("one_sided", "two_sided", "heavy_tailed"):
         for function in ("linear", "polynomial", "sine", "mlp"):
-            family = outliers(outliers=[kind], functions=[function], in_features=3, epsilon=[0.5, 0.5])
+            family = outliers(
+                outliers=[kind], functions=[function], in_features=3, epsilon=[0.5, 0.5]
+            )
             task = family.task(Split.META_TRAIN, 1)
             assert task.train.x.shape == (32, 3) and family.in_features == 3
             assert torch.isfinite(task.train.y).all()
@@ -58,7 +60,9 @@ def test_every_outlier_kind_and_function_works_in_several_dimensions() -> None:
 
 def test_tasks_are_deterministic() -> None:
     a, b = outliers().task(Split.META_TEST, 7), outliers().task(Split.META_TEST, 7)
-    assert torch.equal(a.train.y, b.train.y) and torch.equal(a.train.extras["clean"], b.train.extras["clean"])
+    assert torch.equal(a.train.y, b.train.y) and torch.equal(
+        a.train.extras["clean"], b.train.extras["clean"]
+    )
 
 
 def test_bad_settings_name_the_field() -> None:
@@ -92,7 +96,9 @@ def test_residual_scale_is_per_batch_under_vmap_and_detached() -> None:
 
 
 def test_a_loss_with_scale_features_is_zero_at_the_target() -> None:
-    loss = LearnedLoss(("residual", "abs_residual", "residual_scale", "scaled_residual"), output="square")
+    loss = LearnedLoss(
+        ("residual", "abs_residual", "residual_scale", "scaled_residual"), output="square"
+    )
     target = torch.randn(16, 1)
     with torch.no_grad():
         assert float(loss(target, target, reduction="none").abs().max()) == 0.0
@@ -104,3 +110,22 @@ def test_outlier_fraction_counts_residuals_beyond_three_scales() -> None:
     fraction = outlier_fraction(residuals, torch.zeros_like(residuals))
     assert fraction.shape == residuals.shape
     assert float(fraction[0]) == 2 / 8
+
+
+def test_log_meta_objective_is_the_log_of_each_tasks_objective() -> None:
+    from metaloss.outer.trainer import MetaTrainer
+
+    data = {
+        "task": {"family": "outliers", "n_train": 8, "n_outer_valid": 8, "n_test": 8},
+        "learner": {"hidden": [4]},
+        "inner": {"steps": 2},
+        "loss": {"hidden": [4]},
+    }
+    plain, logged = (
+        MetaTrainer(parse({**data, "outer": {"objective_transform": t}})) for t in ("none", "log")
+    )
+    tasks, inits = plain.sample_meta_batch()
+    params = {k: v.detach() for k, v in plain.loss.named_parameters()}
+    with torch.no_grad():
+        value = plain.meta_objective(tasks, inits)(params, None)
+        torch.testing.assert_close(logged.meta_objective(tasks, inits)(params, None), value.log())

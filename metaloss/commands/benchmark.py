@@ -75,7 +75,8 @@ def _sources(args: argparse.Namespace, configured: tuple[str, ...], family: obje
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     rows = rows_from_config(config)
-    learned = load_learned(_sources(args, config.benchmark.losses, rows[0].family))
+    sources = _sources(args, config.benchmark.losses, rows[0].family)
+    learned = load_learned(sources)
     references = load_learned(list(config.benchmark.learned_baselines))
     contenders = contenders_from_config(config, learned, rows[0].family, references)
     tuned_notes: dict[str, str] = {}
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_benchmark(rows, contenders, progress)
     finally:
         bar.close()
-    result.extra["losses"] = {name: source for name, source in zip(learned, args.loss or [])}
+    result.extra["losses"] = dict(zip(learned, sources, strict=True))
     if tuned_notes:
         result.extra["tuned"] = {"folder": str(args.tuned), **tuned_notes}
     paths = write_report(result, out, to_dict(config))

@@ -66,5 +66,5 @@ def diagnose(curve: Tensor, diverged: bool = False, thresholds: Thresholds = Thr
 
 def count_diagnoses(curves: Tensor, diverged: Tensor, thresholds: Thresholds = Thresholds()) -> dict[str, int]:
     """How many runs (rows of ``curves``, ``[runs, K+1]``) fall in each diagnosis."""
-    counts = Counter(diagnose(c, bool(d), thresholds) for c, d in zip(curves, diverged))
+    counts = Counter(diagnose(c, bool(d), thresholds) for c, d in zip(curves, diverged, strict=True))
     return {name: counts.get(name, 0) for name in DIAGNOSES}

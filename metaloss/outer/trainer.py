@@ -152,7 +152,10 @@ class MetaTrainer:
             def loss_fn(pred: Tensor, target: Tensor) -> Tensor:
                 return functional_call(self.loss, params, (pred, target), {"reduction": "none"})  # type: ignore[no-any-return]
 
-            return self.backend.run(loss_fn, inits, tasks, backprop_steps=backprop_steps).meta_objective
+            value = self.backend.run(loss_fn, inits, tasks, backprop_steps=backprop_steps).meta_objective
+            if self.config.outer.objective_transform == "log":
+                return value.clamp_min(1e-12).log()
+            return value
 
         return objective
 

@@ -125,7 +125,7 @@ def contaminate(
     standard Cauchy noise.
     """
     n = y.shape[0]
-    count = min(n, int(round(epsilon * n)))
+    count = min(n, round(epsilon * n))
     order = torch.randperm(n, generator=g)
     clean = torch.ones(n, dtype=torch.bool)
     clean[order[:count]] = False
