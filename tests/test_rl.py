@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def test_gae_matches_a_hand_computed_example() -> None:
     values = torch.tensor([[0.5], [0.4], [0.3]])
     next_values = torch.tensor([[0.4], [0.3], [0.2]])
     terminated = torch.tensor([[0.0], [1.0], [0.0]])
-    adv, ret = compute_gae(rewards, values, next_values, terminated, terminated, gamma=0.9, gae_lambda=0.8)
+    adv, ret = compute_gae(
+        rewards, values, next_values, terminated, terminated, gamma=0.9, gae_lambda=0.8
+    )
     # t=2: 1 + .9*.2 - .3 = .88; t=1 (terminal): 1 - .4 = .6; t=0: (1 + .9*.4 - .5) + .72*.6 = 1.292
     torch.testing.assert_close(adv.squeeze(1), torch.tensor([1.292, 0.6, 0.88]))
     torch.testing.assert_close(ret, adv + values)
@@ -47,7 +50,9 @@ def test_gae_bootstraps_through_truncation_but_cuts_the_lambda_chain() -> None:
     next_values = torch.tensor([[0.4], [0.3], [0.2]])
     terminated = torch.zeros(3, 1)
     truncated_done = torch.tensor([[0.0], [1.0], [0.0]])
-    adv, _ = compute_gae(rewards, values, next_values, terminated, truncated_done, gamma=0.9, gae_lambda=0.8)
+    adv, _ = compute_gae(
+        rewards, values, next_values, terminated, truncated_done, gamma=0.9, gae_lambda=0.8
+    )
     # t=1 (truncated): 1 + .9*.3 - .4 = .87 (bootstrapped, chain cut); t=0: .86 + .72*.87 = 1.4864
     torch.testing.assert_close(adv.squeeze(1), torch.tensor([1.4864, 0.87, 0.88]))
 
@@ -62,7 +67,9 @@ def test_ppo_clip_objective_matches_its_formula() -> None:
         got = ppo_clip_objective(torch.tensor([math.log(r)]), torch.tensor([a]), eps)
         assert float(got) == pytest.approx(expected, rel=1e-6)
     # the named objective uses the given epsilon
-    named = make_objective("ppo_clip", clip_coef=0.1)(torch.tensor([math.log(1.5)]), torch.tensor([1.0]))
+    named = make_objective("ppo_clip", clip_coef=0.1)(
+        torch.tensor([math.log(1.5)]), torch.tensor([1.0])
+    )
     assert float(named) == pytest.approx(-1.1, rel=1e-6)
 
 
@@ -75,10 +82,15 @@ def test_dpo_drift_matches_its_formula() -> None:
         else:
             x = math.log(r) * a
             expected = max(0.0, x - beta * math.tanh(x / beta))
-        lr, adv = torch.tensor([math.log(r)], dtype=torch.float64), torch.tensor([a], dtype=torch.float64)
+        lr, adv = (
+            torch.tensor([math.log(r)], dtype=torch.float64),
+            torch.tensor([a], dtype=torch.float64),
+        )
         assert float(dpo_drift(lr, adv)) == pytest.approx(expected, abs=1e-12)
         assert float(dpo_objective(lr, adv)) == pytest.approx(-(r * a - expected), abs=1e-12)
-    assert float(dpo_drift(torch.tensor([math.log(3.0)]), torch.tensor([2.0]))) > 0  # actually penalises
+    assert (
+        float(dpo_drift(torch.tensor([math.log(3.0)]), torch.tensor([2.0]))) > 0
+    )  # actually penalises
 
 
 def test_learned_drift_is_non_negative_and_zero_at_ratio_one() -> None:
@@ -116,7 +128,9 @@ def test_antithetic_es_estimates_a_quadratic_gradient() -> None:
     out = es.estimate(theta, objective, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out.grads["w"], 2 * scale * theta["w"], atol=0.1, rtol=0.05)
     # the batched path sees the same candidates in the same order
-    batched = es.estimate_many(theta, lambda cs: [objective(c, None) for c in cs], torch.Generator().manual_seed(0))
+    batched = es.estimate_many(
+        theta, lambda cs: [objective(c, None) for c in cs], torch.Generator().manual_seed(0)
+    )
     torch.testing.assert_close(batched.grads["w"], out.grads["w"])
 
 
@@ -194,9 +208,18 @@ def test_rl_config_errors_name_the_field() -> None:
 
 
 TINY = [
-    "outer.steps=2", "outer.es_population=1", "outer.meta_batch=1", "outer.val_every=2", "outer.val_tasks=1",
-    "task.meta_total_steps=128", "task.workers=1", "task.drift_init=zero",
-    "task.ppo.num_envs=2", "task.ppo.num_steps=32", "task.ppo.hidden=[8]", "loss.hidden=[4]",
+    "outer.steps=2",
+    "outer.es_population=1",
+    "outer.meta_batch=1",
+    "outer.val_every=2",
+    "outer.val_tasks=1",
+    "task.meta_total_steps=128",
+    "task.workers=1",
+    "task.drift_init=zero",
+    "task.ppo.num_envs=2",
+    "task.ppo.num_steps=32",
+    "task.ppo.hidden=[8]",
+    "loss.hidden=[4]",
 ]
 
 
@@ -211,3 +234,57 @@ def test_tiny_meta_training_run_checkpoints_and_resumes_exactly(tmp_path: Path) 
         b = resumed.objective.state_dict()[name]
         torch.testing.assert_close(a, b, msg=name)
     assert np.isfinite(resumed.best_value)
+
+
+# ---------------------------------------------------------------------------- benchmark and figures
+
+BENCH_TINY = [
+    "task.workers=1",
+    "task.bench_total_steps=256",
+    "task.bench_variants=1",
+    "task.bench_seeds=2",
+    "task.clip_grid=[0.1,0.2]",
+    "task.tune_tasks=1",
+    "evaluation.lr_grid=[0.001]",
+    "task.threshold=15",
+    "task.ppo.num_envs=2",
+    "task.ppo.num_steps=32",
+    "task.ppo.hidden=[8]",
+]
+
+
+def test_metaloss_benchmark_runs_an_rl_config_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from metaloss.cli import main
+    from metaloss.export import save_loss
+
+    loss = save_loss(LearnedDrift(hidden=(4,)), tmp_path / "drift.safetensors")
+    argv = ["benchmark", str(CONFIG), "--loss", str(loss), "--out", str(tmp_path / "report")]
+    assert main([*argv, *(f"--set={o}" for o in BENCH_TINY)]) == 0
+    table = (tmp_path / "report" / "results.md").read_text()
+    for name in ("ppo_clip", "dpo", "learned", "default", "meta_test-0"):
+        assert name in table
+    data = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert len(data["rows"]) == 3 * 2 and all(len(r["finals"]) == 2 for r in data["rows"])
+    assert set(data["selection"]["ppo_clip"]) == {"lr=0.001 ε=0.1", "lr=0.001 ε=0.2"}
+    assert (tmp_path / "report" / "shape_learned.png").exists()
+
+
+def test_benchmark_rejects_a_non_policy_loss_file(tmp_path: Path) -> None:
+    from metaloss.commands.rl_benchmark import load_drifts
+    from metaloss.export import save_loss
+    from metaloss.losses import LearnedLoss
+
+    path = save_loss(LearnedLoss(hidden=(4,)), tmp_path / "regression.safetensors")
+    with pytest.raises(ValueError, match="expected a learned policy objective"):
+        load_drifts([str(path)])
+
+
+def test_policy_curves_put_the_learned_objective_beside_ppo_and_dpo() -> None:
+    from metaloss.rl.summary import policy_curves, policy_figure
+
+    curves = policy_curves(make_objective("dpo"), points=11)
+    assert curves["learned"].shape == curves["ppo_clip"].shape == (2, 11)
+    torch.testing.assert_close(curves["learned"], curves["dpo"])
+    assert len(policy_figure(curves).axes) == 2

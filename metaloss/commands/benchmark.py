@@ -19,6 +19,7 @@ from metaloss.evaluation.benchmark import (
 )
 from metaloss.evaluation.report import write_report
 from metaloss.export import load_loss, zoo_names
+from metaloss.rl.config import is_rl_config
 
 __all__ = ["register", "run"]
 
@@ -74,6 +75,10 @@ def _sources(args: argparse.Namespace, configured: tuple[str, ...], family: obje
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
+    if is_rl_config(config.task):  # RL families: their own benchmark (metaloss.rl.benchmark, docs/rl.md)
+        from metaloss.commands.rl_benchmark import run_rl
+
+        return run_rl(args, config)
     rows = rows_from_config(config)
     sources = _sources(args, config.benchmark.losses, rows[0].family)
     learned = load_learned(sources)

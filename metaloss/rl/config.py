@@ -57,27 +57,44 @@ class RLTaskConfig(TaskConfig):
         (0.75, 1.33), "multiplier range of each physical parameter for meta-train/valid tasks", gt=0
     )
     test_scale: tuple[float, float] = setting(
-        (0.6, 1.67), "outer multiplier range of held-out variants (the part outside train_scale)", gt=0
+        (0.6, 1.67),
+        "outer multiplier range of held-out variants (the part outside train_scale)",
+        gt=0,
     )
     ppo: PPOConfig = field(default_factory=PPOConfig, metadata={"doc": "the PPO inner loop"})
-    meta_total_steps: int = setting(30_000, "environment steps of each ES fitness training run", ge=1)
-    fitness_fraction: float = setting(0.3, "fitness: mean return of episodes in this last part of a run", gt=0, le=1)
+    meta_total_steps: int = setting(
+        30_000, "environment steps of each ES fitness training run", ge=1
+    )
+    fitness_fraction: float = setting(
+        0.3, "fitness: mean return of episodes in this last part of a run", gt=0, le=1
+    )
     workers: int = setting(2, "processes that run the ES population's training runs", ge=1)
     drift_init: Literal["random", "dpo", "zero"] = setting(
-        "dpo", "initial learned drift: random weights, a regression fit of DPO's drift, or zero output"
+        "dpo",
+        "initial learned drift: random weights, a regression fit of DPO's drift, or zero output",
     )
-    bench_total_steps: int = setting(50_000, "environment steps per benchmark run (equal for every objective)", ge=1)
-    bench_variants: int = setting(2, "held-out variants in the benchmark (besides the default env)", ge=0)
+    bench_total_steps: int = setting(
+        50_000, "environment steps per benchmark run (equal for every objective)", ge=1
+    )
+    bench_variants: int = setting(
+        2, "held-out variants in the benchmark (besides the default env)", ge=0
+    )
     bench_seeds: int = setting(5, "training seeds per benchmark row", ge=1)
     threshold: float = setting(475.0, "return threshold of the steps-to-threshold metric")
-    clip_grid: tuple[float, ...] = setting((0.1, 0.2, 0.3), "PPO clip epsilons searched on meta-train tasks", gt=0)
-    tune_tasks: int = setting(2, "meta-train tasks used to select each objective's lr (and PPO's clip)", ge=1)
+    clip_grid: tuple[float, ...] = setting(
+        (0.1, 0.2, 0.3), "PPO clip epsilons searched on meta-train tasks", gt=0
+    )
+    tune_tasks: int = setting(
+        2, "meta-train tasks used to select each objective's lr (and PPO's clip)", ge=1
+    )
 
     def __post_init__(self) -> None:
         low, high = self.train_scale
         outer_low, outer_high = self.test_scale
         if not low <= 1.0 <= high:
-            raise ConfigError(f"task.train_scale: expected a range around 1.0, got {list(self.train_scale)}")
+            raise ConfigError(
+                f"task.train_scale: expected a range around 1.0, got {list(self.train_scale)}"
+            )
         if not (outer_low < low and outer_high > high):
             raise ConfigError(
                 f"task.test_scale: expected a range strictly wider than train_scale {list(self.train_scale)}, "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,8 +28,19 @@ from metaloss.tasks.base import SPLIT_SIZE, Split, task_generator
 __all__ = ["PARAMETERS", "EnvFamily", "EnvTask", "make_vec_env", "reset_mask"]
 
 PARAMETERS: dict[str, dict[str, float]] = {
-    "CartPole-v1": {"gravity": 9.8, "masscart": 1.0, "masspole": 0.1, "length": 0.5, "force_mag": 10.0},
-    "Acrobot-v1": {"LINK_LENGTH_1": 1.0, "LINK_LENGTH_2": 1.0, "LINK_MASS_1": 1.0, "LINK_MASS_2": 1.0},
+    "CartPole-v1": {
+        "gravity": 9.8,
+        "masscart": 1.0,
+        "masspole": 0.1,
+        "length": 0.5,
+        "force_mag": 10.0,
+    },
+    "Acrobot-v1": {
+        "LINK_LENGTH_1": 1.0,
+        "LINK_LENGTH_2": 1.0,
+        "LINK_MASS_1": 1.0,
+        "LINK_MASS_2": 1.0,
+    },
 }
 """The physical parameters scaled per task, with gymnasium's default values."""
 
@@ -78,7 +89,9 @@ class EnvFamily:
 
     def __init__(self, config: RLTaskConfig) -> None:
         if config.env not in PARAMETERS:
-            raise ValueError(f"task.env: expected one of {', '.join(PARAMETERS)}, got {config.env!r}")
+            raise ValueError(
+                f"task.env: expected one of {', '.join(PARAMETERS)}, got {config.env!r}"
+            )
         self.config = config
         self.env_id = config.env
 
@@ -104,7 +117,10 @@ class EnvFamily:
 
     def sample(self, split: Split, count: int, generator: torch.Generator) -> list[EnvTask]:
         """``count`` random tasks of ``split`` (indices drawn from ``generator``)."""
-        return [self.task(split, int(i)) for i in torch.randint(0, SPLIT_SIZE, (count,), generator=generator)]
+        return [
+            self.task(split, int(i))
+            for i in torch.randint(0, SPLIT_SIZE, (count,), generator=generator)
+        ]
 
 
 def _apply_params(env: Any, params: dict[str, float]) -> None:
@@ -130,7 +146,7 @@ def make_vec_env(task: EnvTask, num_envs: int, seed: int) -> Any:
         _apply_params(env.unwrapped, task.params)
     else:
         env = gym.make_vec(task.env_id, num_envs=num_envs, vectorization_mode="sync")
-        for sub in env.unwrapped.envs:
+        for sub in cast(Any, env.unwrapped).envs:  # SyncVectorEnv
             _apply_params(sub.unwrapped, task.params)
     mode = env.metadata.get("autoreset_mode")
     if mode is not None and getattr(mode, "value", mode) != "NextStep":

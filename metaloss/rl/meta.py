@@ -18,10 +18,8 @@ References:
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from metaloss.outer.estimators import AntitheticES
 from metaloss.rl.config import PPOConfig, RLTaskConfig
 from metaloss.rl.envs import EnvFamily, EnvTask
 from metaloss.rl.objectives import LearnedDrift, dpo_drift
+from metaloss.rl.pool import WorkerPool
 from metaloss.rl.ppo import train_ppo
 from metaloss.tasks.base import Split
 
@@ -59,18 +58,22 @@ _VALID_SEED = 1_000_003
 def rl_task_config(config: RunConfig) -> RLTaskConfig:
     """The run's RL task options, or a :class:`ConfigError` naming ``task.family``."""
     if not isinstance(config.task, RLTaskConfig):
-        raise ConfigError(f"task.family: expected an RL family (cartpole, acrobot), got {config.task.family!r}")
+        raise ConfigError(
+            f"task.family: expected an RL family (cartpole, acrobot), got {config.task.family!r}"
+        )
     return config.task
 
 
 # ------------------------------------------------------------------------------ the objective
 
 
-def fit_drift(drift: LearnedDrift, generator: torch.Generator, steps: int = 400, lr: float = 0.01) -> float:
+def fit_drift(
+    drift: LearnedDrift, generator: torch.Generator, steps: int = 300, lr: float = 0.01
+) -> float:
     """Regress ``drift`` onto DPO's closed-form drift on random ``(log_ratio, advantage)`` pairs
     (``log r ~ U[−0.7, 0.7]``, ``A ~ N(0, 1)``); returns the final mean squared error."""
-    log_ratio = (torch.rand(4096, generator=generator) * 2 - 1) * 0.7
-    adv = torch.randn(4096, generator=generator)
+    log_ratio = (torch.rand(1024, generator=generator) * 2 - 1) * 0.7
+    adv = torch.randn(1024, generator=generator)
     target = dpo_drift(log_ratio, adv)
     optimizer = torch.optim.Adam(drift.parameters(), lr=lr)
     error = torch.zeros(())
@@ -126,10 +129,6 @@ def run_fitness_job(job: FitnessJob) -> float:
     with torch.enable_grad():  # ES evaluates candidates under no_grad; PPO needs gradients
         run = train_ppo(job.task, job.ppo, drift, job.seed, job.total_steps)
     return run.final_return(job.fraction)
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)
 
 
 # ------------------------------------------------------------------------------ records
@@ -206,7 +205,9 @@ class RLMetaTrainer:
         >>> result = trainer.train()                                          # doctest: +SKIP
     """
 
-    def __init__(self, config: RunConfig, out_dir: Path | None = None, callbacks: Sequence[RLCallback] = ()) -> None:
+    def __init__(
+        self, config: RunConfig, out_dir: Path | None = None, callbacks: Sequence[RLCallback] = ()
+    ) -> None:
         self.config = config
         self.task_config = rl_task_config(config)
         self.out_dir = out_dir
@@ -223,30 +224,31 @@ class RLMetaTrainer:
         self.best_state: dict[str, Tensor] = {}
         self.steps: list[RLStepRecord] = []
         self.validations: list[RLValidation] = []
-        self._pool: Any = None
+        self.pool = WorkerPool(self.task_config.workers)
 
     # ---------------------------------------------------------------- evaluation
 
-    def _map(self, jobs: list[FitnessJob]) -> list[float]:
-        if self.task_config.workers <= 1 or len(jobs) <= 1:
-            return [run_fitness_job(job) for job in jobs]
-        if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.task_config.workers, mp_context=context, initializer=_init_worker)
-        return list(self._pool.map(run_fitness_job, jobs))
-
-    def returns(self, candidates: list[dict[str, Tensor]], tasks: list[EnvTask], seeds: list[int]) -> Tensor:
+    def returns(
+        self, candidates: list[dict[str, Tensor]], tasks: list[EnvTask], seeds: list[int]
+    ) -> Tensor:
         """Fitness ``[candidates, tasks]``: each candidate trains one agent per (task, seed)."""
         arch = self.objective.architecture()
         arch = {k: v for k, v in arch.items() if k in ("features", "hidden", "activation")}
         tc = self.task_config
         jobs = [
-            FitnessJob(arch, {k: v.detach().clone() for k, v in c.items()}, task, tc.ppo, tc.meta_total_steps,
-                       tc.fitness_fraction, seed)
+            FitnessJob(
+                arch,
+                {k: v.detach().clone() for k, v in c.items()},
+                task,
+                tc.ppo,
+                tc.meta_total_steps,
+                tc.fitness_fraction,
+                seed,
+            )
             for c in candidates
             for task, seed in zip(tasks, seeds, strict=True)
         ]
-        values = torch.tensor(self._map(jobs), dtype=torch.float64)
+        values = torch.tensor(self.pool.map(run_fitness_job, jobs), dtype=torch.float64)
         return values.view(len(candidates), len(tasks))
 
     def validate(self) -> float:
@@ -270,7 +272,7 @@ class RLMetaTrainer:
             table.append(self.returns(candidates, tasks, seeds))
             return [-row.float() for row in table[-1]]  # ES minimises: meta-loss = −return
 
-        params = dict(self.objective.named_parameters())
+        params: dict[str, Tensor] = dict(self.objective.named_parameters())
         out = self.estimator.estimate_many(params, evaluate, self.generator)
         grad_norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in out.grads.values())))  # type: ignore[arg-type]
         clip = self.config.outer.grad_clip
@@ -281,8 +283,14 @@ class RLMetaTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         population = table[-1][:-1].mean(1)
-        return RLStepRecord(self.step, float(table[-1][-1].mean()), float(population.mean()),
-                            float(population.max()), grad_norm, time.perf_counter() - start)
+        return RLStepRecord(
+            self.step,
+            float(table[-1][-1].mean()),
+            float(population.mean()),
+            float(population.max()),
+            grad_norm,
+            time.perf_counter() - start,
+        )
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -337,7 +345,9 @@ class RLMetaTrainer:
         best = value > self.best_value
         if best:
             self.best_value, self.best_step = value, self.step
-            self.best_state = {k: v.detach().clone() for k, v in self.objective.state_dict().items()}
+            self.best_state = {
+                k: v.detach().clone() for k, v in self.objective.state_dict().items()
+            }
         record = RLValidation(self.step, value, best)
         self.validations.append(record)
         return record
@@ -367,12 +377,12 @@ class RLMetaTrainer:
             self.close()
         if self.best_state:
             self.objective.load_state_dict(self.best_state)
-        result = RLTrainResult(self.objective, self.steps, self.validations, self.best_step, self.best_value)
+        result = RLTrainResult(
+            self.objective, self.steps, self.validations, self.best_step, self.best_value
+        )
         self._emit("on_end", result)
         return result
 
     def close(self) -> None:
         """Stop the worker processes."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        self.pool.close()

@@ -62,9 +62,17 @@ def _register_policy_features() -> None:
         "log_ratio_sq": lambda lr: lr**2,
     }
     for name, fn in base.items():
-        register_feature("policy", name, lambda lr, adv, fn=fn: fn(lr))
-        register_feature("policy", f"{name}_adv", lambda lr, adv, fn=fn: fn(lr) * adv)
+        register_feature("policy", name, _of_ratio(fn))
+        register_feature("policy", f"{name}_adv", _times_advantage(fn))
     register_feature("policy", "advantage", lambda lr, adv: adv)
+
+
+def _of_ratio(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    return lambda log_ratio, adv: fn(log_ratio)
+
+
+def _times_advantage(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    return lambda log_ratio, adv: fn(log_ratio) * adv
 
 
 _register_policy_features()
@@ -78,17 +86,23 @@ def ppo_clip_objective(log_ratio: Tensor, advantages: Tensor, clip_coef: float =
     return torch.maximum(unclipped, clipped)
 
 
-def dpo_drift(log_ratio: Tensor, advantages: Tensor, alpha: float = 2.0, beta: float = 0.6) -> Tensor:
+def dpo_drift(
+    log_ratio: Tensor, advantages: Tensor, alpha: float = 2.0, beta: float = 0.6
+) -> Tensor:
     """DPO's closed-form drift (Lu et al., 2022, α = 2, β = 0.6 as published):
     ``relu((r−1)A − α tanh((r−1)A/α))`` for ``A ≥ 0`` and ``relu(log(r)A − β tanh(log(r)A/β))``
     for ``A < 0``."""
     ratio = torch.exp(log_ratio)
-    positive = torch.relu((ratio - 1) * advantages - alpha * torch.tanh((ratio - 1) * advantages / alpha))
+    positive = torch.relu(
+        (ratio - 1) * advantages - alpha * torch.tanh((ratio - 1) * advantages / alpha)
+    )
     negative = torch.relu(log_ratio * advantages - beta * torch.tanh(log_ratio * advantages / beta))
     return torch.where(advantages >= 0, positive, negative)
 
 
-def dpo_objective(log_ratio: Tensor, advantages: Tensor, alpha: float = 2.0, beta: float = 0.6) -> Tensor:
+def dpo_objective(
+    log_ratio: Tensor, advantages: Tensor, alpha: float = 2.0, beta: float = 0.6
+) -> Tensor:
     """DPO's objective, negated: ``−(r·A − drift(r, A))`` (Lu et al., 2022)."""
     return -(torch.exp(log_ratio) * advantages - dpo_drift(log_ratio, advantages, alpha, beta))
 
@@ -130,7 +144,9 @@ class LearnedDrift(LearnedLoss):
     ) -> None:
         if kind != "policy":
             raise ValueError(f"LearnedDrift kind: expected 'policy', got {kind!r}")
-        super().__init__(tuple(features), tuple(hidden), activation, "identity", True, "policy", reduction)
+        super().__init__(
+            tuple(features), tuple(hidden), activation, "identity", True, "policy", reduction
+        )
 
     def drift(self, log_ratio: Tensor, advantages: Tensor) -> Tensor:
         """The learned drift ``relu(g(x) − g(x₀)) ≥ 0`` per sample."""
@@ -140,7 +156,9 @@ class LearnedDrift(LearnedLoss):
     def per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
         """The per-sample loss ``−(r·A − drift)`` for ``pred = log_ratio``, ``target = advantages``."""
         if pred.shape != target.shape:
-            raise ValueError(f"advantages: expected shape {tuple(pred.shape)} like log_ratio, got {tuple(target.shape)}")
+            raise ValueError(
+                f"advantages: expected shape {tuple(pred.shape)} like log_ratio, got {tuple(target.shape)}"
+            )
         return -(torch.exp(pred) * target - self.drift(pred, target))
 
     def forward(self, pred: Tensor, target: Tensor, reduction: Reduction | None = None) -> Tensor:

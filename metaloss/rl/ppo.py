@@ -43,7 +43,9 @@ def _layer(n_in: int, n_out: int, gain: float, generator: torch.Generator) -> nn
     return layer
 
 
-def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, out_gain: float, g: torch.Generator) -> nn.Sequential:
+def _mlp(
+    n_in: int, hidden: tuple[int, ...], n_out: int, out_gain: float, g: torch.Generator
+) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip((n_in, *hidden[:-1]), hidden, strict=True):
         layers += [_layer(a, b, math.sqrt(2), g), nn.Tanh()]
@@ -55,7 +57,9 @@ class Agent(nn.Module):
     """Separate actor and critic MLPs with tanh activations and orthogonal initialisation
     (actor output gain 0.01, critic 1.0), as in CleanRL's ``ppo.py`` for discrete actions."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...], generator: torch.Generator) -> None:
+    def __init__(
+        self, obs_dim: int, n_actions: int, hidden: tuple[int, ...], generator: torch.Generator
+    ) -> None:
         super().__init__()
         self.actor = _mlp(obs_dim, hidden, n_actions, 0.01, generator)
         self.critic = _mlp(obs_dim, hidden, 1, 1.0, generator)
@@ -81,7 +85,9 @@ class PPORun:
 
     def mean_return_after(self, step: int) -> float:
         """Mean return of the episodes that ended after env step ``step`` (NaN if none)."""
-        values = [r for s, r in zip(self.episode_steps, self.episode_returns, strict=True) if s > step]
+        values = [
+            r for s, r in zip(self.episode_steps, self.episode_returns, strict=True) if s > step
+        ]
         return float(np.mean(values)) if values else float("nan")
 
     def final_return(self, fraction: float = 0.1) -> float:
@@ -216,7 +222,9 @@ class _LoopState:
         self.global_step = 0
 
 
-def _collect(env: object, agent: Agent, state: _LoopState, config: PPOConfig, g: torch.Generator, run: PPORun) -> _Rollout:
+def _collect(
+    env: object, agent: Agent, state: _LoopState, config: PPOConfig, g: torch.Generator, run: PPORun
+) -> _Rollout:
     T, N = config.num_steps, config.num_envs
     obs_buf = torch.zeros((T, N, state.obs.shape[-1]))
     actions = torch.zeros((T, N), dtype=torch.long)
@@ -258,7 +266,9 @@ def _update(
 ) -> dict[str, float]:
     with torch.no_grad():
         next_values = torch.cat([r.values[1:], agent.value(state.obs)[None]])
-    advantages, returns = compute_gae(r.rewards, r.values, next_values, r.terminated, r.dones, config.gamma, config.gae_lambda)
+    advantages, returns = compute_gae(
+        r.rewards, r.values, next_values, r.terminated, r.dones, config.gamma, config.gae_lambda
+    )
     keep = r.valid.flatten().bool()
     obs = r.obs.flatten(0, 1)[keep]
     actions, old_logp = r.actions.flatten()[keep], r.logprobs.flatten()[keep]
