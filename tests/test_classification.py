@@ -10,6 +10,7 @@ import torch
 from torch.func import grad, vmap
 
 from metaloss.config import ConfigError, parse
+from metaloss.evaluation.compare import compare_with_mse
 from metaloss.evaluation.decomposition import decompose, summarise
 from metaloss.export import load_loss, save_loss
 from metaloss.losses import LearnedLoss, baseline
@@ -316,14 +317,24 @@ def test_tiny_meta_training_on_classification_tasks(tmp_path: Path, form: str) -
                 "val_tasks": 2,
                 "checkpoint_every": 3,
             },
+            "evaluation": {"test_tasks": 2, "grid_tasks": 2, "lr_grid": [0.1, 0.3]},
         }
     )
-    result = MetaTrainer(config, tmp_path).train()
+    trainer = MetaTrainer(config, tmp_path)
+    result = trainer.train()
+    assert (
+        not result.degeneracy.collapsed and result.degeneracy.reason == ""
+    )  # checked, not skipped
     assert len(result.steps) == 3 and all(r.grad_norm > 0 and not r.skipped for r in result.steps)
     assert result.best_value < float("inf")
     path = save_loss(result.loss, tmp_path / "loss.safetensors")
     logits, labels = torch.randn(5, 3), torch.randint(0, 3, (5,))
     torch.testing.assert_close(load_loss(path)(logits, labels), result.loss(logits, labels))
+    comparison = compare_with_mse(
+        result.loss.per_sample, trainer.family, config
+    )  # `metaloss train` prints it
+    assert [r.name for r in comparison.rows][1::2] == ["ce", "ce (tuned lr)"]
+    assert "test CE" in comparison.markdown()
 
 
 # ------------------------------------------------------------------------------ benchmark harness

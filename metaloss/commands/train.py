@@ -14,6 +14,7 @@ from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
 from metaloss.export import save_loss
 from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer
+from metaloss.rl.config import is_rl_config
 from metaloss.summary import SummaryCallback
 
 __all__ = ["register", "run"]
@@ -46,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
+    if is_rl_config(config.task):  # RL families meta-train with ES (metaloss rl-train, docs/rl.md)
+        from metaloss.commands.rl_train import run as run_rl_train
+
+        return run_rl_train(args)
     out: Path = args.out or Path("runs") / config.name
     if (out / CHECKPOINT_NAME).exists() and not args.resume:
         raise FileExistsError(
@@ -79,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         )
     outputs = [loss_path, out / "config.yaml", out / CHECKPOINT_NAME]
     if not args.no_eval:
-        print("meta-testing against MSE ...", file=sys.stderr)
+        print(f"meta-testing against {'MSE' if trainer.family.kind == 'regression' else 'CE'} ...", file=sys.stderr)
         comparison = compare_with_mse(result.loss.per_sample, trainer.family, config)
         table = comparison.markdown()
         (out / "results.md").write_text(table)

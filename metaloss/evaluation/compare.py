@@ -42,6 +42,8 @@ class Comparison:
     runs: int
     steps: int
     lr_scores: dict[str, dict[float, float]]
+    reference: str = "MSE"
+    """The hand-designed reference loss: MSE for regression, CE for classification."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,20 +68,22 @@ class Comparison:
         """Tuned learned loss vs tuned MSE, judged on the paired difference's 95% CI."""
         rows = {r.name: r for r in self.rows}
         diff = rows["learned (tuned lr)"].diff_vs_tuned_mse
+        ref = self.reference
         if diff.high < 0:
-            return f"tuned learned beats tuned MSE: paired Δ {diff} (CI below 0)"
+            return f"tuned learned beats tuned {ref}: paired Δ {diff} (CI below 0)"
         if diff.low > 0:
-            return f"tuned learned loses to tuned MSE: paired Δ {diff} (CI above 0)"
-        return f"tuned learned ties tuned MSE: paired Δ {diff} (CI contains 0)"
+            return f"tuned learned loses to tuned {ref}: paired Δ {diff} (CI above 0)"
+        return f"tuned learned ties tuned {ref}: paired Δ {diff} (CI contains 0)"
 
     def markdown(self) -> str:
+        ref = self.reference
         lines = [
-            f"Clean test MSE after {self.steps} inner steps on {self.runs} held-out runs "
+            f"Clean test {ref} after {self.steps} inner steps on {self.runs} held-out runs "
             "(mean ± 95% CI); steps = first inner step whose mean error reaches the target; "
-            "Δ = paired difference to tuned MSE on the same tasks and initialisations "
+            f"Δ = paired difference to tuned {ref} on the same tasks and initialisations "
             "(mean ± 95% CI; negative is better) with its paired t-test p-value.",
             "",
-            "| loss | lr | lr from | test MSE | steps to MSE@same-lr final | steps to tuned-MSE final | diverged | Δ vs tuned MSE | p |",
+            f"| loss | lr | lr from | test {ref} | steps to {ref}@same-lr final | steps to tuned-{ref} final | diverged | Δ vs tuned {ref} | p |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.rows:
@@ -101,22 +105,24 @@ def compare_with_mse(
     test_tasks: int | None = None,
     seeds: int | None = None,
 ) -> Comparison:
-    """Meta-test ``learned`` against MSE on fixed held-out tasks (see module docstring)."""
+    """Meta-test ``learned`` against MSE on fixed held-out tasks (see module docstring); for a
+    classification family the reference is cross-entropy instead."""
     ev = config.evaluation
     test = eval_set(family, config, Split.META_TEST, test_tasks or ev.test_tasks, seeds or ev.seeds)
     grid_set = eval_set(family, config, Split.META_TRAIN, ev.grid_tasks)
-    mse = baseline("mse")
+    ref = "mse" if family.kind == "regression" else "ce"
+    mse = baseline(ref)
     mse_lr, mse_scores = select_lr(mse, family, config, ev.lr_grid, grid_set)
     learned_lr, learned_scores = select_lr(learned, family, config, ev.lr_grid, grid_set)
     same = config.inner.lr
     runs: list[tuple[LossRun, str]] = [
         (run_loss("learned", learned, family, config, test, same), "meta-training"),
-        (run_loss("mse", mse, family, config, test, same), "meta-training"),
+        (run_loss(ref, mse, family, config, test, same), "meta-training"),
         (
             run_loss("learned (tuned lr)", learned, family, config, test, learned_lr),
             "grid on meta-train tasks",
         ),
-        (run_loss("mse (tuned lr)", mse, family, config, test, mse_lr), "grid on meta-train tasks"),
+        (run_loss(f"{ref} (tuned lr)", mse, family, config, test, mse_lr), "grid on meta-train tasks"),
     ]
     mse_final = float(runs[1][0].final.mean())
     tuned = runs[3][0]
@@ -138,5 +144,5 @@ def compare_with_mse(
             )
         )
     return Comparison(
-        rows, test.runs, config.inner.steps, {"mse": mse_scores, "learned": learned_scores}
+        rows, test.runs, config.inner.steps, {ref: mse_scores, "learned": learned_scores}, ref.upper()
     )
