@@ -215,6 +215,10 @@ def _selection_table(result: BenchmarkResult, names: list[str]) -> list[str]:
             param = f"{e.param}={e.selection.value:g}, " if e.param and e.selection.value is not None else ""
             cells.append(f"{param}lr={e.selection.lr:g}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    tuned = {k: v for k, v in result.extra.get("tuned", {}).items() if k != "folder" and v.startswith("tuned")}
+    if tuned:  # metaloss benchmark --tuned: these came from metaloss tune (meta-validation tasks)
+        lines += ["", "Tuned with `metaloss tune` on meta-validation tasks instead (no selection here): "
+                  + "; ".join(f"{k}: {v}" for k, v in tuned.items()) + "."]
     return [*lines, ""]
 
 
