@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         )
     outputs = [loss_path, out / "config.yaml", out / CHECKPOINT_NAME]
     if not args.no_eval:
-        print("meta-testing against MSE ...", file=sys.stderr)
+        print(f"meta-testing against {'MSE' if trainer.family.kind == 'regression' else 'CE'} ...", file=sys.stderr)
         comparison = compare_with_mse(result.loss.per_sample, trainer.family, config)
         table = comparison.markdown()
         (out / "results.md").write_text(table)
