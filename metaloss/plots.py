@@ -301,3 +301,4 @@ register_shape_view(
 )
 
 from metaloss import plots_classification as _plots_classification  # noqa: E402, F401  (registers the classification view)
+from metaloss.rl import shape as _rl_shape  # noqa: E402, F401  (registers the policy view)

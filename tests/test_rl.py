@@ -282,7 +282,7 @@ def test_benchmark_rejects_a_non_policy_loss_file(tmp_path: Path) -> None:
 
 
 def test_policy_curves_put_the_learned_objective_beside_ppo_and_dpo() -> None:
-    from metaloss.rl.summary import policy_curves, policy_figure
+    from metaloss.rl.shape import policy_curves, policy_figure
 
     curves = policy_curves(make_objective("dpo"), points=11)
     assert curves["learned"].shape == curves["ppo_clip"].shape == (2, 11)

@@ -14,7 +14,7 @@ from metaloss.export import load_loss, zoo_names
 from metaloss.rl.benchmark import run_rl_benchmark
 from metaloss.rl.meta import rl_task_config
 from metaloss.rl.objectives import LearnedDrift
-from metaloss.rl.summary import policy_curves, policy_figure
+from metaloss.rl.shape import policy_curves, policy_figure
 
 __all__ = ["load_drifts", "register", "run", "run_rl"]
 
