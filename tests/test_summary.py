@@ -159,7 +159,7 @@ def test_shape_views_dispatch_on_kind_and_can_be_extended() -> None:
 
 def test_clean_and_corrupted_weights_are_split_for_outlier_tasks(tmp_path: Path) -> None:
     config = load_config(
-        "configs/outliers.yaml",
+        Path(__file__).parents[1] / "configs" / "outliers.yaml",
         [
             "learner.hidden=[8]",
             "loss.hidden=[8]",
