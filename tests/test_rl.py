@@ -288,3 +288,14 @@ def test_policy_curves_put_the_learned_objective_beside_ppo_and_dpo() -> None:
     assert curves["learned"].shape == curves["ppo_clip"].shape == (2, 11)
     torch.testing.assert_close(curves["learned"], curves["dpo"])
     assert len(policy_figure(curves).axes) == 2
+
+
+def test_acrobot_config_builds_variants_with_scaled_links() -> None:
+    config = load_config(Path(__file__).parent.parent / "configs" / "acrobot.yaml")
+    family = EnvFamily(config.task)  # type: ignore[arg-type]
+    task = family.task(Split.META_TEST, 3)
+    env, obs = make_vec_env(task, 2, seed=0)
+    sub = env.unwrapped.envs[0].unwrapped
+    assert sub.LINK_MASS_1 == pytest.approx(task.params["LINK_MASS_1"]) and sub.LINK_COM_POS_2 == pytest.approx(0.5 * sub.LINK_LENGTH_2)
+    assert obs.shape == (2, 6)
+    env.close()
