@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 import yaml
 
 from metaloss.config import ConfigError, load_config, parse, to_dict
@@ -339,3 +340,19 @@ def test_a_trial_beyond_the_budget_is_marked_surplus_and_not_run(tmp_path: Path)
         guarded(late)
     assert ran == [first.number] and late.number == 2 and second.number == 1
     assert study.trials[2].user_attrs == {SURPLUS_ATTR: True}
+
+
+def test_baselines_are_scored_on_the_tasks_meta_training_validates_on() -> None:
+    from metaloss.outer import MetaTrainer
+    from metaloss.tasks import make_family
+    from metaloss.tuning.objective import validation_set
+
+    config = parse(tiny([LR]))
+    family = make_family(config.task)
+    ours = validation_set(config, family)
+    tasks, inits = MetaTrainer(config, family=family).validation_set()
+    assert ours.split is Split.META_VALID
+    for key, value in inits.items():
+        assert torch.equal(ours.inits[key], value)
+    assert torch.equal(ours.tasks.outer_valid.y, tasks.outer_valid.y)
+    assert torch.equal(ours.tasks.train.x, tasks.train.x)

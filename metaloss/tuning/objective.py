@@ -25,9 +25,10 @@ import optuna
 import torch
 
 from metaloss.config import ConfigError, RunConfig
-from metaloss.evaluation import EvalSet, run_loss
+from metaloss.evaluation import EvalSet, eval_set, run_loss
 from metaloss.losses import baseline
 from metaloss.outer import Callback, MetaTrainer, NonFiniteError, ValidationRecord
+from metaloss.outer.trainer import _VALID_INIT_SEED
 from metaloss.tasks import Split, TaskFamily, make_family
 from metaloss.tuning.space import LEARNED, TrialSettings, apply_values, resolve_space, suggest
 
@@ -80,9 +81,9 @@ class _ReportValidations(Callback):
 
 
 def validation_set(config: RunConfig, family: TaskFamily) -> EvalSet:
-    """The meta-validation tasks and initialisations meta-training validates on."""
-    tasks, inits = MetaTrainer(config, family=family).validation_set()
-    return EvalSet(tasks, inits, Split.META_VALID)
+    """The meta-validation tasks and initialisations meta-training validates on (the same as
+    :meth:`MetaTrainer.validation_set`, without building a trainer)."""
+    return eval_set(family, config, Split.META_VALID, config.outer.val_tasks, 1, _VALID_INIT_SEED)
 
 
 def learned_objective(trial: optuna.Trial, config: RunConfig, family: TaskFamily) -> float:
