@@ -356,3 +356,51 @@ def test_baselines_are_scored_on_the_tasks_meta_training_validates_on() -> None:
         assert torch.equal(ours.inits[key], value)
     assert torch.equal(ours.tasks.outer_valid.y, tasks.outer_valid.y)
     assert torch.equal(ours.tasks.train.x, tasks.train.x)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_resumed_and_its_trial_retried(tmp_path: Path) -> None:
+    """A real SIGKILL in the middle of a trial: the next run fails it by heartbeat, re-runs its
+    parameters, and the study ends with exactly the budget of complete trials."""
+    data = tiny(
+        [LR, {"param": "outer.lr", "low": 1e-4, "high": 1e-2, "log": True}],
+        outer={"steps": 400, "val_every": 200},
+    )
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    command = [
+        sys.executable,
+        "-m",
+        "metaloss",
+        "tune",
+        str(config_path),
+        "--target",
+        "learned",
+        "--trials",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+        "--heartbeat",
+        "1",
+    ]
+    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = make_storage(None, tmp_path / "out", heartbeat_interval=1)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            running = optuna.load_study(study_name="tiny-learned", storage=storage).get_trials(
+                deepcopy=False
+            )
+        except KeyError:
+            continue
+        if any(HEARTBEAT_ATTR in t.system_attrs for t in running):
+            break
+    worker.kill()
+    worker.wait()
+    result = tune(parse(data), "learned", 2, tmp_path / "out", heartbeat_interval=1)
+    trials = result.study.get_trials()
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    assert states(result.study).count("COMPLETE") == 2
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retried) == 1 and retried[0].params == trials[0].params
