@@ -46,7 +46,7 @@ class Args:
     """passes over the training split"""
     batch_size: int = 32
     """mini-batch size (learned losses with batch-level features see one mini-batch)"""
-    lr_grid: str = "0.0001,0.0003,0.001,0.003,0.01"
+    lr_grid: str = "0.00001,0.00003,0.0001,0.0003,0.001,0.003,0.01"
     """Adam learning rates tried for every loss"""
     hidden: int = 32
     """width of the MLP's hidden layer"""
@@ -174,6 +174,12 @@ def main() -> int:
         std = float(t.std()) if len(t) > 1 else 0.0
         lrs_text = ",".join(f"{lr:g}" for lr in chosen[name])
         print(f"{name:<{width}}  {float(t.mean()):>8.4f} ± {std:<16.4f}  {lrs_text}")
+    for name, picked in chosen.items():
+        edges = [lr for lr in picked if lr in (min(lrs), max(lrs))]
+        if edges:
+            print(
+                f"note: {name} chose a learning rate at the edge of --lr-grid in {len(edges)} of {len(picked)} seeds"
+            )
     return 0
 
 

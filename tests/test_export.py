@@ -342,7 +342,8 @@ def test_plain_pytorch_example_runs_with_a_loss_file(trained: tuple[LearnedLoss,
         [sys.executable, str(script), *tiny], capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr
-    rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()[2:]}
+    table = [line for line in done.stdout.splitlines()[2:] if not line.startswith("note:")]
+    rows = {line.split("  ")[0].strip(): line for line in table}
     assert set(rows) == {f"learned ({path})", "nn.MSELoss", "nn.HuberLoss(delta=1)"}
     missing = subprocess.run(
         [sys.executable, str(script), "--loss", "no-such-zoo-loss"],
