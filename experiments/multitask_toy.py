@@ -60,7 +60,7 @@ def main() -> None:
         default=None,
         help="learned multi-task loss (default: the zoo's multitask if installed)",
     )
-    parser.add_argument("--steps", type=int, default=1000, help="inner Adam steps")
+    parser.add_argument("--steps", type=int, default=2000, help="inner Adam steps")
     parser.add_argument("--lr", type=float, default=0.02, help="inner learning rate")
     parser.add_argument("--problems", type=int, default=16, help="held-out toy problems")
     parser.add_argument("--n-train", type=int, default=1024, help="training samples per problem")
