@@ -30,7 +30,7 @@ from torch import Tensor
 from metaloss.losses.baselines import BASELINES
 from metaloss.losses.features import register_feature
 from metaloss.losses.learned import cross_entropy
-from metaloss.losses.shape import DegeneracyReport
+from metaloss.losses.shape import DegeneracyReport, register_degeneracy_check
 
 __all__ = [
     "CLASSIFICATION_BASELINES",
@@ -244,3 +244,6 @@ def check_classification(
     elif max_abs_grad < tolerance:
         reason = f"no gradient w.r.t. the logits (max |grad| {max_abs_grad:.2e})"
     return DegeneracyReport(bool(reason), reason, max_abs_grad, value_range, descent)
+
+
+register_degeneracy_check("classification", check_classification)

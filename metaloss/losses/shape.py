@@ -12,7 +12,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["DegeneracyReport", "ShapeCurves", "check_degenerate", "regression_shape"]
+__all__ = [
+    "DEGENERACY_CHECKS",
+    "DegeneracyReport",
+    "ShapeCurves",
+    "check_degenerate",
+    "register_degeneracy_check",
+    "regression_shape",
+]
 
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 
@@ -70,16 +77,32 @@ class DegeneracyReport:
     descent_fraction: float
 
 
-def check_degenerate(loss_fn: PerSampleLoss, kind: str = "regression", tolerance: float = 1e-6) -> DegeneracyReport:
+DegeneracyCheck = Callable[[PerSampleLoss, float], DegeneracyReport]
+DEGENERACY_CHECKS: dict[str, DegeneracyCheck] = {}
+"""Collapse checks by loss kind; other kinds register theirs with :func:`register_degeneracy_check`."""
+
+
+def register_degeneracy_check(kind: str, check: DegeneracyCheck) -> None:
+    """Make :func:`check_degenerate` use ``check(loss_fn, tolerance)`` for losses of ``kind``."""
+    DEGENERACY_CHECKS[kind] = check
+
+
+def check_degenerate(
+    loss_fn: PerSampleLoss, kind: str = "regression", tolerance: float = 1e-6
+) -> DegeneracyReport:
     """Detect a collapsed loss: gradient w.r.t. predictions ~0 over the grid, or constant output."""
     kind = getattr(loss_fn, "kind", kind)
-    if kind == "classification":
-        from metaloss.losses.classification import check_classification
+    check = DEGENERACY_CHECKS.get(kind)
+    if check is None:
+        nan = float("nan")
+        return DegeneracyReport(False, f"not checked for kind {kind!r}", nan, nan, nan)
+    return check(loss_fn, tolerance)
 
-        return check_classification(loss_fn, tolerance)
-    if kind != "regression":
-        return DegeneracyReport(False, f"not checked for kind {kind!r}", float("nan"), float("nan"), float("nan"))
-    curves = regression_shape(loss_fn)
+
+def _check_regression(loss_fn: PerSampleLoss, tolerance: float) -> DegeneracyReport:
+    params = list(getattr(loss_fn, "parameters", lambda: [])())
+    dtype = params[0].dtype if params else torch.float32
+    curves = regression_shape(loss_fn, dtype=dtype)
     max_abs_grad = float(curves.grads.abs().max())
     value_range = float(curves.values.max() - curves.values.min())
     moving = curves.residuals.abs() > 0.05
@@ -93,3 +116,6 @@ def check_degenerate(loss_fn: PerSampleLoss, kind: str = "regression", tolerance
     elif max_abs_grad < tolerance:
         reason = f"no gradient w.r.t. the prediction (max |grad| {max_abs_grad:.2e})"
     return DegeneracyReport(bool(reason), reason, max_abs_grad, value_range, descent)
+
+
+register_degeneracy_check("regression", _check_regression)

@@ -34,10 +34,19 @@ from metaloss.outer.estimators import MetaObjective, make_estimator
 from metaloss.tasks import Split, Task, TaskFamily, make_family
 from metaloss.tasks.base import cast_task
 
-__all__ = ["Callback", "MetaTrainer", "NonFiniteError", "StepRecord", "TrainResult", "ValidationRecord"]
+__all__ = [
+    "VALID_INIT_SEED",
+    "Callback",
+    "MetaTrainer",
+    "NonFiniteError",
+    "StepRecord",
+    "TrainResult",
+    "ValidationRecord",
+]
 
 CHECKPOINT_NAME = "checkpoint.pt"
-_VALID_INIT_SEED = 1_000_003
+VALID_INIT_SEED = 1_000_003
+"""Seed of the meta-validation learners' initialisations (shared with tuning objectives)."""
 
 
 class NonFiniteError(RuntimeError):
@@ -125,7 +134,9 @@ class MetaTrainer:
         self.family = family or make_family(config.task)
         self.dtype = getattr(torch, config.dtype)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.learner = make_learner(config.learner, self.family.in_features, self.family.out_features).to(self.dtype)
+        self.learner = make_learner(
+            config.learner, self.family.in_features, self.family.out_features
+        ).to(self.dtype)
         self.backend = make_backend(self.learner, config.inner, self.family.objective)
         self.estimator = make_estimator(config.outer)
         self.loss = LearnedLoss.from_config(
@@ -152,7 +163,9 @@ class MetaTrainer:
             def loss_fn(pred: Tensor, target: Tensor) -> Tensor:
                 return functional_call(self.loss, params, (pred, target), {"reduction": "none"})  # type: ignore[no-any-return]
 
-            value = self.backend.run(loss_fn, inits, tasks, backprop_steps=backprop_steps).meta_objective
+            value = self.backend.run(
+                loss_fn, inits, tasks, backprop_steps=backprop_steps
+            ).meta_objective
             if self.config.outer.objective_transform == "log":
                 return value.clamp_min(1e-12).log()
             return value
@@ -170,7 +183,7 @@ class MetaTrainer:
         if self._valid is None:
             count = self.config.outer.val_tasks
             tasks = cast_task(self.family.tasks(Split.META_VALID, count), self.dtype)
-            generator = torch.Generator().manual_seed(_VALID_INIT_SEED)
+            generator = torch.Generator().manual_seed(VALID_INIT_SEED)
             self._valid = (tasks, init_params(self.learner, count, generator, self.dtype))
         return self._valid
 
@@ -187,7 +200,7 @@ class MetaTrainer:
         """Sample, estimate, guard, clip and apply one meta-gradient step."""
         start = time.perf_counter()
         tasks, inits = self.sample_meta_batch()
-        params = dict(self.loss.named_parameters())
+        params: dict[str, Tensor] = dict(self.loss.named_parameters())
         out = self.estimator.estimate(params, self.meta_objective(tasks, inits), self.generator)
         grad_norm = torch.sqrt(sum((g.double() ** 2).sum() for g in out.grads.values()))  # type: ignore[arg-type]
         finite_fraction = float(torch.isfinite(out.per_task).double().mean())
@@ -209,7 +222,11 @@ class MetaTrainer:
                 )
         self.step += 1
         return StepRecord(
-            self.step, float(out.meta_loss), float(grad_norm), not finite, finite_fraction,
+            self.step,
+            float(out.meta_loss),
+            float(grad_norm),
+            not finite,
+            finite_fraction,
             time.perf_counter() - start,
         )
 
@@ -244,7 +261,9 @@ class MetaTrainer:
         current["outer"].pop("steps", None)
         if saved != current:
             diff = _first_difference(saved, current)
-            raise ValueError(f"--resume: the checkpoint was written with a different config ({diff})")
+            raise ValueError(
+                f"--resume: the checkpoint was written with a different config ({diff})"
+            )
         self.step = state["step"]
         self.loss.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])

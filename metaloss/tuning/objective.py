@@ -28,7 +28,7 @@ from metaloss.config import ConfigError, RunConfig
 from metaloss.evaluation import EvalSet, eval_set, run_loss
 from metaloss.losses import baseline
 from metaloss.outer import Callback, MetaTrainer, NonFiniteError, ValidationRecord
-from metaloss.outer.trainer import _VALID_INIT_SEED
+from metaloss.outer.trainer import VALID_INIT_SEED
 from metaloss.tasks import Split, TaskFamily, make_family
 from metaloss.tuning.space import LEARNED, TrialSettings, apply_values, resolve_space, suggest
 
@@ -83,7 +83,7 @@ class _ReportValidations(Callback):
 def validation_set(config: RunConfig, family: TaskFamily) -> EvalSet:
     """The meta-validation tasks and initialisations meta-training validates on (the same as
     :meth:`MetaTrainer.validation_set`, without building a trainer)."""
-    return eval_set(family, config, Split.META_VALID, config.outer.val_tasks, 1, _VALID_INIT_SEED)
+    return eval_set(family, config, Split.META_VALID, config.outer.val_tasks, 1, VALID_INIT_SEED)
 
 
 def learned_objective(trial: optuna.Trial, config: RunConfig, family: TaskFamily) -> float:
