@@ -17,8 +17,8 @@ cross-entropy identity H(p, q) = H(p) + D(p || q)).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
