@@ -10,11 +10,11 @@ through the unrolled inner loop into the meta-loss. The public API:
 
 __version__ = "0.1.0"
 
-from metaloss.config import ConfigError, RunConfig, load_config, parse  # noqa: E402
-from metaloss.export import LossFileError, load_loss, read_metadata, save_loss, zoo_names  # noqa: E402
-from metaloss.losses import LearnedLoss, baseline  # noqa: E402
-from metaloss.outer import MetaTrainer, TrainResult  # noqa: E402
-from metaloss.tasks import Split, make_family  # noqa: E402
+from metaloss.config import ConfigError, RunConfig, load_config, parse
+from metaloss.export import LossFileError, load_loss, read_metadata, save_loss, zoo_names
+from metaloss.losses import LearnedLoss, baseline
+from metaloss.outer import MetaTrainer, TrainResult
+from metaloss.tasks import Split, make_family  # registers every task family's config class
 
 __all__ = [
     "ConfigError",

@@ -127,6 +127,11 @@ class LossConfig:
         "classification: the output is the per-sample loss ('loss') or a per-sample weight "
         "multiplying cross-entropy ('weight', as in Meta-Weight-Net)",
     )
+    symmetric: bool = setting(
+        False,
+        "regression: average the loss at pred and at pred mirrored about the target, so that it is "
+        "even in the residual (no bias; with smooth features, a smooth minimum at zero)",
+    )
 
 
 @dataclass(frozen=True)
@@ -149,8 +154,8 @@ class InnerConfig:
 class OuterConfig:
     """The outer loop: meta-optimiser, gradient estimator, guards, validation, checkpoints."""
 
-    steps: int = setting(300, "meta-training steps", ge=1)
-    lr: float = setting(1e-3, "meta learning rate (Adam)", gt=0)
+    steps: int = setting(1000, "meta-training steps", ge=1)
+    lr: float = setting(3e-3, "meta learning rate (Adam)", gt=0)
     meta_batch: int = setting(16, "tasks per meta-step", ge=1)
     estimator: Literal["full_grad", "truncated_grad", "antithetic_es"] = setting(
         "full_grad", "meta-gradient estimator"
@@ -342,7 +347,10 @@ def _convert(path: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
             return tuple(_convert(f"{path}[{i}]", args[0], v, meta) for i, v in enumerate(value))
         if len(value) != len(args):
             _fail(path, _describe(tp), value)
-        return tuple(_convert(f"{path}[{i}]", a, v, meta) for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            _convert(f"{path}[{i}]", a, v, meta)
+            for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
     if tp is type(None):
         if value is not None:
             _fail(path, "null", value)
@@ -397,7 +405,7 @@ def _build(path: str, cls: type, data: Any) -> Any:
             _fail(f"{prefix}family", f"one of {known}", family)
         cls = TaskConfig._registry[family]
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
         if key not in fields:
             _fail(f"{prefix}{key}", f"a known setting ({', '.join(fields)})", "unknown key")
@@ -415,9 +423,11 @@ def _build(path: str, cls: type, data: Any) -> Any:
 
 
 def parse(data: Mapping[str, Any] | None) -> RunConfig:
-    """Build a validated :class:`RunConfig` from a plain mapping."""
-    import metaloss.tasks  # noqa: F401  (registers the task families' option classes)
+    """Build a validated :class:`RunConfig` from a plain mapping.
 
+    Task families register their option classes when :mod:`metaloss.tasks` is imported, which
+    the package's ``__init__`` does before any submodule (this one included) can be used.
+    """
     return typing.cast(RunConfig, _build("", RunConfig, data or {}))
 
 
