@@ -70,8 +70,7 @@ def main() -> None:
             f"{verdict} the target {target}; wall {total_seconds:.0f} s, {total_steps / total_seconds:.0f} steps/s",
             flush=True,
         )
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
-    print(f"finished {started}")
+    print(f"finished at {time.strftime('%Y-%m-%d %H:%M:%S')}")
 
 
 if __name__ == "__main__":
