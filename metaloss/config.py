@@ -127,11 +127,6 @@ class LossConfig:
         "classification: the output is the per-sample loss ('loss') or a per-sample weight "
         "multiplying cross-entropy ('weight', as in Meta-Weight-Net)",
     )
-    symmetric: bool = setting(
-        False,
-        "regression: average the loss at pred and at pred mirrored about the target, so that it is "
-        "even in the residual (no bias; with smooth features, a smooth minimum at zero)",
-    )
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,10 @@ TINY = {
     "benchmark": {
         "baselines": [{"name": "mse"}, {"name": "huber", "param": "delta", "values": [0.3, 1.0]}],
         "oracle": True,
-        "rows": [{"name": "eps=0", "task": ["epsilon=[0, 0]"]}, {"name": "eps=0.25", "task": ["epsilon=[0.25, 0.25]"]}],
+        "rows": [
+            {"name": "eps=0", "task": ["epsilon=[0, 0]"]},
+            {"name": "eps=0.25", "task": ["epsilon=[0.25, 0.25]"]},
+        ],
     },
 }
 
@@ -44,7 +47,9 @@ TINY = {
 def tiny_loss() -> LearnedLoss:
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return LearnedLoss(("residual", "abs_residual", "residual_scale"), hidden=(8,), output="square")
+        return LearnedLoss(
+            ("residual", "abs_residual", "residual_scale"), hidden=(8,), output="square"
+        )
 
 
 @pytest.fixture
@@ -61,7 +66,9 @@ def config_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_cli_end_to_end_writes_every_report(config_file: Path, loss_file: Path, tmp_path: Path, capsys) -> None:
+def test_cli_end_to_end_writes_every_report(
+    config_file: Path, loss_file: Path, tmp_path: Path, capsys
+) -> None:
     out = tmp_path / "report"
     assert main(["benchmark", str(config_file), "--loss", str(loss_file), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -93,7 +100,10 @@ class PoisonedFamily(OutliersFamily):
         task = super().make_task(generator, split)
         if split is Split.META_TEST:
             return task
-        nan = task.test._replace(x=torch.full_like(task.test.x, float("nan")), y=torch.full_like(task.test.y, float("nan")))
+        nan = task.test._replace(
+            x=torch.full_like(task.test.x, float("nan")),
+            y=torch.full_like(task.test.y, float("nan")),
+        )
         return task._replace(test=nan)
 
 
@@ -134,10 +144,16 @@ def test_bad_loss_gives_one_clear_line(bad: str, config_file: Path, tmp_path: Pa
     if bad == "garbage":
         source = str(tmp_path / "garbage.safetensors")
         Path(source).write_bytes(b"not a loss file at all")
-    assert main(["benchmark", str(config_file), "--loss", source, "--out", str(tmp_path / "r")]) == 1
+    assert (
+        main(["benchmark", str(config_file), "--loss", source, "--out", str(tmp_path / "r")]) == 1
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("metaloss: error: ") and "\n" not in err
-    assert ("neither a file nor a zoo name" in err) if bad != "garbage" else ("not a safetensors file" in err)
+    assert (
+        ("neither a file nor a zoo name" in err)
+        if bad != "garbage"
+        else ("not a safetensors file" in err)
+    )
 
 
 def test_bad_baseline_or_row_names_the_field(config_file: Path, loss_file: Path, capsys) -> None:
@@ -147,7 +163,9 @@ def test_bad_baseline_or_row_names_the_field(config_file: Path, loss_file: Path,
     assert main([*args, "benchmark.rows=[{name: r, task: [epsilon=2]}]"]) == 2
     assert "benchmark.rows[0] (r)" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="param and values"):
-        contenders_from_config(parse({"benchmark": {"baselines": [{"name": "huber", "param": "delta"}]}}), {})
+        contenders_from_config(
+            parse({"benchmark": {"baselines": [{"name": "huber", "param": "delta"}]}}), {}
+        )
 
 
 def test_oracle_loss_is_mse_over_clean_samples_only() -> None:

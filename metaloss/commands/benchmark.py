@@ -25,15 +25,35 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("benchmark", help="benchmark learned losses against baselines", description=__doc__)
-    p.add_argument("config", help="YAML config with a benchmark section (e.g. configs/outliers.yaml)")
-    p.add_argument("--loss", nargs="+", default=None, metavar="FILE|ZOO_NAME",
-                   help="learned losses: files or zoo names (default: benchmark.losses, else the family's zoo loss)")
+    p = subparsers.add_parser(
+        "benchmark", help="benchmark learned losses against baselines", description=__doc__
+    )
+    p.add_argument(
+        "config", help="YAML config with a benchmark section (e.g. configs/outliers.yaml)"
+    )
+    p.add_argument(
+        "--loss",
+        nargs="+",
+        default=None,
+        metavar="FILE|ZOO_NAME",
+        help="learned losses: files or zoo names (default: benchmark.losses, else the family's zoo loss)",
+    )
     p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/<name>)")
-    p.add_argument("--tuned", type=Path, default=None, metavar="DIR",
-                   help="tuning folder of `metaloss tune`: losses tuned there use their tuned lr and parameter")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set evaluation.test_tasks=200 (repeatable)")
+    p.add_argument(
+        "--tuned",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="tuning folder of `metaloss tune`: losses tuned there use their tuned lr and parameter",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set evaluation.test_tasks=200 (repeatable)",
+    )
     p.set_defaults(func=run)
 
 
@@ -64,7 +84,9 @@ def _sources(args: argparse.Namespace, configured: tuple[str, ...], family: obje
         return list(configured)
     default = getattr(family, "zoo_loss", None)
     if default is None:
-        raise ValueError("--loss: expected a loss file or zoo name (the config has no benchmark.losses)")
+        raise ValueError(
+            "--loss: expected a loss file or zoo name (the config has no benchmark.losses)"
+        )
     if default not in zoo_names():
         raise ValueError(
             f"--loss: the family's zoo loss {default!r} is not installed; pass a loss file "
@@ -75,7 +97,9 @@ def _sources(args: argparse.Namespace, configured: tuple[str, ...], family: obje
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
-    if is_rl_config(config.task):  # RL families: their own benchmark (metaloss.rl.benchmark, docs/rl.md)
+    if is_rl_config(
+        config.task
+    ):  # RL families: their own benchmark (metaloss.rl.benchmark, docs/rl.md)
         from metaloss.commands.rl_benchmark import run_rl
 
         return run_rl(args, config)
@@ -96,8 +120,15 @@ def run(args: argparse.Namespace) -> int:
         f"test tasks x {config.evaluation.seeds} seed(s), writing to {out}",
         file=sys.stderr,
     )
-    bar = tqdm(total=plan_size(rows, contenders), desc="benchmark", unit="run", file=sys.stderr,
-               dynamic_ncols=True, mininterval=1.0, disable=None if sys.stderr.isatty() else False)
+    bar = tqdm(
+        total=plan_size(rows, contenders),
+        desc="benchmark",
+        unit="run",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=1.0,
+        disable=None if sys.stderr.isatty() else False,
+    )
 
     def progress(message: str) -> None:
         bar.set_postfix_str(message, refresh=False)

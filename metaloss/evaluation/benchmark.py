@@ -177,7 +177,9 @@ class BenchmarkResult:
     def row_entries(self, row: str) -> list[Entry]:
         return [e for e in self.entries if e.row == row]
 
-    def gap_closed(self, row: str, learned: str, baseline: str | None = None) -> tuple[str, float] | None:
+    def gap_closed(
+        self, row: str, learned: str, baseline: str | None = None
+    ) -> tuple[str, float] | None:
         """``(best baseline, fraction)`` of the best-baseline-to-oracle gap closed by ``learned``
         on ``row`` (1: as good as the oracle, 0: as the best baseline); ``None`` without an oracle.
         With ``baseline``, the gap from that baseline instead of the best one."""
@@ -188,7 +190,11 @@ class BenchmarkResult:
             return None
         best = min(baselines, key=lambda e: e.score.mean)
         gap = best.score.mean - oracles[0].score.mean
-        value = (best.score.mean - self.entry(row, learned).score.mean) / gap if gap > 0 else float("nan")
+        value = (
+            (best.score.mean - self.entry(row, learned).score.mean) / gap
+            if gap > 0
+            else float("nan")
+        )
         return best.name, value
 
 
@@ -201,7 +207,9 @@ def clean_only(tasks: Task) -> Task:
     ``clean * n / n_clean``, so :func:`weighted_mse` is MSE over the clean samples only."""
     train = tasks.train
     if "clean" not in train.extras:
-        raise ValueError("benchmark.oracle: the task family gives no train.extras['clean'] mask; set oracle: false")
+        raise ValueError(
+            "benchmark.oracle: the task family gives no train.extras['clean'] mask; set oracle: false"
+        )
     mask = train.extras["clean"].to(train.y.dtype)
     weight = mask * mask.shape[-2] / mask.sum(-2, keepdim=True).clamp_min(1.0)
     return tasks._replace(train=train._replace(y=torch.cat([train.y, weight], -1)))
@@ -217,7 +225,9 @@ def clean_labels(tasks: Task) -> Task:
     (``train.extras['clean_y']``), i.e. the same samples without label noise."""
     train = tasks.train
     if "clean_y" not in train.extras:
-        raise ValueError("benchmark.oracle: the task family gives no train.extras['clean_y']; set oracle: false")
+        raise ValueError(
+            "benchmark.oracle: the task family gives no train.extras['clean_y']; set oracle: false"
+        )
     return tasks._replace(train=train._replace(y=train.extras["clean_y"]))
 
 
@@ -243,14 +253,22 @@ def contenders_from_config(
     baselines, e.g. Meta-Weight-Net-style reweighting), then the oracle of ``family``'s kind
     (default: regression) if enabled."""
     contenders = [Contender(name, "learned", _constant(fn)) for name, fn in learned.items()]
-    contenders += [Contender(name, "baseline", _constant(fn)) for name, fn in (learned_baselines or {}).items()]
+    contenders += [
+        Contender(name, "baseline", _constant(fn)) for name, fn in (learned_baselines or {}).items()
+    ]
     for i, spec in enumerate(config.benchmark.baselines):
         if spec.name not in BASELINES:
             known = ", ".join(sorted(BASELINES))
-            raise ConfigError(f"benchmark.baselines[{i}].name: expected one of {known}, got {spec.name!r}")
+            raise ConfigError(
+                f"benchmark.baselines[{i}].name: expected one of {known}, got {spec.name!r}"
+            )
         if bool(spec.param) != bool(spec.values):
-            raise ConfigError(f"benchmark.baselines[{i}]: expected both param and values, or neither")
-        contenders.append(Contender(spec.name, "baseline", _named_baseline(spec.name), spec.param, spec.values))
+            raise ConfigError(
+                f"benchmark.baselines[{i}]: expected both param and values, or neither"
+            )
+        contenders.append(
+            Contender(spec.name, "baseline", _named_baseline(spec.name), spec.param, spec.values)
+        )
     if config.benchmark.oracle:
         kind = family.kind if family is not None else "regression"
         if kind not in ORACLES:
@@ -305,7 +323,9 @@ def select(
     """Select ``contender``'s learning rate (and parameter value) on ``data``, which must hold
     meta-train or meta-validation tasks; only their ``outer_valid`` split is scored."""
     if data.split is Split.META_TEST:
-        raise ValueError("select: expected meta-train or meta-validation tasks, got meta-test tasks")
+        raise ValueError(
+            "select: expected meta-train or meta-validation tasks, got meta-test tasks"
+        )
     grid = contender.lr_grid or row.config.evaluation.lr_grid
     values: Sequence[float | None] = contender.values or (None,)
     if len(values) == 1 and len(grid) == 1:
@@ -328,11 +348,27 @@ def _init_seed(split: Split, seed: int) -> int:
     return (2_000_033 if split is Split.META_TEST else 3_000_017) + _INIT_SEED_STRIDE * seed
 
 
-def run_row(row: Row, contenders: Sequence[Contender], progress: Progress | None = None) -> list[Entry]:
+def run_row(
+    row: Row, contenders: Sequence[Contender], progress: Progress | None = None
+) -> list[Entry]:
     """Select and meta-test every contender on one row."""
     ev, seed = row.config.evaluation, row.config.seed
-    grid_set = eval_set(row.family, row.config, Split.META_TRAIN, ev.grid_tasks, 1, _init_seed(Split.META_TRAIN, seed))
-    test_set = eval_set(row.family, row.config, Split.META_TEST, ev.test_tasks, ev.seeds, _init_seed(Split.META_TEST, seed))
+    grid_set = eval_set(
+        row.family,
+        row.config,
+        Split.META_TRAIN,
+        ev.grid_tasks,
+        1,
+        _init_seed(Split.META_TRAIN, seed),
+    )
+    test_set = eval_set(
+        row.family,
+        row.config,
+        Split.META_TEST,
+        ev.test_tasks,
+        ev.seeds,
+        _init_seed(Split.META_TEST, seed),
+    )
     selections = [select(c, row, grid_set, progress) for c in contenders]
     maker = METRICS_BY_KIND.get(row.family.kind)
     metrics = maker(row.family) if maker else {}
@@ -340,14 +376,28 @@ def run_row(row: Row, contenders: Sequence[Contender], progress: Progress | None
     for contender, chosen in zip(contenders, selections, strict=True):
         data = _view(test_set, contender.view)
         run = run_loss(
-            contender.name, contender.loss(chosen.value), row.family, row.config, data, chosen.lr, metrics=metrics
+            contender.name,
+            contender.loss(chosen.value),
+            row.family,
+            row.config,
+            data,
+            chosen.lr,
+            metrics=metrics,
         )
         per_task = run.final.reshape(ev.seeds, ev.test_tasks).mean(0)
         extra = {k: v.reshape(ev.seeds, ev.test_tasks).mean(0) for k, v in run.metrics.items()}
         entries.append(
             Entry(
-                row.name, contender.name, contender.role, chosen, contender.param, per_task,
-                run.curves.mean(0), count_diagnoses(run.curves, run.diverged), int(run.diverged.sum()), extra,
+                row.name,
+                contender.name,
+                contender.role,
+                chosen,
+                contender.param,
+                per_task,
+                run.curves.mean(0),
+                count_diagnoses(run.curves, run.diverged),
+                int(run.diverged.sum()),
+                extra,
             )
         )
         if progress:
@@ -373,14 +423,23 @@ def run_benchmark(
         entries += run_row(row, contenders, progress)
     first = rows[0].config
     kind = rows[0].family.kind
-    metric = {"regression": "test MSE", "classification": "test cross-entropy"}.get(kind, "test objective")
+    metric = {"regression": "test MSE", "classification": "test cross-entropy"}.get(
+        kind, "test objective"
+    )
     directions: dict[str, bool] = {}
     for row in rows:
         maker = METRICS_BY_KIND.get(row.family.kind)
-        directions |= {k: m.higher_is_better for k, m in (maker(row.family) if maker else {}).items()}
+        directions |= {
+            k: m.higher_is_better for k, m in (maker(row.family) if maker else {}).items()
+        }
     return BenchmarkResult(
-        entries, [r.name for r in rows], metric, first.evaluation.test_tasks, first.evaluation.seeds,
-        {r.name: r.config.inner.steps for r in rows}, metrics=directions,
+        entries,
+        [r.name for r in rows],
+        metric,
+        first.evaluation.test_tasks,
+        first.evaluation.seeds,
+        {r.name: r.config.inner.steps for r in rows},
+        metrics=directions,
     )
 
 
@@ -395,8 +454,13 @@ def compare(result: BenchmarkResult) -> list[Comparison]:
                 _, p = paired_t_test(a, b)
                 out.append(
                     Comparison(
-                        row, learned.name, base.name, float((a - b).mean()), float((a < b).double().mean()),
-                        p, not learned.score.overlaps(base.score),
+                        row,
+                        learned.name,
+                        base.name,
+                        float((a - b).mean()),
+                        float((a < b).double().mean()),
+                        p,
+                        not learned.score.overlaps(base.score),
                     )
                 )
     return out

@@ -64,7 +64,11 @@ def diagnose(curve: Tensor, diverged: bool = False, thresholds: Thresholds = Thr
     return "healthy"
 
 
-def count_diagnoses(curves: Tensor, diverged: Tensor, thresholds: Thresholds = Thresholds()) -> dict[str, int]:
+def count_diagnoses(
+    curves: Tensor, diverged: Tensor, thresholds: Thresholds = Thresholds()
+) -> dict[str, int]:
     """How many runs (rows of ``curves``, ``[runs, K+1]``) fall in each diagnosis."""
-    counts = Counter(diagnose(c, bool(d), thresholds) for c, d in zip(curves, diverged, strict=True))
+    counts = Counter(
+        diagnose(c, bool(d), thresholds) for c, d in zip(curves, diverged, strict=True)
+    )
     return {name: counts.get(name, 0) for name in DIAGNOSES}

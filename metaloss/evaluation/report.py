@@ -13,7 +13,14 @@ from metaloss.evaluation.benchmark import BenchmarkResult, Comparison, Entry, co
 from metaloss.evaluation.diagnostics import DIAGNOSES
 from metaloss.evaluation.stats import mean_ci
 
-__all__ = ["markdown", "to_json", "write_csv", "write_curves_png", "write_report", "write_tensorboard"]
+__all__ = [
+    "markdown",
+    "to_json",
+    "write_csv",
+    "write_curves_png",
+    "write_report",
+    "write_tensorboard",
+]
 
 
 def _number(value: float) -> float | None:
@@ -53,7 +60,11 @@ def _entry_dict(e: Entry) -> dict[str, Any]:
 
 def _metric_dict(per_task: Any) -> dict[str, Any]:
     score = mean_ci(per_task)
-    return {"mean": score.mean, "ci95": _number(score.half_width), "per_task": [float(v) for v in per_task]}
+    return {
+        "mean": score.mean,
+        "ci95": _number(score.half_width),
+        "per_task": [float(v) for v in per_task],
+    }
 
 
 def to_json(result: BenchmarkResult, config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -62,7 +73,10 @@ def to_json(result: BenchmarkResult, config: dict[str, Any] | None = None) -> di
     for row in result.rows:
         for e in result.row_entries(row):
             if e.role == "learned" and (gap := result.gap_closed(row, e.name)) is not None:
-                gaps.setdefault(row, {})[e.name] = {"best_baseline": gap[0], "fraction": _number(gap[1])}
+                gaps.setdefault(row, {})[e.name] = {
+                    "best_baseline": gap[0],
+                    "fraction": _number(gap[1]),
+                }
     return {
         "metric": result.metric,
         "test_tasks": result.test_tasks,
@@ -84,15 +98,42 @@ def write_csv(result: BenchmarkResult, path: Path) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         extra = [f"{m}_{part}" for m in result.metrics for part in ("mean", "ci95")]
-        writer.writerow(["row", "loss", "role", "lr", "param", "value", "mean", "ci95", "tasks", "diverged", *DIAGNOSES,
-                         *extra])
+        writer.writerow(
+            [
+                "row",
+                "loss",
+                "role",
+                "lr",
+                "param",
+                "value",
+                "mean",
+                "ci95",
+                "tasks",
+                "diverged",
+                *DIAGNOSES,
+                *extra,
+            ]
+        )
         for e in result.entries:
             s = e.score
             value = "" if e.selection.value is None else e.selection.value
             scores = [mean_ci(e.metrics[m]) if m in e.metrics else None for m in result.metrics]
-            writer.writerow([e.row, e.name, e.role, e.selection.lr, e.param, value, s.mean, s.half_width, s.n,
-                             e.diverged, *(e.diagnoses[d] for d in DIAGNOSES),
-                             *(x for c in scores for x in ((c.mean, c.half_width) if c else ("", "")))])
+            writer.writerow(
+                [
+                    e.row,
+                    e.name,
+                    e.role,
+                    e.selection.lr,
+                    e.param,
+                    value,
+                    s.mean,
+                    s.half_width,
+                    s.n,
+                    e.diverged,
+                    *(e.diagnoses[d] for d in DIAGNOSES),
+                    *(x for c in scores for x in ((c.mean, c.half_width) if c else ("", ""))),
+                ]
+            )
 
 
 def _percent(value: float | None) -> str:
@@ -151,13 +192,24 @@ def _comparison_table(result: BenchmarkResult, comparisons: list[Comparison]) ->
                 fraction = f"{gap[1]:.0%}" if math.isfinite(gap[1]) else "n/a (oracle not better)"
                 gaps.append(f"| {row} | {e.name} | {gap[0]} | {fraction} |")
     if gaps:
-        lines += ["", "Gap closed = (best baseline − learned) / (best baseline − oracle).", "",
-                  "| row | learned | best baseline | gap closed |", "|---|---|---|---|", *gaps]
+        lines += [
+            "",
+            "Gap closed = (best baseline − learned) / (best baseline − oracle).",
+            "",
+            "| row | learned | best baseline | gap closed |",
+            "|---|---|---|---|",
+            *gaps,
+        ]
         per_baseline = _gaps_per_baseline(result)
         bases = list(dict.fromkeys(b for r in per_baseline.values() for d in r.values() for b in d))
         if len(bases) > 1:
-            lines += ["", "Gap closed from each baseline = (baseline − learned) / (baseline − oracle).", "",
-                      "| row | learned | " + " | ".join(bases) + " |", "|---|---|" + "---|" * len(bases)]
+            lines += [
+                "",
+                "Gap closed from each baseline = (baseline − learned) / (baseline − oracle).",
+                "",
+                "| row | learned | " + " | ".join(bases) + " |",
+                "|---|---|" + "---|" * len(bases),
+            ]
             for row, learned in per_baseline.items():
                 for name, fractions in learned.items():
                     cells = [_percent(fractions.get(b)) for b in bases]
@@ -169,17 +221,25 @@ def _metric_tables(result: BenchmarkResult, names: list[str]) -> list[str]:
     """One table per extra metric of the final learners (e.g. accuracy), like the main table."""
     lines: list[str] = []
     for metric, higher in result.metrics.items():
-        lines += [f"## test {metric} (mean ± 95% CI over tasks; {'higher' if higher else 'lower'} is better)", "",
-                  "| loss | " + " | ".join(result.rows) + " |", "|---|" + "---|" * len(result.rows)]
+        lines += [
+            f"## test {metric} (mean ± 95% CI over tasks; {'higher' if higher else 'lower'} is better)",
+            "",
+            "| loss | " + " | ".join(result.rows) + " |",
+            "|---|" + "---|" * len(result.rows),
+        ]
         for name in names:
             cells = []
             for row in result.rows:
-                entries = [x for x in result.row_entries(row) if x.role != "oracle" and metric in x.metrics]
+                entries = [
+                    x for x in result.row_entries(row) if x.role != "oracle" and metric in x.metrics
+                ]
                 if metric not in result.entry(row, name).metrics:
                     cells.append("—")  # the row's family does not give this metric
                     continue
                 means = {x.name: mean_ci(x.metrics[metric]).mean for x in entries}
-                tied = len(set(means.values())) <= 1  # e.g. the entropy of p(y|x): the same for every loss
+                tied = (
+                    len(set(means.values())) <= 1
+                )  # e.g. the entropy of p(y|x): the same for every loss
                 best = None if tied else (max if higher else min)(means, key=lambda n: means[n])
                 text = str(mean_ci(result.entry(row, name).metrics[metric]))
                 cells.append(f"**{text}**" if name == best else text)
@@ -212,13 +272,25 @@ def _selection_table(result: BenchmarkResult, names: list[str]) -> list[str]:
         cells = []
         for row in result.rows:
             e = result.entry(row, name)
-            param = f"{e.param}={e.selection.value:g}, " if e.param and e.selection.value is not None else ""
+            param = (
+                f"{e.param}={e.selection.value:g}, "
+                if e.param and e.selection.value is not None
+                else ""
+            )
             cells.append(f"{param}lr={e.selection.lr:g}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    tuned = {k: v for k, v in result.extra.get("tuned", {}).items() if k != "folder" and v.startswith("tuned")}
+    tuned = {
+        k: v
+        for k, v in result.extra.get("tuned", {}).items()
+        if k != "folder" and v.startswith("tuned")
+    }
     if tuned:  # metaloss benchmark --tuned: these came from metaloss tune (meta-validation tasks)
-        lines += ["", "Tuned with `metaloss tune` on meta-validation tasks instead (no selection here): "
-                  + "; ".join(f"{k}: {v}" for k, v in tuned.items()) + "."]
+        lines += [
+            "",
+            "Tuned with `metaloss tune` on meta-validation tasks instead (no selection here): "
+            + "; ".join(f"{k}: {v}" for k, v in tuned.items())
+            + ".",
+        ]
     return [*lines, ""]
 
 
@@ -230,7 +302,9 @@ def _diagnosis_table(result: BenchmarkResult, names: list[str]) -> list[str]:
         "|---|" + "---|" * len(DIAGNOSES),
     ]
     for name in names:
-        counts = {d: sum(e.diagnoses[d] for e in result.entries if e.name == name) for d in DIAGNOSES}
+        counts = {
+            d: sum(e.diagnoses[d] for e in result.entries if e.name == name) for d in DIAGNOSES
+        }
         lines.append(f"| {name} | " + " | ".join(str(counts[d]) for d in DIAGNOSES) + " |")
     return [*lines, ""]
 
@@ -276,11 +350,18 @@ def write_tensorboard(result: BenchmarkResult, log_dir: Path, table: str) -> Non
         writer.close()
 
 
-def write_report(result: BenchmarkResult, out: Path, config: dict[str, Any] | None = None) -> list[Path]:
+def write_report(
+    result: BenchmarkResult, out: Path, config: dict[str, Any] | None = None
+) -> list[Path]:
     """Write every report file into ``out``; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(result)
-    paths = [out / "results.json", out / "results.csv", out / "results.md", out / "learning_curves.png"]
+    paths = [
+        out / "results.json",
+        out / "results.csv",
+        out / "results.md",
+        out / "learning_curves.png",
+    ]
     paths[0].write_text(json.dumps(_finite(to_json(result, config)), indent=2, allow_nan=False))
     write_csv(result, paths[1])
     paths[2].write_text(table)

@@ -49,15 +49,24 @@ class OutliersConfig(TaskConfig):
         ("linear", "polynomial", "sine", "mlp"), "clean function families, one drawn per task"
     )
     in_features: int = setting(2, "input dimension", ge=1, le=1000)
-    x_range: tuple[float, float] = setting((-2.0, 2.0), "inputs are uniform in this range, per dimension")
-    amplitude: tuple[float, float] = setting((0.5, 2.0), "std of the clean function over inputs", gt=0)
+    x_range: tuple[float, float] = setting(
+        (-2.0, 2.0), "inputs are uniform in this range, per dimension"
+    )
+    amplitude: tuple[float, float] = setting(
+        (0.5, 2.0), "std of the clean function over inputs", gt=0
+    )
     noise: float = setting(0.1, "std of the Gaussian noise on every inner-training target", ge=0)
     epsilon: tuple[float, float] = setting(
-        (0.0, 0.4), "range of the outlier fraction epsilon, drawn per task (equal bounds: fixed)", ge=0, le=1
+        (0.0, 0.4),
+        "range of the outlier fraction epsilon, drawn per task (equal bounds: fixed)",
+        ge=0,
+        le=1,
     )
     outliers: tuple[OutlierKind, ...] = setting(OUTLIER_KINDS, "outlier kinds, one drawn per task")
     outlier_scale: tuple[float, float] = setting(
-        (3.0, 10.0), "offset of an outlier, in units of the task's amplitude (Cauchy: its scale is the low end)", gt=0
+        (3.0, 10.0),
+        "offset of an outlier, in units of the task's amplitude (Cauchy: its scale is the low end)",
+        gt=0,
     )
     n_train: int = setting(32, "inner-training samples per task", ge=1)
     n_outer_valid: int = setting(64, "clean samples per task for the meta-objective", ge=1)
@@ -115,7 +124,12 @@ FUNCTIONS: dict[str, Callable[[int, torch.Generator], Callable[[Tensor], Tensor]
 
 
 def contaminate(
-    y: Tensor, epsilon: float, kind: str, scale: float, offset: tuple[float, float], g: torch.Generator
+    y: Tensor,
+    epsilon: float,
+    kind: str,
+    scale: float,
+    offset: tuple[float, float],
+    g: torch.Generator,
 ) -> tuple[Tensor, Tensor]:
     """Replace exactly ``round(epsilon * n)`` of the ``n`` targets ``y`` (``[n, 1]``) by outliers.
 
@@ -186,7 +200,9 @@ class OutliersFamily(TaskFamily):
         kind = c.outliers[int(torch.randint(len(c.outliers), (), generator=g))]
         y, clean = contaminate(noisy, epsilon, kind, amplitude, c.outlier_scale, g)
         train = Batch(x, y, {"clean_y": clean_y, "clean": clean})
-        return Task(train, self._clean(*clean_batch(c.n_outer_valid)), self._clean(*clean_batch(c.n_test)))
+        return Task(
+            train, self._clean(*clean_batch(c.n_outer_valid)), self._clean(*clean_batch(c.n_test))
+        )
 
     @staticmethod
     def _clean(x: Tensor, y: Tensor) -> Batch:

@@ -35,9 +35,13 @@ __all__ = ["DiabetesConfig", "DiabetesFamily", "load_diabetes_tensors"]
 class DiabetesConfig(TaskConfig):
     """Options of the diabetes transfer family."""
 
-    epsilon: tuple[float, float] = setting((0.2, 0.2), "range of the outlier fraction epsilon", ge=0, le=1)
+    epsilon: tuple[float, float] = setting(
+        (0.2, 0.2), "range of the outlier fraction epsilon", ge=0, le=1
+    )
     outliers: tuple[OutlierKind, ...] = setting(OUTLIER_KINDS, "outlier kinds, one drawn per task")
-    outlier_scale: tuple[float, float] = setting((3.0, 10.0), "outlier offsets, in target stds", gt=0)
+    outlier_scale: tuple[float, float] = setting(
+        (3.0, 10.0), "outlier offsets, in target stds", gt=0
+    )
     n_train: int = setting(100, "inner-training rows per task", ge=1)
     n_outer_valid: int = setting(100, "rows per task for the meta-objective", ge=1)
     held_out: int = setting(142, "rows held out as the test split of meta-test tasks", ge=1)
@@ -56,7 +60,9 @@ def load_diabetes_tensors() -> tuple[Tensor, Tensor]:
     try:
         from sklearn.datasets import load_diabetes
     except ImportError:
-        raise ImportError("task.family diabetes: scikit-learn is not installed; run `pip install scikit-learn`") from None
+        raise ImportError(
+            "task.family diabetes: scikit-learn is not installed; run `pip install scikit-learn`"
+        ) from None
     data = load_diabetes()
     x = torch.as_tensor(data.data, dtype=torch.float32)
     return x / x.std(0, keepdim=True), torch.as_tensor(data.target, dtype=torch.float32)
@@ -100,7 +106,9 @@ class DiabetesFamily(TaskFamily):
 
     def _clean(self, rows: Tensor) -> Batch:
         y = self.y[rows]
-        return Batch(self.x[rows], y, {"clean_y": y, "clean": torch.ones(y.shape, dtype=torch.bool)})
+        return Batch(
+            self.x[rows], y, {"clean_y": y, "clean": torch.ones(y.shape, dtype=torch.bool)}
+        )
 
 
 register_family("diabetes", DiabetesFamily)  # type: ignore[arg-type]
