@@ -8,8 +8,8 @@ are disjoint); :meth:`EnvFamily.default_task` is the unmodified environment, a m
 
 Vector environments use gymnasium 1.x's default ``NEXT_STEP`` autoreset: the step *after* a
 terminal or truncated step resets that sub-environment, ignores its action and returns reward 0
-and the first observation of the next episode. That step is not a transition; :func:`reset_mask`
-marks it so the PPO loop can drop it. CartPole uses gymnasium's numpy-vectorised
+and the first observation of the next episode. That step is not a transition: the PPO loop
+(:mod:`metaloss.rl.ppo`) masks it out. CartPole uses gymnasium's numpy-vectorised
 ``CartPoleVectorEnv``; Acrobot a ``SyncVectorEnv``.
 """
 
@@ -19,13 +19,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, cast
 
-import numpy as np
 import torch
 
 from metaloss.rl.config import RLTaskConfig
 from metaloss.tasks.base import SPLIT_SIZE, Split, task_generator
 
-__all__ = ["PARAMETERS", "EnvFamily", "EnvTask", "make_vec_env", "reset_mask"]
+__all__ = ["PARAMETERS", "EnvFamily", "EnvTask", "make_vec_env"]
 
 PARAMETERS: dict[str, dict[str, float]] = {
     "CartPole-v1": {
@@ -134,7 +133,7 @@ def _apply_params(env: Any, params: dict[str, float]) -> None:
         env.LINK_COM_POS_2 = 0.5 * env.LINK_LENGTH_2
 
 
-def make_vec_env(task: EnvTask, num_envs: int, seed: int) -> Any:
+def make_vec_env(task: EnvTask, num_envs: int, seed: int) -> tuple[Any, Any]:
     """A gymnasium vector environment of ``task`` (``NEXT_STEP`` autoreset), reset with ``seed``.
 
     Returns the environment and the first observations as ``(env, obs)``.
@@ -153,9 +152,3 @@ def make_vec_env(task: EnvTask, num_envs: int, seed: int) -> Any:
         raise RuntimeError(f"make_vec_env: expected NEXT_STEP autoreset, got {mode}")
     obs, _ = env.reset(seed=seed)
     return env, obs
-
-
-def reset_mask(previous_done: np.ndarray) -> np.ndarray:
-    """Which sub-environments' current step is a ``NEXT_STEP`` reset step (not a transition):
-    exactly those whose previous step was terminal or truncated."""
-    return np.asarray(previous_done, dtype=bool).copy()

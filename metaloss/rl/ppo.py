@@ -33,7 +33,7 @@ from metaloss.rl.config import PPOConfig
 from metaloss.rl.envs import EnvTask, make_vec_env
 from metaloss.rl.objectives import PolicyObjective
 
-__all__ = ["Agent", "PPORun", "compute_gae", "masked_normalise", "train_ppo"]
+__all__ = ["Agent", "PPORun", "compute_gae", "normalise_advantages", "train_ppo"]
 
 
 def _layer(n_in: int, n_out: int, gain: float, generator: torch.Generator) -> nn.Linear:
@@ -138,7 +138,7 @@ def compute_gae(
     return advantages, advantages + values
 
 
-def masked_normalise(values: Tensor, eps: float = 1e-8) -> Tensor:
+def normalise_advantages(values: Tensor, eps: float = 1e-8) -> Tensor:
     """Zero mean, unit standard deviation (unchanged if there is a single value)."""
     if values.numel() < 2:
         return values
@@ -283,7 +283,7 @@ def _update(
             idx = order[begin : begin + mb_size]
             logp_all = agent.log_probs(obs[idx])
             log_ratio = logp_all.gather(-1, actions[idx, None]).squeeze(-1) - old_logp[idx]
-            mb_adv = masked_normalise(adv[idx]) if config.norm_adv else adv[idx]
+            mb_adv = normalise_advantages(adv[idx]) if config.norm_adv else adv[idx]
             policy_loss = objective(log_ratio, mb_adv).mean()
             value = agent.value(obs[idx])
             value_loss = _value_loss(value, old_v[idx], ret[idx], config)
