@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -47,15 +48,29 @@ def trainer_for(
     return MetaTrainer(config)
 
 
-def steps_per_second(backend: str, meta_batch: int, steps: int, seconds: float) -> float:
-    trainer = trainer_for(backend, meta_batch, steps)
-    for _ in range(3):  # warm-up
-        trainer.meta_step()
+def steps_per_second(trainer: MetaTrainer, seconds: float) -> float:
+    """Meta-steps per second of ``trainer`` over a window of ``seconds``."""
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         trainer.meta_step()
         done += 1
     return done / (time.perf_counter() - start)
+
+
+def interleaved_rates(
+    meta_batch: int, steps: int, seconds: float, rounds: int
+) -> dict[str, list[float]]:
+    """Alternate timing windows of the two backends, so that load from other processes on a
+    shared machine falls on both alike; returns the rate of each window."""
+    trainers = {name: trainer_for(name, meta_batch, steps) for name in ("func", "higher")}
+    for trainer in trainers.values():
+        for _ in range(3):  # warm-up
+            trainer.meta_step()
+    rates: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(rounds):
+        for name, trainer in trainers.items():
+            rates[name].append(steps_per_second(trainer, seconds / rounds))
+    return rates
 
 
 def _rss_kib(field: str) -> int:
@@ -89,7 +104,10 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=10, help="inner steps K for the speed comparison"
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="timing window per backend")
+    parser.add_argument("--seconds", type=float, default=20.0, help="total timing per backend")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved timing windows per backend"
+    )
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-ks", type=int, nargs="+", default=[10, 20, 40, 80])
     parser.add_argument("--truncation", type=int, default=5)
@@ -111,11 +129,15 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, sine, meta-batch {args.meta_batch}, K={args.steps}"
     )
-    func = steps_per_second("func", args.meta_batch, args.steps, args.seconds)
-    high = steps_per_second("higher", args.meta_batch, args.steps, args.seconds)
-    print(f"torch.func + vmap : {func:8.2f} meta-steps/s")
+    rates = interleaved_rates(args.meta_batch, args.steps, args.seconds, args.rounds)
+    func, high = statistics.median(rates["func"]), statistics.median(rates["higher"])
+    ratios = sorted(f / h for f, h in zip(rates["func"], rates["higher"], strict=True))
+    print(f"torch.func + vmap : {func:8.2f} meta-steps/s (median of {args.rounds} windows)")
     print(f"higher, task loop : {high:8.2f} meta-steps/s")
-    print(f"speed-up          : {func / high:8.2f}x")
+    print(
+        f"speed-up          : {statistics.median(ratios):8.2f}x (median of per-window ratios; "
+        f"range {ratios[0]:.2f}-{ratios[-1]:.2f})"
+    )
     if args.skip_memory:
         return
     print(
