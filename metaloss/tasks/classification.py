@@ -42,7 +42,6 @@ __all__ = [
     "GaussianMixtureFamily",
     "NoisyLabelConfig",
     "NoisyLabelFamily",
-    "accuracy",
     "flip_count",
     "flip_labels",
 ]
@@ -157,11 +156,6 @@ def flip_labels(
     return noisy, mask
 
 
-def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Per-sample 0/1 correctness of the arg-max prediction (as a float tensor)."""
-    return (logits.argmax(-1) == labels).to(logits.dtype)
-
-
 class NoisyLabelFamily(TaskFamily):
     """Base of the classification families: per-class sampling, label noise, clean meta-set.
 
@@ -186,12 +180,15 @@ class NoisyLabelFamily(TaskFamily):
 
     @property
     def per_class(self) -> int:
+        """Samples drawn per class: inner-training + meta-set + test."""
         c = self.config
         return c.k_shot + c.n_outer_valid + c.n_test
 
     def draw(
         self, generator: torch.Generator, split: Split
     ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Inputs ``[N, per_class, d]`` in class order, true ``p(y|x)`` ``[N, per_class, N]`` or
+        ``None``, and the task's class ids ``[N]``."""
         raise NotImplementedError
 
     def make_task(self, generator: torch.Generator, split: Split) -> Task:
