@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def load_drifts(sources: list[str]) -> dict[str, LearnedDrift]:
-    """Learned objectives by report name (``learned`` for one, else the file stems)."""
+    """Learned objectives by report name (``learned`` for one; else ``learned:<file stem or run folder>``)."""
     drifts: dict[str, LearnedDrift] = {}
     for source in sources:
         module = load_loss(source, reduction="none")
@@ -54,9 +54,21 @@ def load_drifts(sources: list[str]) -> dict[str, LearnedDrift]:
             raise ValueError(
                 f"--loss: {source} is a {type(module).__name__}, expected a learned policy objective (LearnedDrift)"
             )
-        name = "learned" if len(sources) == 1 else f"learned:{Path(source).stem}"
-        drifts[name] = module
+        drifts[_name(source, set(drifts), len(sources))] = module
     return drifts
+
+
+def _name(source: str, taken: set[str], count: int) -> str:
+    if count == 1:
+        return "learned"
+    path = Path(source)
+    stem = path.stem if path.suffix == ".safetensors" else source
+    if stem == "loss" and path.parent.name:
+        stem = path.parent.name  # runs/<run>/loss.safetensors -> <run>
+    name, i = f"learned:{stem}", 2
+    while name in taken:
+        name, i = f"learned:{stem}-{i}", i + 1
+    return name
 
 
 def _sources(args: argparse.Namespace, config: RunConfig) -> list[str]:
