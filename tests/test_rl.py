@@ -279,6 +279,9 @@ def test_benchmark_rejects_a_non_policy_loss_file(tmp_path: Path) -> None:
     path = save_loss(LearnedLoss(hidden=(4,)), tmp_path / "regression.safetensors")
     with pytest.raises(ValueError, match="expected a learned policy objective"):
         load_drifts([str(path)])
+    a = save_loss(LearnedDrift(hidden=(4,)), tmp_path / "a" / "loss.safetensors")
+    b = save_loss(LearnedDrift(hidden=(4,)), tmp_path / "b" / "loss.safetensors")
+    assert list(load_drifts([str(a), str(b), str(a)])) == ["learned:a", "learned:b", "learned:a-2"]
 
 
 def test_policy_curves_put_the_learned_objective_beside_ppo_and_dpo() -> None:
