@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from metaloss.commands.common import add_overrides
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.benchmark import (
     PerSampleLoss,
@@ -46,14 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="DIR",
         help="tuning folder of `metaloss tune`: losses tuned there use their tuned lr and parameter",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set evaluation.test_tasks=200 (repeatable)",
-    )
+    add_overrides(p, "evaluation.test_tasks=200")
     p.set_defaults(func=run)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from metaloss.commands.common import add_overrides
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
@@ -30,14 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "config", nargs="?", default=None, help="YAML config (default: built-in sine settings)"
     )
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<name>)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set outer.steps=50 (repeatable)",
-    )
+    add_overrides(p, "outer.steps=50")
     p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
     p.add_argument(
         "--no-eval", action="store_true", help="skip the comparison with MSE after training"
@@ -84,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
         )
     outputs = [loss_path, out / "config.yaml", out / CHECKPOINT_NAME]
     if not args.no_eval:
-        print(f"meta-testing against {'MSE' if trainer.family.kind == 'regression' else 'CE'} ...", file=sys.stderr)
+        print(
+            f"meta-testing against {'MSE' if trainer.family.kind == 'regression' else 'CE'} ...",
+            file=sys.stderr,
+        )
         comparison = compare_with_mse(result.loss.per_sample, trainer.family, config)
         table = comparison.markdown()
         (out / "results.md").write_text(table)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 
+from metaloss.commands.common import add_overrides
 from metaloss.config import load_config
 from metaloss.tuning import known_targets, tune
 from metaloss.tuning.storage import journal_path
@@ -49,14 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--study", default=None, metavar="NAME", help="study name (default: <config name>-<target>)"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set outer.steps=50 (repeatable)",
-    )
+    add_overrides(p, "outer.steps=50")
     p.add_argument(
         "--heartbeat",
         type=int,
