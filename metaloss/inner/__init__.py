@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from metaloss.config import InnerConfig
+from metaloss.inner.backend import InnerBackend
 from metaloss.inner.func_backend import FuncBackend
 from metaloss.inner.optim import SGD, Adam, FunctionalOptimizer, Params, make_optimizer
 from metaloss.inner.unroll import InnerResult, unroll
@@ -24,15 +25,13 @@ __all__ = [
     "unroll",
 ]
 
-InnerBackend = FuncBackend  # the interface: ``run(loss_fn, init_params, tasks, ...)``
-
 
 def make_backend(
     learner: nn.Module, config: InnerConfig, objective: Callable[[Tensor, Tensor], Tensor]
-) -> FuncBackend:
+) -> InnerBackend:
     """The backend named by ``config.backend`` (``"func"`` or ``"higher"``)."""
     if config.backend == "higher":
         from metaloss.inner.higher_backend import HigherBackend
 
-        return HigherBackend(learner, config, objective)  # type: ignore[return-value]
+        return HigherBackend(learner, config, objective)
     return FuncBackend(learner, config, objective)

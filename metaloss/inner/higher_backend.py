@@ -9,20 +9,18 @@ meta-gradients; it exists as a cross-check and for code already written against 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from metaloss.config import InnerConfig
-from metaloss.inner.optim import Params, make_optimizer
-from metaloss.inner.unroll import InnerResult, Objective, unroll
+from metaloss.inner.backend import GradFn, InnerBackend, PerSampleLoss, TaskFn
+from metaloss.inner.optim import Params
+from metaloss.inner.unroll import InnerResult, Objective
 from metaloss.tasks.base import Batch, Task, stack_tasks, unstack_task
 
 __all__ = ["HigherBackend"]
-
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 
 
 def _import_higher() -> Any:
@@ -36,36 +34,23 @@ def _import_higher() -> Any:
     return higher
 
 
-class HigherBackend:
+class HigherBackend(InnerBackend):
     """Unroll inner loops task by task with ``higher``'s functional modules."""
 
     name = "higher"
 
     def __init__(self, learner: nn.Module, config: InnerConfig, objective: Objective) -> None:
-        self.learner = learner
-        self.config = config
-        self.objective = objective
+        super().__init__(learner, config, objective)
         self.names = [n for n, _ in learner.named_parameters()]
         self.fmodel = _import_higher().monkeypatch(learner, copy_initial_weights=True)
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
         return self.fmodel(x, params=[params[n] for n in self.names])  # type: ignore[no-any-return]
 
-    def run(
-        self,
-        loss_fn: PerSampleLoss,
-        init_params: Params,
-        tasks: Task,
-        *,
-        backprop_steps: int | None = None,
-        record: str | None = None,
-        lr: float | None = None,
-    ) -> InnerResult:
-        """Train a learner per task with ``loss_fn``; results stacked like the ``func`` backend's."""
-        optimizer = make_optimizer(self.config, lr)
-        create_graph = torch.is_grad_enabled()
+    def grad_fn(self, loss_fn: PerSampleLoss) -> GradFn:
+        create_graph = torch.is_grad_enabled()  # as at the start of run()
 
-        def grad_fn(params: Params, batch: Batch) -> Params:
+        def grads(params: Params, batch: Batch) -> Params:
             differentiable = create_graph and torch.is_grad_enabled()
             with torch.enable_grad():
                 leaves = {
@@ -73,26 +58,17 @@ class HigherBackend:
                     for n, p in params.items()
                 }
                 loss = loss_fn(self.forward(leaves, batch.x), batch.y).mean()
-                grads = torch.autograd.grad(
+                values = torch.autograd.grad(
                     loss, list(leaves.values()), create_graph=differentiable
                 )
-            return dict(zip(leaves, grads, strict=True))
+            return dict(zip(leaves, values, strict=True))
 
-        results = []
+        return grads
+
+    def map_tasks(self, one_task: TaskFn, init_params: Params, tasks: Task) -> InnerResult:
         count = next(iter(init_params.values())).shape[0]
-        for i in range(count):
-            results.append(
-                unroll(
-                    {n: p[i] for n, p in init_params.items()},
-                    unstack_task(tasks, i),
-                    grad_fn=grad_fn,
-                    forward=self.forward,
-                    optimizer=optimizer,
-                    steps=self.config.steps,
-                    objective=self.objective,
-                    backprop_steps=backprop_steps,
-                    grad_clip=self.config.grad_clip,
-                    record=record,
-                )
-            )
+        results = [
+            one_task({n: p[i] for n, p in init_params.items()}, unstack_task(tasks, i))
+            for i in range(count)
+        ]
         return stack_tasks(results)  # type: ignore[arg-type,return-value]
