@@ -48,7 +48,12 @@ class LogVarianceMLP(MLP):
     zero_init = ("log_variances",)
 
     def __init__(
-        self, in_features: int, hidden: tuple[int, ...], out_features: int, activation: str, count: int
+        self,
+        in_features: int,
+        hidden: tuple[int, ...],
+        out_features: int,
+        activation: str,
+        count: int,
     ) -> None:
         super().__init__(in_features, hidden, out_features, activation)
         self.log_variances = nn.Parameter(torch.zeros(count))

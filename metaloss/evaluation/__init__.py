@@ -1,5 +1,6 @@
 """Meta-testing, statistics and reports."""
 
+from metaloss.evaluation import multitask as _multitask  # noqa: F401  (per-head metrics of multi-task problems)
 from metaloss.evaluation.meta_test import (
     EvalSet,
     LossRun,
@@ -9,7 +10,6 @@ from metaloss.evaluation.meta_test import (
     steps_to_reach,
 )
 from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
-from metaloss.evaluation import multitask as _multitask  # noqa: F401  (per-head metrics of multi-task problems)
 
 __all__ = [
     "EvalSet",

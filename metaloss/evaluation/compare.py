@@ -122,7 +122,10 @@ def compare_with_mse(
             run_loss("learned (tuned lr)", learned, family, config, test, learned_lr),
             "grid on meta-train tasks",
         ),
-        (run_loss(f"{ref} (tuned lr)", mse, family, config, test, mse_lr), "grid on meta-train tasks"),
+        (
+            run_loss(f"{ref} (tuned lr)", mse, family, config, test, mse_lr),
+            "grid on meta-train tasks",
+        ),
     ]
     mse_final = float(runs[1][0].final.mean())
     tuned = runs[3][0]
@@ -144,5 +147,9 @@ def compare_with_mse(
             )
         )
     return Comparison(
-        rows, test.runs, config.inner.steps, {ref: mse_scores, "learned": learned_scores}, ref.upper()
+        rows,
+        test.runs,
+        config.inner.steps,
+        {ref: mse_scores, "learned": learned_scores},
+        ref.upper(),
     )

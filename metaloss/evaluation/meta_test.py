@@ -34,6 +34,8 @@ class Metric(NamedTuple):
 
     fn: Callable[[Tensor, Batch], Tensor]
     higher_is_better: bool = False
+
+
 _GRID_INIT_SEED = 3_000_017
 
 

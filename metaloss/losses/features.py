@@ -55,7 +55,9 @@ def feature_width(kind: str, names: tuple[str, ...], num_classes: int | None = N
         width = WIDTHS.get(kind, {}).get(name, 1)
         if callable(width):
             if num_classes is None:
-                raise ValueError(f"loss.features: {name!r} needs the number of classes (num_classes)")
+                raise ValueError(
+                    f"loss.features: {name!r} needs the number of classes (num_classes)"
+                )
             width = width(num_classes)
         total += width
     return total
@@ -86,4 +88,6 @@ def compute_features(kind: str, names: tuple[str, ...], pred: Tensor, target: Te
     if not any(n in WIDTHS.get(kind, {}) for n in names):
         return torch.stack(values, dim=-1)
     vectors = WIDTHS.get(kind, {})
-    return torch.cat([v if n in vectors else v.unsqueeze(-1) for n, v in zip(names, values, strict=True)], dim=-1)
+    return torch.cat(
+        [v if n in vectors else v.unsqueeze(-1) for n, v in zip(names, values, strict=True)], dim=-1
+    )

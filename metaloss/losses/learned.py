@@ -113,7 +113,9 @@ class LearnedLoss(nn.Module):
         if form not in FORMS:
             raise ValueError(f"form: expected one of {', '.join(FORMS)}, got {form!r}")
         if form == "weight" and kind != "classification":
-            raise ValueError(f"form: 'weight' (weight x cross-entropy) needs kind 'classification', got {kind!r}")
+            raise ValueError(
+                f"form: 'weight' (weight x cross-entropy) needs kind 'classification', got {kind!r}"
+            )
         reduce(torch.zeros(()), reduction)  # validates the name
         self.features = tuple(features)
         self.hidden = tuple(hidden)
@@ -142,15 +144,23 @@ class LearnedLoss(nn.Module):
             return LOSS_CLASSES[kind].from_config(config, kind, generator, num_classes)
         classes = num_classes if kind == "classification" else None
         loss = cls(
-            config.features, config.hidden, config.activation, config.output, config.zero_at_target, kind,
-            num_classes=classes, form=config.form,
+            config.features,
+            config.hidden,
+            config.activation,
+            config.output,
+            config.zero_at_target,
+            kind,
+            num_classes=classes,
+            form=config.form,
         )
         if generator is not None:
             with torch.no_grad():
                 for p in loss.parameters():
                     fan_in = p.shape[-1] if p.dim() > 1 else p.numel()
                     bound = config.init_scale / max(fan_in, 1) ** 0.5
-                    p.copy_((2 * torch.rand(p.shape, generator=generator, dtype=p.dtype) - 1) * bound)
+                    p.copy_(
+                        (2 * torch.rand(p.shape, generator=generator, dtype=p.dtype) - 1) * bound
+                    )
         return loss
 
     def architecture(self) -> dict[str, Any]:
@@ -175,7 +185,9 @@ class LearnedLoss(nn.Module):
     def per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
         """The unreduced loss: one value per sample (per element for regression)."""
         if self.kind == "regression" and pred.shape != target.shape:
-            raise ValueError(f"target: expected shape {tuple(pred.shape)} like pred, got {tuple(target.shape)}")
+            raise ValueError(
+                f"target: expected shape {tuple(pred.shape)} like pred, got {tuple(target.shape)}"
+            )
         if self.kind == "classification":
             if pred.shape[:-1] != target.shape:
                 raise ValueError(
@@ -183,7 +195,9 @@ class LearnedLoss(nn.Module):
                     f"{tuple(pred.shape)}, got {tuple(target.shape)}"
                 )
             if self.num_classes is not None and pred.shape[-1] != self.num_classes:
-                raise ValueError(f"pred: expected {self.num_classes} classes (logits [..., {self.num_classes}]), got {pred.shape[-1]}")
+                raise ValueError(
+                    f"pred: expected {self.num_classes} classes (logits [..., {self.num_classes}]), got {pred.shape[-1]}"
+                )
         values = self._raw(pred, target)
         if self.form == "weight":
             return values * cross_entropy(pred, target)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from metaloss.config import TaskConfig
-from metaloss.tasks.base import Batch, Split, Task, TaskFamily, stack_tasks, task_generator, unstack_task
+from metaloss.tasks.base import (
+    Batch,
+    Split,
+    Task,
+    TaskFamily,
+    stack_tasks,
+    task_generator,
+    unstack_task,
+)
 from metaloss.tasks.sine import SineConfig, SineFamily
 
 __all__ = [
@@ -36,8 +44,11 @@ def make_family(config: TaskConfig) -> TaskFamily:
     return FAMILIES[config.family](config)
 
 
-from metaloss.tasks import classification as _classification, learn2learn_adapter as _l2l  # noqa: E402, F401  (digits, gaussian_mixture, learn2learn)
-from metaloss.tasks import outliers as _outliers  # noqa: E402, F401  (registers the family)
-from metaloss.tasks import tabular as _tabular  # noqa: E402, F401  (registers diabetes)
-from metaloss.rl import config as _rl_config  # noqa: E402, F401  (cartpole, acrobot task options)
-from metaloss.tasks import multitask as _multitask  # noqa: E402, F401  (registers the multi-task family)
+# Importing a family's module registers its option class and its factory (the registries above).
+# (E402/F401 are ignored for this file in pyproject.toml: these imports are for their effect.)
+from metaloss.rl import config as _rl_config  # cartpole, acrobot
+from metaloss.tasks import classification as _classification  # digits, gaussian_mixture
+from metaloss.tasks import learn2learn_adapter as _learn2learn_adapter  # learn2learn-style sources
+from metaloss.tasks import multitask as _multitask
+from metaloss.tasks import outliers as _outliers
+from metaloss.tasks import tabular as _tabular  # diabetes
