@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from metaloss.plots import ShapeView, register_shape_view
+from metaloss.plots.base import ShapeView, register_shape_view
 from metaloss.rl.objectives import PolicyObjective, dpo_objective, ppo_clip_objective
 
 __all__ = ["describe_policy", "policy_curves", "policy_figure"]

@@ -299,6 +299,3 @@ def describe_regression(loss: PerSampleLoss) -> list[str]:
 register_shape_view(
     "regression", ShapeView(regression_curves, regression_figure, describe_regression)
 )
-
-from metaloss import plots_classification as _plots_classification  # noqa: E402, F401  (registers the classification view)
-from metaloss.rl import shape as _rl_shape  # noqa: E402, F401  (registers the policy view)

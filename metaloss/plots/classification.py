@@ -16,7 +16,7 @@ from torch import Tensor
 
 from metaloss.losses.baselines import PerSampleLoss, baseline
 from metaloss.losses.classification import classification_shape
-from metaloss.plots import ShapeView, register_shape_view
+from metaloss.plots.base import ShapeView, register_shape_view
 
 __all__ = [
     "REFERENCES",
