@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from metaloss.commands.common import add_overrides
 from metaloss.config import RunConfig, load_config
 from metaloss.export import load_loss, zoo_names
 from metaloss.rl.benchmark import run_rl_benchmark
@@ -34,14 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="learned objectives: files or zoo names (default: the family's zoo objective)",
     )
     p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/<name>)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set task.bench_seeds=3 (repeatable)",
-    )
+    add_overrides(p, "task.bench_seeds=3")
     p.set_defaults(func=run)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from metaloss.commands.common import add_overrides
 from metaloss.config import load_config, to_dict
 from metaloss.export import save_loss
 from metaloss.rl.meta import (
@@ -32,14 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("config", help="YAML config of an RL family, e.g. configs/cartpole.yaml")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<name>)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set outer.steps=5 (repeatable)",
-    )
+    add_overrides(p, "outer.steps=5")
     p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
     p.set_defaults(func=run)
 
