@@ -19,7 +19,15 @@ from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.features import check_features, compute_features, feature_width
 
-__all__ = ["FORMS", "LOSS_CLASSES", "OUTPUTS", "LearnedLoss", "cross_entropy", "reduce"]
+__all__ = [
+    "FORMS",
+    "LOSS_CLASSES",
+    "OUTPUTS",
+    "LearnedLoss",
+    "cross_entropy",
+    "init_uniform_",
+    "reduce",
+]
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -45,6 +53,16 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Per-sample cross-entropy of logits ``[..., C]`` and integer labels ``[...]`` (vmap-safe)."""
     log_probs = torch.log_softmax(logits, dim=-1)
     return -log_probs.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
+
+
+def init_uniform_(module: nn.Module, generator: torch.Generator, scale: float = 1.0) -> None:
+    """Re-draw every parameter of ``module`` in place from ``U(-b, b)``, ``b = scale / sqrt(fan_in)``
+    (PyTorch's ``nn.Linear`` bound, scaled), using ``generator`` so runs are reproducible."""
+    with torch.no_grad():
+        for p in module.parameters():
+            fan_in = p.shape[-1] if p.dim() > 1 else p.numel()
+            bound = scale / max(fan_in, 1) ** 0.5
+            p.copy_((2 * torch.rand(p.shape, generator=generator, dtype=p.dtype) - 1) * bound)
 
 
 def reduce(values: Tensor, reduction: str) -> Tensor:
@@ -154,13 +172,7 @@ class LearnedLoss(nn.Module):
             form=config.form,
         )
         if generator is not None:
-            with torch.no_grad():
-                for p in loss.parameters():
-                    fan_in = p.shape[-1] if p.dim() > 1 else p.numel()
-                    bound = config.init_scale / max(fan_in, 1) ** 0.5
-                    p.copy_(
-                        (2 * torch.rand(p.shape, generator=generator, dtype=p.dtype) - 1) * bound
-                    )
+            init_uniform_(loss, generator, config.init_scale)
         return loss
 
     def architecture(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.baselines import BASELINES
-from metaloss.losses.learned import LOSS_CLASSES, LearnedLoss, Reduction, reduce
+from metaloss.losses.learned import LOSS_CLASSES, LearnedLoss, Reduction, init_uniform_, reduce
 from metaloss.tasks.multitask import ABSENT, CLASSIFICATION, REGRESSION, head_losses, log_variances
 
 __all__ = [
@@ -192,13 +192,7 @@ class MultiTaskLoss(LearnedLoss):
         initialised from ``generator`` with weights scaled by ``loss.init_scale``."""
         loss = cls(config.features, config.hidden, config.activation, kind)
         if generator is not None:
-            with torch.no_grad():
-                for p in loss.parameters():
-                    fan_in = p.shape[-1] if p.dim() > 1 else p.numel()
-                    bound = config.init_scale / max(fan_in, 1) ** 0.5
-                    p.copy_(
-                        (2 * torch.rand(p.shape, generator=generator, dtype=p.dtype) - 1) * bound
-                    )
+            init_uniform_(loss, generator, config.init_scale)
         return loss
 
     def architecture(self) -> dict[str, Any]:
