@@ -7,9 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
-from metaloss.commands.common import add_overrides
+from metaloss.commands.common import add_overrides, prepare_run_folder
 from metaloss.config import load_config, to_dict
 from metaloss.export import save_loss
 from metaloss.rl.meta import (
@@ -62,13 +60,7 @@ class _Progress(RLCallback):
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     task = rl_task_config(config)
-    out: Path = args.out or Path("runs") / config.name
-    if (out / CHECKPOINT_NAME).exists() and not args.resume:
-        raise FileExistsError(
-            f"--out: {out} already holds a run; pass --resume to continue it, or choose another folder"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    out = prepare_run_folder(args.out, config, args.resume)
     outer = config.outer
     print(
         f"metaloss rl-train: {config.name}, {outer.steps} ES steps × {2 * outer.es_population + 1} candidates × "

@@ -7,9 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
-from metaloss.commands.common import add_overrides
+from metaloss.commands.common import add_overrides, prepare_run_folder
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
@@ -45,13 +43,7 @@ def run(args: argparse.Namespace) -> int:
         from metaloss.commands.rl_train import run as run_rl_train
 
         return run_rl_train(args)
-    out: Path = args.out or Path("runs") / config.name
-    if (out / CHECKPOINT_NAME).exists() and not args.resume:
-        raise FileExistsError(
-            f"--out: {out} already holds a run; pass --resume to continue it, or choose another folder"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    out = prepare_run_folder(args.out, config, args.resume)
     print(
         f"metaloss train: {config.name}, {config.outer.steps} meta-steps, writing to {out}",
         file=sys.stderr,
