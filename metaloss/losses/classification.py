@@ -30,7 +30,7 @@ from torch import Tensor
 from metaloss.losses.baselines import BASELINES
 from metaloss.losses.features import register_feature
 from metaloss.losses.learned import cross_entropy
-from metaloss.losses.shape import DegeneracyReport, register_degeneracy_check
+from metaloss.losses.shape import DegeneracyReport, degeneracy_report, register_degeneracy_check
 
 __all__ = [
     "CLASSIFICATION_BASELINES",
@@ -233,17 +233,15 @@ def check_classification(
     labelled logit (``d loss / d z_y < 0``; 1.0 for cross-entropy)."""
     curves = classification_shape(loss_fn)
     values, grads = curves["value"], curves["grad"]
-    max_abs_grad = float(grads.abs().max())
-    value_range = float(values.max() - values.min())
     descent = float((grads < 0).double().mean())
-    reason = ""
-    if not (torch.isfinite(values).all() and torch.isfinite(grads).all()):
-        reason = "the loss or its gradient is NaN/Inf on the probability grid"
-    elif value_range < tolerance:
-        reason = f"constant output (range {value_range:.2e} over labelled-class probabilities in [0.01, 0.99])"
-    elif max_abs_grad < tolerance:
-        reason = f"no gradient w.r.t. the logits (max |grad| {max_abs_grad:.2e})"
-    return DegeneracyReport(bool(reason), reason, max_abs_grad, value_range, descent)
+    return degeneracy_report(
+        values,
+        grads,
+        descent,
+        tolerance,
+        "labelled-class probabilities in [0.01, 0.99]",
+        "the logits",
+    )
 
 
 register_degeneracy_check("classification", check_classification)

@@ -17,6 +17,7 @@ __all__ = [
     "DegeneracyReport",
     "ShapeCurves",
     "check_degenerate",
+    "degeneracy_report",
     "register_degeneracy_check",
     "regression_shape",
 ]
@@ -77,6 +78,23 @@ class DegeneracyReport:
     descent_fraction: float
 
 
+def degeneracy_report(
+    values: Tensor, grads: Tensor, descent: float, tolerance: float, grid: str, wrt: str
+) -> DegeneracyReport:
+    """The verdict on a loss evaluated on a grid (``grid`` and ``wrt`` name it in the reason):
+    non-finite, constant output, or no gradient w.r.t. ``wrt``; otherwise healthy."""
+    max_abs_grad = float(grads.abs().max())
+    value_range = float(values.max() - values.min())
+    reason = ""
+    if not (torch.isfinite(values).all() and torch.isfinite(grads).all()):
+        reason = f"the loss or its gradient is NaN/Inf on the grid of {grid}"
+    elif value_range < tolerance:
+        reason = f"constant output (range {value_range:.2e} over {grid})"
+    elif max_abs_grad < tolerance:
+        reason = f"no gradient w.r.t. {wrt} (max |grad| {max_abs_grad:.2e})"
+    return DegeneracyReport(bool(reason), reason, max_abs_grad, value_range, descent)
+
+
 DegeneracyCheck = Callable[[PerSampleLoss, float], DegeneracyReport]
 DEGENERACY_CHECKS: dict[str, DegeneracyCheck] = {}
 """Collapse checks by loss kind; other kinds register theirs with :func:`register_degeneracy_check`."""
@@ -103,19 +121,12 @@ def _check_regression(loss_fn: PerSampleLoss, tolerance: float) -> DegeneracyRep
     params = list(getattr(loss_fn, "parameters", lambda: [])())
     dtype = params[0].dtype if params else torch.float32
     curves = regression_shape(loss_fn, dtype=dtype)
-    max_abs_grad = float(curves.grads.abs().max())
-    value_range = float(curves.values.max() - curves.values.min())
     moving = curves.residuals.abs() > 0.05
     towards = (curves.grads * curves.residuals.sign())[:, moving] > 0
     descent = float(towards.double().mean())
-    reason = ""
-    if not (torch.isfinite(curves.values).all() and torch.isfinite(curves.grads).all()):
-        reason = "the loss or its gradient is NaN/Inf on the residual grid"
-    elif value_range < tolerance:
-        reason = f"constant output (range {value_range:.2e} over residuals in [-5, 5])"
-    elif max_abs_grad < tolerance:
-        reason = f"no gradient w.r.t. the prediction (max |grad| {max_abs_grad:.2e})"
-    return DegeneracyReport(bool(reason), reason, max_abs_grad, value_range, descent)
+    return degeneracy_report(
+        curves.values, curves.grads, descent, tolerance, "residuals in [-5, 5]", "the prediction"
+    )
 
 
 register_degeneracy_check("regression", _check_regression)
