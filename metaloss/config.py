@@ -124,8 +124,8 @@ class LossConfig:
     init_scale: float = setting(1.0, "scale of the loss network's initial weights", gt=0)
     form: Literal["loss", "weight"] = setting(
         "loss",
-        "classification: the output is the per-sample loss ('loss') or a per-sample weight "
-        "multiplying cross-entropy ('weight', as in Meta-Weight-Net)",
+        "the output is the per-sample loss ('loss') or a per-sample weight multiplying "
+        "cross-entropy or, for regression, the squared residual ('weight', as in Meta-Weight-Net)",
     )
 
 

@@ -183,8 +183,6 @@ def test_weight_form_is_a_per_sample_weight_times_cross_entropy() -> None:
     (g,) = torch.autograd.grad(loss(logits, labels).sum(), logits)
     (g_ce,) = torch.autograd.grad((weights.detach() * cross_entropy(logits, labels)).sum(), logits)
     torch.testing.assert_close(g, g_ce)  # as in Meta-Weight-Net, the weight is not differentiated
-    with pytest.raises(ValueError, match="classification"):
-        LearnedLoss(("residual",), form="weight")
 
 
 def test_classification_loss_file_round_trip(tmp_path: Path) -> None:

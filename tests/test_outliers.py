@@ -8,7 +8,13 @@ from torch.func import vmap
 
 from metaloss.config import ConfigError, parse
 from metaloss.losses import LearnedLoss
-from metaloss.losses.scale import outlier_fraction, residual_scale, scaled_residual
+from metaloss.losses.scale import (
+    outlier_fraction,
+    residual_scale,
+    scaled_residual,
+    target_scale,
+    target_scaled_residual,
+)
 from metaloss.tasks import Split, make_family
 
 
@@ -34,6 +40,14 @@ def test_epsilon_is_drawn_per_task_from_its_range() -> None:
     rates = (~tasks.train.extras["clean"]).double().mean((1, 2))
     assert rates.min() == 0.0 and rates.max() <= 0.4
     assert abs(float(rates.mean()) - 0.2) < 0.03
+
+
+def test_clean_fraction_is_the_share_of_tasks_without_outliers() -> None:
+    tasks = outliers(epsilon=[0.2, 0.4], clean_fraction=0.3, n_train=20)
+    contaminated = (~tasks.tasks(Split.META_TRAIN, 400).train.extras["clean"]).sum((1, 2))
+    clean_share = float((contaminated == 0).double().mean())
+    assert 0.24 < clean_share < 0.36  # 0.3 +- 3 binomial standard deviations (0.023)
+    assert bool(((contaminated == 0) | ((contaminated >= 4) & (contaminated <= 8))).all())
 
 
 def test_meta_objective_and_test_splits_are_clean() -> None:
@@ -103,6 +117,46 @@ def test_a_loss_with_scale_features_is_zero_at_the_target() -> None:
     with torch.no_grad():
         assert float(loss(target, target, reduction="none").abs().max()) == 0.0
         assert torch.isfinite(loss(target + torch.randn(16, 1), target))
+
+
+def test_target_scale_is_the_targets_median_absolute_deviation_and_ignores_pred() -> None:
+    target = torch.tensor(
+        [[[1.0], [2.0], [4.0], [8.0], [100.0]], [[0.0], [0.0], [1.0], [3.0], [3.0]]]
+    )
+    pred = torch.randn(2, 5, 1, requires_grad=True)
+    scale = vmap(target_scale)(pred, target)
+    # medians 4 and 1; absolute deviations [3, 2, 0, 4, 96] and [1, 1, 0, 2, 2] -> MADs 3 and 1
+    assert torch.equal(scale[:, 0, 0], torch.tensor([3.0, 1.0]))
+    assert not scale.requires_grad
+    torch.testing.assert_close(vmap(target_scale)(pred.detach() * 10, target), scale)
+    scaled = vmap(target_scaled_residual)(pred, target)
+    torch.testing.assert_close(scaled, (pred - target) / (scale + 1e-6))
+
+
+def test_regression_weight_form_is_weighted_least_squares() -> None:
+    loss = LearnedLoss(
+        ("abs_scaled_residual", "abs_target_scaled_residual"),
+        hidden=(8,),
+        output="sigmoid",
+        form="weight",
+        reduction="none",
+    )
+    target = torch.randn(12, 1)
+    pred = (target + torch.randn(12, 1)).requires_grad_()
+    features = torch.cat(
+        [
+            (pred - target).abs() / (residual_scale(pred, target) + 1e-6),
+            target_scaled_residual(pred, target).abs(),
+        ],
+        dim=-1,
+    ).detach()
+    weights = torch.sigmoid(loss.net(features))
+    torch.testing.assert_close(loss(pred, target), weights * (pred - target) ** 2)
+    (grad,) = torch.autograd.grad(loss(pred, target).sum(), pred)
+    # the weight is not differentiated: the gradient is IRLS's 2 w r
+    torch.testing.assert_close(grad, 2 * weights.detach() * (pred - target).detach())
+    with torch.no_grad():
+        assert float(loss(target, target).abs().max()) == 0.0
 
 
 def test_outlier_fraction_counts_residuals_beyond_three_scales() -> None:

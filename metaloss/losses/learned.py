@@ -40,8 +40,9 @@ OUTPUTS = {
 }
 
 FORMS = ("loss", "weight")
-"""``loss``: the network's output is the per-sample loss. ``weight`` (classification only): the
-output is a per-sample weight multiplying cross-entropy, as in Meta-Weight-Net."""
+"""``loss``: the network's output is the per-sample loss. ``weight``: the output is a per-sample
+weight (of detached features) multiplying cross-entropy (classification, as in Meta-Weight-Net)
+or the squared residual (regression, as in iteratively re-weighted least squares)."""
 
 
 LOSS_CLASSES: dict[str, type[LearnedLoss]] = {}
@@ -63,6 +64,13 @@ def init_uniform_(module: nn.Module, generator: torch.Generator, scale: float = 
             fan_in = p.shape[-1] if p.dim() > 1 else p.numel()
             bound = scale / max(fan_in, 1) ** 0.5
             p.copy_((2 * torch.rand(p.shape, generator=generator, dtype=p.dtype) - 1) * bound)
+
+
+def _base_loss(kind: str, pred: Tensor, target: Tensor) -> Tensor:
+    """The per-sample loss a ``form="weight"`` network re-weights: CE or the squared residual."""
+    if kind == "classification":
+        return cross_entropy(pred, target)
+    return (pred - target) ** 2
 
 
 def reduce(values: Tensor, reduction: str) -> Tensor:
@@ -90,7 +98,10 @@ class LearnedLoss(nn.Module):
     sorted probability vector), whose width depends on ``num_classes``. ``zero_at_target`` is
     ignored (a "perfect" logit vector does not exist). With ``form="weight"`` the loss is
     ``w(features) * CE`` where the features are detached, so the network acts as a per-sample
-    weight, as in Meta-Weight-Net (Shu et al., 2019); pair it with ``output="sigmoid"``.
+    weight, as in Meta-Weight-Net (Shu et al., 2019); pair it with ``output="sigmoid"``. For
+    regression ``form="weight"`` gives ``w(features) * (pred - target)**2``: the gradient is the
+    weighted least-squares one, as in iteratively re-weighted least squares (Holland & Welsch,
+    1977), and a constant weight is exactly MSE (up to scale).
 
     Args:
         features: feature names from :data:`metaloss.losses.features.FEATURES` for ``kind``.
@@ -101,10 +112,13 @@ class LearnedLoss(nn.Module):
         kind: ``"regression"`` or ``"classification"``.
         reduction: default reduction, ``"mean"``, ``"sum"`` or ``"none"``.
         num_classes: number of classes (classification with vector features only).
-        form: ``"loss"`` (the output is the loss) or ``"weight"`` (the output weights CE).
+        form: ``"loss"`` (the output is the loss) or ``"weight"`` (the output weights CE, or
+            the squared residual for regression).
 
     References:
         Bechtle et al., "Meta Learning via Learned Loss", ICPR 2020.
+        Holland & Welsch, "Robust regression using iteratively reweighted least-squares",
+        Communications in Statistics, 1977.
 
     Example:
         >>> loss = LearnedLoss(("residual", "abs_residual"))
@@ -130,10 +144,6 @@ class LearnedLoss(nn.Module):
             raise ValueError(f"output: expected one of {', '.join(OUTPUTS)}, got {output!r}")
         if form not in FORMS:
             raise ValueError(f"form: expected one of {', '.join(FORMS)}, got {form!r}")
-        if form == "weight" and kind != "classification":
-            raise ValueError(
-                f"form: 'weight' (weight x cross-entropy) needs kind 'classification', got {kind!r}"
-            )
         reduce(torch.zeros(()), reduction)  # validates the name
         self.features = tuple(features)
         self.hidden = tuple(hidden)
@@ -212,7 +222,7 @@ class LearnedLoss(nn.Module):
                 )
         values = self._raw(pred, target)
         if self.form == "weight":
-            return values * cross_entropy(pred, target)
+            return values * _base_loss(self.kind, pred, target)
         if self.zero_at_target and self.kind == "regression":
             values = values - self._raw(target, target)
         return values

@@ -114,18 +114,19 @@ def evaluate_in_batch(
 
     An element-wise loss (MSE, or a learned loss over residual features) is unaffected by the
     batch. A loss with batch-level features (``residual_scale``, ``scaled_residual``: the batch's
-    median ``|residual|``) is defined only relative to its batch; the reference batch (``2N + 1``
-    samples at residual ``±scale``, more than half of the whole) fixes that context, so the curves
-    show how one sample is treated in a batch of typical residual ``scale``.
+    median ``|residual|``; ``target_scale``: the spread of its targets) is defined only relative
+    to its batch; the reference batch (``2N + 1`` samples at residual ``±scale`` and target
+    ``±1``, more than half of the whole) fixes that context, so the curves show how one sample is
+    treated in a batch of typical residual ``scale`` and targets of median absolute deviation 1.
     """
     per_sample = getattr(loss, "per_sample", loss)
     n = pred.shape[0]
     signs = torch.ones(2 * n + 1, 1, dtype=pred.dtype)
     signs[1::2] = -1
-    context_target = torch.zeros_like(signs)
+    context_target = signs.roll(1, 0)
     with torch.enable_grad():
         probe = pred.detach().clone().requires_grad_()
-        batch_pred = torch.cat([probe, scale * signs])
+        batch_pred = torch.cat([probe, context_target + scale * signs])
         values = per_sample(batch_pred, torch.cat([target, context_target]))[:n]
         (grad,) = torch.autograd.grad(values.sum(), probe)
     return values.detach(), grad
@@ -208,7 +209,10 @@ def regression_figure(curves: Curves) -> Figure:
     dependent = curves.get("batch_dependent")
     if dependent is not None and bool(dependent.item()):
         scale = float(curves["context_scale"].item())
-        figure.suptitle(f"one sample in a batch with median |residual| = {scale:g}", fontsize=9)
+        figure.suptitle(
+            f"one sample in a batch with median |residual| = {scale:g} and target MAD 1",
+            fontsize=9,
+        )
     return figure
 
 
@@ -292,6 +296,11 @@ def describe_regression(loss: PerSampleLoss) -> list[str]:
         lines.append(
             "depends on the batch (batch-level features): figures and numbers are for one sample "
             f"in a batch whose median |residual| is {context:g}"
+        )
+    if getattr(loss, "form", "loss") == "weight":
+        lines.append(
+            "form 'weight': the loss is w * r^2 with the weight w not differentiated (IRLS), so "
+            "the update is the gradient 2 w r; the loss curve is not the potential it descends"
         )
     return lines
 

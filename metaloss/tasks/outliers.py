@@ -62,6 +62,14 @@ class OutliersConfig(TaskConfig):
         ge=0,
         le=1,
     )
+    clean_fraction: float = setting(
+        0.0,
+        "probability that a task has no outliers at all (epsilon = 0) instead of epsilon drawn "
+        "from its range: weighs clean tasks in meta-training, so robustness is not bought with "
+        "a loss on clean data",
+        ge=0,
+        le=1,
+    )
     outliers: tuple[OutlierKind, ...] = setting(OUTLIER_KINDS, "outlier kinds, one drawn per task")
     outlier_scale: tuple[float, float] = setting(
         (3.0, 10.0),
@@ -197,6 +205,8 @@ class OutliersFamily(TaskFamily):
         x, clean_y = clean_batch(c.n_train)
         noisy = clean_y + c.noise * torch.randn(clean_y.shape, generator=g)
         epsilon = float(_uniform(c.epsilon, (), g))
+        if c.clean_fraction > 0 and float(torch.rand((), generator=g)) < c.clean_fraction:
+            epsilon = 0.0  # drawn only when used, so clean_fraction = 0 keeps the task stream
         kind = c.outliers[int(torch.randint(len(c.outliers), (), generator=g))]
         y, clean = contaminate(noisy, epsilon, kind, amplitude, c.outlier_scale, g)
         train = Batch(x, y, {"clean_y": clean_y, "clean": clean})
