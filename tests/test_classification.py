@@ -79,6 +79,25 @@ def test_mixed_noise_uses_both_types() -> None:
     assert 0 < sum(pair) < 30
 
 
+def pair_flipped_tasks(pair_fraction: float, n: int = 40) -> int:
+    """How many of ``n`` mixed-noise meta-train tasks at rate 0.4 got pair-flip noise."""
+    tasks = (
+        digits(noise_rate=[0.4, 0.4], noise_type="mixed", pair_fraction=pair_fraction)
+        .tasks(Split.META_TRAIN, n)
+        .train
+    )
+    mask, clean = tasks.extras["noise_mask"], tasks.extras["clean_y"]
+    return sum(bool(((clean[i] + 1) % 5 == tasks.y[i])[mask[i]].all()) for i in range(n))
+
+
+def test_pair_fraction_sets_the_share_of_pair_flip_tasks() -> None:
+    assert pair_flipped_tasks(0.0) == 0
+    assert pair_flipped_tasks(1.0) == 40
+    assert 24 <= pair_flipped_tasks(0.8) <= 38
+    with pytest.raises(ConfigError, match=r"task\.pair_fraction"):
+        digits(noise_type="mixed", pair_fraction=1.5)
+
+
 # ------------------------------------------------------------------------------ families
 
 
@@ -433,6 +452,8 @@ def test_classification_shape_view_and_degeneracy_check() -> None:
     healthy = check_degenerate(baseline("ce"), kind="classification")
     assert not healthy.collapsed and healthy.descent_fraction == 1.0
     flat = LearnedLoss(("label_prob",), hidden=(4,), kind="classification")
-    torch.nn.init.zeros_(flat.net[-1].weight)
+    last = flat.net[-1]
+    assert isinstance(last, torch.nn.Linear)
+    torch.nn.init.zeros_(last.weight)
     report = check_degenerate(flat)
     assert report.collapsed and "constant" in report.reason

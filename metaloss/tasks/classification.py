@@ -20,7 +20,8 @@ Families:
 
 Noise is injected into exactly ``round(rate * n)`` inner-training labels, chosen uniformly, so
 the noise rate of a task is what it claims; the rate is drawn per task from ``noise_rate``
-(give ``[r, r]`` for a fixed rate).
+(give ``[r, r]`` for a fixed rate). ``noise_type: mixed`` draws the type per task, pair-flip with
+probability ``pair_fraction``.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ class NoisyLabelConfig(TaskConfig):
         "range of the per-task label-noise rate on inner-training labels (give [r, r] to fix it)",
         ge=0,
         le=0.9,
+    )
+    pair_fraction: float = setting(
+        0.5,
+        "noise_type 'mixed': probability that a task gets pair-flip rather than symmetric noise "
+        "(ignored by the other noise types)",
+        ge=0,
+        le=1,
     )
 
     def __post_init__(self) -> None:
@@ -205,8 +213,9 @@ class NoisyLabelFamily(TaskFamily):
         low, high = c.noise_rate
         rate = low + (high - low) * float(torch.rand((), generator=generator, dtype=torch.float64))
         noise_type: NoiseType = "symmetric" if c.noise_type == "symmetric" else "pair"
-        if c.noise_type == "mixed" and bool(torch.rand((), generator=generator) < 0.5):
-            noise_type = "symmetric"
+        if c.noise_type == "mixed":
+            draw = float(torch.rand((), generator=generator))
+            noise_type = "symmetric" if draw < 1.0 - c.pair_fraction else "pair"
 
         def batch(start: int, stop: int, noisy: bool) -> Batch:
             bx = x[:, start:stop].reshape(-1, x.shape[-1])
