@@ -114,3 +114,19 @@ def test_batch_level_features_are_evaluated_in_a_fixed_reference_batch() -> None
     column = int(torch.argmin((curves["residual"] - 3.0).abs()))
     assert curves["value"][1, column].item() == pytest.approx(value.item(), rel=1e-4)
     assert "depends on the batch" in describe_regression(scaled)[-1]
+
+
+def test_a_weight_form_loss_is_drawn_as_the_loss_it_descends() -> None:
+    loss = LearnedLoss(("abs_scaled_residual",), hidden=(4,), output="sigmoid", form="weight")
+    with torch.no_grad():
+        for parameter in loss.parameters():
+            parameter.zero_()  # w = sigmoid(0) = 0.5 everywhere: half of MSE
+    curves = regression_curves(loss)
+    r = curves["residual"]
+    assert curves["weight_form"].item() == 1.0
+    # scaled to w(0) = 1, a constant weight is exactly MSE: r^2 and 2 r
+    torch.testing.assert_close(curves["grad"][1], 2 * r)
+    torch.testing.assert_close(curves["value"][1], r**2, atol=1e-5, rtol=1e-5)
+    lines = describe_regression(loss)
+    assert ": quadratic " in lines[0] and ": quadratic " in lines[1]
+    assert "form 'weight'" in lines[-1]

@@ -40,10 +40,12 @@ __all__ = [
     "evaluate_in_batch",
     "figure_to_array",
     "growth_exponent",
+    "is_weight_form",
     "register_shape_view",
     "regression_curves",
     "regression_figure",
     "shape_view",
+    "weight_form_potential",
 ]
 
 Curves = dict[str, Tensor]
@@ -136,8 +138,10 @@ def regression_curves(loss: PerSampleLoss, scale: float = CONTEXT_SCALE) -> Curv
     """Loss and ``d loss / d pred`` on residuals in [-5, 5] for targets -2, 0 and 2.
 
     Returns tensors ``residual [R]``, ``target [T]``, ``value [T, R]``, ``grad [T, R]``, the
-    reference batch's median ``|residual|`` ``context_scale [1]`` (see :func:`evaluate_in_batch`)
-    and ``batch_dependent [1]`` (1.0 if the values change with that scale, else 0.0).
+    reference batch's median ``|residual|`` ``context_scale [1]`` (see :func:`evaluate_in_batch`),
+    ``batch_dependent [1]`` (1.0 if the values change with that scale, else 0.0) and
+    ``weight_form [1]`` (1.0 for a weight-form loss, whose value and gradient are then those of
+    the loss it descends, scaled to ``w(0) = 1``: see :func:`weight_form_potential`).
     """
     dtype = _dtype_of(loss)
     r = torch.linspace(-5, 5, 201, dtype=dtype)
@@ -148,14 +152,45 @@ def regression_curves(loss: PerSampleLoss, scale: float = CONTEXT_SCALE) -> Curv
     other, _ = evaluate_in_batch(loss, pred, target, 2 * scale)
     dependent = not torch.allclose(values, other, rtol=1e-4, atol=1e-6)
     shape = (len(t), len(r))
+    value, grad = values.reshape(shape), grads.reshape(shape)
+    weight_form = is_weight_form(loss)
+    if weight_form:
+        value, grad = weight_form_potential(r, grad)
     return {
         "residual": r,
         "target": t,
-        "value": values.reshape(shape),
-        "grad": grads.reshape(shape),
+        "value": value,
+        "grad": grad,
         "context_scale": torch.tensor([scale], dtype=dtype),
         "batch_dependent": torch.tensor([float(dependent)], dtype=dtype),
+        "weight_form": torch.tensor([float(weight_form)], dtype=dtype),
     }
+
+
+def is_weight_form(loss: PerSampleLoss) -> bool:
+    """Whether ``loss`` is a learned weight times the squared residual (``form="weight"``)."""
+    return getattr(loss, "form", "loss") == "weight"
+
+
+def weight_form_potential(r: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+    """The loss a weight-form loss actually descends, scaled so that it is comparable with MSE.
+
+    A weight-form loss ``w · r²`` with ``w`` not differentiated updates along ``2 w(r) r``; the
+    function with that derivative is ``ρ(r) = ∫₀ʳ 2 w(s) s ds`` (the M-estimator whose IRLS
+    weights are ``w``). Adam ignores a constant factor, so both are divided by the weight next to
+    zero residual: ``w(0) = 1``, and a constant weight gives exactly MSE's ``r²`` and ``2 r``.
+    Returns ``(ρ, 2 w r)`` for each row of ``grad [T, R]`` on the symmetric grid ``r [R]``.
+    """
+    centre = int(torch.argmin(r.abs()))
+    near = centre + 1
+    w0 = grad[:, near : near + 1] / (2 * r[near])
+    scaled = grad / w0.clamp_min(torch.finfo(grad.dtype).tiny)
+    steps = (scaled[:, 1:] + scaled[:, :-1]) / 2 * (r[1:] - r[:-1])
+    rising = torch.cumsum(steps[:, centre:], dim=-1)
+    falling = torch.cumsum(steps[:, :centre].flip(-1), dim=-1).flip(-1)
+    zero = torch.zeros_like(grad[:, :1])
+    potential = torch.cat([-falling, zero, rising], dim=-1)
+    return potential, scaled
 
 
 def _robust_limits(arrays: list[np.ndarray], floor: float) -> tuple[float, float]:
@@ -167,7 +202,8 @@ def _robust_limits(arrays: list[np.ndarray], floor: float) -> tuple[float, float
 
 
 def regression_figure(curves: Curves) -> Figure:
-    """Two panels: the loss and its gradient w.r.t. the prediction against the residual.
+    """Two panels: the loss and its gradient w.r.t. the prediction against the residual (for a
+    weight-form loss: the loss it descends, see :func:`weight_form_potential`).
 
     The learned loss is drawn for each target (solid; one curve if it ignores the target); MSE,
     L1 and Huber are grey (dashed, dotted, dash-dotted). The y-range fits the learned loss, L1
@@ -189,8 +225,10 @@ def regression_figure(curves: Curves) -> Figure:
     ax_value, ax_grad = figure.subplots(1, 2)
     x = r.numpy()
     same = np.allclose(values, values[:1], rtol=1e-5, atol=1e-7)  # no dependence on the target
+    weight_form = "weight_form" in curves and bool(curves["weight_form"].item())
+    form = ", weight form, w(0) = 1" if weight_form else ""
     for i, t in enumerate(targets.tolist()[:1] if same else targets.tolist()):
-        label = "learned (any target)" if same else f"learned, target {t:g}"
+        label = f"learned (any target{form})" if same else f"learned, target {t:g}{form}"
         ax_value.plot(x, values[i], lw=2, label=label)
         ax_grad.plot(x, grads[i], lw=2)
     for (label, (ref_value, ref_grad)), style in zip(refs.items(), ("--", ":", "-."), strict=True):
@@ -199,7 +237,8 @@ def regression_figure(curves: Curves) -> Figure:
     l1_huber = [refs["L1"][0], refs["Huber (δ=1)"][0]]
     ax_value.set_ylim(*_robust_limits([values, *l1_huber], 1.0))
     ax_grad.set_ylim(*_robust_limits([grads, -np.abs(grads), np.ones(1), -np.ones(1)], 1.0))
-    ax_value.set(xlabel="residual (pred - target)", ylabel="loss", title="loss")
+    title = "loss descended: ∫ 2 w(r) r dr" if weight_form else "loss"
+    ax_value.set(xlabel="residual (pred - target)", ylabel="loss", title=title)
     ax_grad.set(xlabel="residual (pred - target)", ylabel="d loss / d pred", title="gradient")
     for ax in (ax_value, ax_grad):
         ax.axhline(0, color="0.8", lw=0.8, zorder=0)
@@ -271,7 +310,11 @@ def describe_regression(loss: PerSampleLoss) -> list[str]:
     r, values = curves["residual"], curves["value"].double()
     lines = []
     for side, sign in (("pred > target", 1.0), ("pred < target", -1.0)):
-        exponent = growth_exponent(loss, sign=sign)
+        exponent = (
+            _curve_growth(r, values[1], sign)
+            if bool(curves["weight_form"].item())
+            else growth_exponent(loss, sign=sign)
+        )
         lines.append(
             f"growth at large residuals (target 0, {side}, |r| 2.5 -> 5): {_growth_word(exponent)} (log-log slope {exponent:+.2f})"
         )
@@ -297,12 +340,27 @@ def describe_regression(loss: PerSampleLoss) -> list[str]:
             "depends on the batch (batch-level features): figures and numbers are for one sample "
             f"in a batch whose median |residual| is {context:g}"
         )
-    if getattr(loss, "form", "loss") == "weight":
+    if bool(curves["weight_form"].item()):
         lines.append(
-            "form 'weight': the loss is w * r^2 with the weight w not differentiated (IRLS), so "
-            "the update is the gradient 2 w r; the loss curve is not the potential it descends"
+            "form 'weight': the loss is w * r^2 with w not differentiated (IRLS); the curves and "
+            "numbers above are for the loss it descends, integral of 2 w(r) r, scaled to w(0) = 1"
         )
     return lines
+
+
+def _curve_growth(
+    r: Tensor, values: Tensor, sign: float, near: float = 2.5, far: float = 5.0
+) -> float:
+    """:func:`growth_exponent` read off a curve sampled on the grid ``r`` (target 0)."""
+
+    def at(x: float) -> float:
+        return float(values[int(torch.argmin((r - x).abs()))])
+
+    zero = at(0.0)
+    rise_near, rise_far = at(sign * near) - zero, at(sign * far) - zero
+    if rise_near <= 0 or rise_far <= 0:
+        return float("-inf") if rise_far < rise_near else 0.0
+    return math.log(rise_far / rise_near) / math.log(far / near)
 
 
 register_shape_view(
