@@ -252,6 +252,12 @@ class BenchmarkConfig:
     rows: tuple[BenchmarkRow, ...] = setting(
         (), "conditions; empty: one row, the task as configured"
     )
+    split: Literal["meta_test", "meta_valid"] = setting(
+        "meta_test",
+        "tasks the losses are tested on: 'meta_test' (the held-out benchmark tasks) or "
+        "'meta_valid' (meta-validation tasks: to choose between candidate losses or runs without "
+        "ever reading a meta-test task)",
+    )
 
 
 @dataclass(frozen=True)

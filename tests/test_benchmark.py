@@ -22,6 +22,7 @@ from metaloss.evaluation.benchmark import (
 )
 from metaloss.evaluation.diagnostics import count_diagnoses, diagnose
 from metaloss.evaluation.meta_test import eval_set
+from metaloss.evaluation.report import markdown
 from metaloss.export import save_loss
 from metaloss.losses import LearnedLoss
 from metaloss.tasks import Split, Task
@@ -129,6 +130,32 @@ def test_selection_refuses_meta_test_tasks() -> None:
     test_set = eval_set(rows[0].family, rows[0].config, Split.META_TEST, 2)
     with pytest.raises(ValueError, match="meta-test"):
         select(contenders[0], rows[0], test_set)
+
+
+class MetaTestPoisonedFamily(OutliersFamily):
+    """Every split of every meta-test task is NaN: reading any meta-test task poisons a result."""
+
+    def make_task(self, generator: torch.Generator, split: Split) -> Task:
+        task = super().make_task(generator, split)
+        if split is not Split.META_TEST:
+            return task
+        return Task(*(b._replace(y=torch.full_like(b.y, float("nan"))) for b in task))
+
+
+def _screening_rows(split: str) -> tuple[list[Row], list]:
+    config = parse({**TINY, "benchmark": {**TINY["benchmark"], "split": split}})
+    family = MetaTestPoisonedFamily
+    rows = [Row(r.name, family(r.config.task), r.config) for r in rows_from_config(config)]  # type: ignore[arg-type]
+    return rows, contenders_from_config(config, {"learned": tiny_loss().per_sample})
+
+
+def test_screening_on_meta_validation_never_reads_a_meta_test_task() -> None:
+    screened = run_benchmark(*_screening_rows("meta_valid"))
+    assert screened.split == "meta_valid"
+    assert all(bool(torch.isfinite(e.per_task).all()) for e in screened.entries)
+    assert "meta-validation tasks (screening" in markdown(screened)
+    tested = run_benchmark(*_screening_rows("meta_test"))  # the poison is real
+    assert not any(bool(torch.isfinite(e.per_task).all()) for e in tested.entries)
 
 
 def test_benchmark_is_deterministic() -> None:

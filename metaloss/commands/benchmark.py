@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from metaloss.commands.common import add_overrides
-from metaloss.config import load_config, to_dict
+from metaloss.config import ConfigError, load_config, to_dict
 from metaloss.evaluation.benchmark import (
     PerSampleLoss,
     contenders_from_config,
@@ -96,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
     ):  # RL families: their own benchmark (metaloss.rl.benchmark, docs/rl.md)
         from metaloss.commands.rl_benchmark import run_rl
 
+        if config.benchmark.split != "meta_test":
+            raise ConfigError(
+                "benchmark.split: RL benchmarks test on their held-out variants; expected "
+                "'meta_test' for an RL config"
+            )
         return run_rl(args, config)
     rows = rows_from_config(config)
     sources = _sources(args, config.benchmark.losses, rows[0].family)
@@ -111,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("reports") / config.name
     print(
         f"metaloss benchmark: {len(contenders)} losses x {len(rows)} rows, {config.evaluation.test_tasks} "
-        f"test tasks x {config.evaluation.seeds} seed(s), writing to {out}",
+        f"{'meta-validation' if config.benchmark.split == 'meta_valid' else 'test'} tasks x "
+        f"{config.evaluation.seeds} seed(s), writing to {out}",
         file=sys.stderr,
     )
     bar = tqdm(

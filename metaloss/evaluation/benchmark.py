@@ -55,6 +55,7 @@ __all__ = [
     "rows_from_config",
     "run_benchmark",
     "select",
+    "tested_split",
     "weighted_mse",
 ]
 
@@ -167,6 +168,8 @@ class BenchmarkResult:
     extra: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, bool] = field(default_factory=dict)
     """Extra metrics reported (name -> higher is better)."""
+    split: str = "meta_test"
+    """The tested tasks: ``meta_test`` (held-out) or ``meta_valid`` (candidate screening)."""
 
     def entry(self, row: str, name: str) -> Entry:
         for e in self.entries:
@@ -344,6 +347,12 @@ def select(
     return Selection(best[1], best[2], scores)
 
 
+def tested_split(config: RunConfig) -> Split:
+    """The split whose tasks are tested (``benchmark.split``): meta-test, or meta-validation for
+    choosing between candidates without reading a meta-test task."""
+    return Split.META_VALID if config.benchmark.split == "meta_valid" else Split.META_TEST
+
+
 def _init_seed(split: Split, seed: int) -> int:
     return (2_000_033 if split is Split.META_TEST else 3_000_017) + _INIT_SEED_STRIDE * seed
 
@@ -361,13 +370,9 @@ def run_row(
         1,
         _init_seed(Split.META_TRAIN, seed),
     )
+    split = tested_split(row.config)
     test_set = eval_set(
-        row.family,
-        row.config,
-        Split.META_TEST,
-        ev.test_tasks,
-        ev.seeds,
-        _init_seed(Split.META_TEST, seed),
+        row.family, row.config, split, ev.test_tasks, ev.seeds, _init_seed(split, seed)
     )
     selections = [select(c, row, grid_set, progress) for c in contenders]
     maker = METRICS_BY_KIND.get(row.family.kind)
@@ -440,6 +445,7 @@ def run_benchmark(
         first.evaluation.seeds,
         {r.name: r.config.inner.steps for r in rows},
         metrics=directions,
+        split=first.benchmark.split,
     )
 
 

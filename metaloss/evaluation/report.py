@@ -80,6 +80,7 @@ def to_json(result: BenchmarkResult, config: dict[str, Any] | None = None) -> di
     return {
         "metric": result.metric,
         "test_tasks": result.test_tasks,
+        "split": result.split,
         "seeds": result.seeds,
         "inner_steps": result.inner_steps,
         "rows": result.rows,
@@ -144,12 +145,18 @@ def _p(p: float) -> str:
     return "n/a" if not math.isfinite(p) else f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
+_TESTED = {
+    "meta_test": "held-out tasks",
+    "meta_valid": "meta-validation tasks (screening: no meta-test task was read)",
+}
+
+
 def markdown(result: BenchmarkResult) -> str:
     """The report as Markdown tables (scores, comparisons, selections, curve diagnoses)."""
     names = list(dict.fromkeys(e.name for e in result.entries))
     lines = [
-        f"## {result.metric} after training (mean ± 95% CI over {result.test_tasks} held-out tasks"
-        f" × {result.seeds} seed(s), averaged per task)",
+        f"## {result.metric} after training (mean ± 95% CI over {result.test_tasks} "
+        f"{_TESTED[result.split]} × {result.seeds} seed(s), averaged per task)",
         "",
         "| loss | " + " | ".join(result.rows) + " |",
         "|---|" + "---|" * len(result.rows),
