@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,22 +155,18 @@ _TESTED = {
 def markdown(result: BenchmarkResult) -> str:
     """The report as Markdown tables (scores, comparisons, selections, curve diagnoses)."""
     names = list(dict.fromkeys(e.name for e in result.entries))
-    lines = [
+
+    def score(row: str, name: str) -> str:
+        entry = result.entry(row, name)
+        contenders = (x for x in result.row_entries(row) if x.role != "oracle")
+        best = min(contenders, key=lambda x: x.score.mean)
+        return _bold_if(str(entry.score), entry is best)
+
+    title = (
         f"## {result.metric} after training (mean ± 95% CI over {result.test_tasks} "
-        f"{_TESTED[result.split]} × {result.seeds} seed(s), averaged per task)",
-        "",
-        "| loss | " + " | ".join(result.rows) + " |",
-        "|---|" + "---|" * len(result.rows),
-    ]
-    for name in names:
-        cells = []
-        for row in result.rows:
-            entries = result.row_entries(row)
-            e = result.entry(row, name)
-            best = min((x for x in entries if x.role != "oracle"), key=lambda x: x.score.mean)
-            text = str(e.score)
-            cells.append(f"**{text}**" if e is best else text)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        f"{_TESTED[result.split]} × {result.seeds} seed(s), averaged per task)"
+    )
+    lines = _loss_by_row_table(title, result.rows, names, score)
     lines += ["", "Bold: lowest mean among non-oracle losses in the column.", ""]
     lines += _metric_tables(result, names)
     lines += _comparison_table(result, compare(result))
@@ -228,31 +225,39 @@ def _metric_tables(result: BenchmarkResult, names: list[str]) -> list[str]:
     """One table per extra metric of the final learners (e.g. accuracy), like the main table."""
     lines: list[str] = []
     for metric, higher in result.metrics.items():
-        lines += [
-            f"## test {metric} (mean ± 95% CI over tasks; {'higher' if higher else 'lower'} is better)",
-            "",
-            "| loss | " + " | ".join(result.rows) + " |",
-            "|---|" + "---|" * len(result.rows),
-        ]
-        for name in names:
-            cells = []
-            for row in result.rows:
-                entries = [
-                    x for x in result.row_entries(row) if x.role != "oracle" and metric in x.metrics
-                ]
-                if metric not in result.entry(row, name).metrics:
-                    cells.append("—")  # the row's family does not give this metric
-                    continue
-                means = {x.name: mean_ci(x.metrics[metric]).mean for x in entries}
-                tied = (
-                    len(set(means.values())) <= 1
-                )  # e.g. the entropy of p(y|x): the same for every loss
-                best = None if tied else (max if higher else min)(means, key=lambda n: means[n])
-                text = str(mean_ci(result.entry(row, name).metrics[metric]))
-                cells.append(f"**{text}**" if name == best else text)
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines += [""]
+
+        def cell(row: str, name: str, metric: str = metric, higher: bool = higher) -> str:
+            if metric not in result.entry(row, name).metrics:
+                return "—"  # the row's family does not give this metric
+            entries = [
+                x for x in result.row_entries(row) if x.role != "oracle" and metric in x.metrics
+            ]
+            means = {x.name: mean_ci(x.metrics[metric]).mean for x in entries}
+            tied = len(set(means.values())) <= 1  # e.g. the entropy of p(y|x): same for every loss
+            best = None if tied else (max if higher else min)(means, key=lambda n: means[n])
+            return _bold_if(str(mean_ci(result.entry(row, name).metrics[metric])), name == best)
+
+        title = (
+            f"## test {metric} (mean ± 95% CI over tasks; {'higher' if higher else 'lower'} "
+            "is better)"
+        )
+        lines += [*_loss_by_row_table(title, result.rows, names, cell), ""]
     return lines
+
+
+def _loss_by_row_table(
+    title: str, columns: list[str], names: list[str], cell: Callable[[str, str], str]
+) -> list[str]:
+    """A titled Markdown table: one line per loss, one column per benchmark row (or other
+    heading); the text of each cell is ``cell(column, name)``."""
+    lines = [title, "", "| loss | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(cell(column, name) for column in columns) + " |")
+    return lines
+
+
+def _bold_if(text: str, bold: bool) -> str:
+    return f"**{text}**" if bold else text
 
 
 def _gaps_per_baseline(result: BenchmarkResult) -> dict[str, dict[str, dict[str, float | None]]]:
@@ -269,23 +274,18 @@ def _gaps_per_baseline(result: BenchmarkResult) -> dict[str, dict[str, dict[str,
 
 
 def _selection_table(result: BenchmarkResult, names: list[str]) -> list[str]:
-    lines = [
-        "## Selected on meta-train tasks (outer_valid split; never a test split)",
-        "",
-        "| loss | " + " | ".join(result.rows) + " |",
-        "|---|" + "---|" * len(result.rows),
-    ]
-    for name in names:
-        cells = []
-        for row in result.rows:
-            e = result.entry(row, name)
-            param = (
-                f"{e.param}={e.selection.value:g}, "
-                if e.param and e.selection.value is not None
-                else ""
-            )
-            cells.append(f"{param}lr={e.selection.lr:g}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+
+    def selected(row: str, name: str) -> str:
+        e = result.entry(row, name)
+        param = (
+            f"{e.param}={e.selection.value:g}, "
+            if e.param and e.selection.value is not None
+            else ""
+        )
+        return f"{param}lr={e.selection.lr:g}"
+
+    title = "## Selected on meta-train tasks (outer_valid split; never a test split)"
+    lines = _loss_by_row_table(title, result.rows, names, selected)
     tuned = {
         k: v
         for k, v in result.extra.get("tuned", {}).items()
@@ -302,18 +302,12 @@ def _selection_table(result: BenchmarkResult, names: list[str]) -> list[str]:
 
 
 def _diagnosis_table(result: BenchmarkResult, names: list[str]) -> list[str]:
-    lines = [
-        f"## Training-curve diagnoses (runs, all rows; judged on the {result.metric})",
-        "",
-        "| loss | " + " | ".join(DIAGNOSES) + " |",
-        "|---|" + "---|" * len(DIAGNOSES),
-    ]
-    for name in names:
-        counts = {
-            d: sum(e.diagnoses[d] for e in result.entries if e.name == name) for d in DIAGNOSES
-        }
-        lines.append(f"| {name} | " + " | ".join(str(counts[d]) for d in DIAGNOSES) + " |")
-    return [*lines, ""]
+
+    def count(diagnosis: str, name: str) -> str:
+        return str(sum(e.diagnoses[diagnosis] for e in result.entries if e.name == name))
+
+    title = f"## Training-curve diagnoses (runs, all rows; judged on the {result.metric})"
+    return [*_loss_by_row_table(title, list(DIAGNOSES), names, count), ""]
 
 
 def write_curves_png(result: BenchmarkResult, path: Path) -> None:
