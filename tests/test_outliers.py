@@ -157,6 +157,8 @@ def test_regression_weight_form_is_weighted_least_squares() -> None:
     torch.testing.assert_close(grad, 2 * weights.detach() * (pred - target).detach())
     with torch.no_grad():
         assert float(loss(target, target).abs().max()) == 0.0
+    with pytest.raises(ValueError, match=r"form: 'weight'.*'policy'"):
+        LearnedLoss(("ratio_m1",), form="weight", kind="policy")
 
 
 def test_outlier_fraction_counts_residuals_beyond_three_scales() -> None:

@@ -144,6 +144,11 @@ class LearnedLoss(nn.Module):
             raise ValueError(f"output: expected one of {', '.join(OUTPUTS)}, got {output!r}")
         if form not in FORMS:
             raise ValueError(f"form: expected one of {', '.join(FORMS)}, got {form!r}")
+        if form == "weight" and kind not in ("regression", "classification"):
+            raise ValueError(
+                f"form: 'weight' re-weights the squared residual or cross-entropy, so it needs "
+                f"kind 'regression' or 'classification', got {kind!r}"
+            )
         reduce(torch.zeros(()), reduction)  # validates the name
         self.features = tuple(features)
         self.hidden = tuple(hidden)
