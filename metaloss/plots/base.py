@@ -268,7 +268,12 @@ def growth_exponent(
     t = torch.full((3, 1), float(target), dtype=dtype)
     pred = t + torch.tensor([[0.0], [sign * near], [sign * far]], dtype=dtype)
     values = evaluate_in_batch(loss, pred, t)[0].double().flatten()
-    rise_near, rise_far = float(values[1] - values[0]), float(values[2] - values[0])
+    return _log_log_slope(float(values[1] - values[0]), float(values[2] - values[0]), near, far)
+
+
+def _log_log_slope(rise_near: float, rise_far: float, near: float, far: float) -> float:
+    """Slope of ``log rise`` against ``log |r|`` between ``near`` and ``far``; ``-inf`` when the
+    loss falls again (redescending), 0 when it does not rise at all."""
     if rise_near <= 0 or rise_far <= 0:
         return float("-inf") if rise_far < rise_near else 0.0
     return math.log(rise_far / rise_near) / math.log(far / near)
@@ -357,10 +362,7 @@ def _curve_growth(
         return float(values[int(torch.argmin((r - x).abs()))])
 
     zero = at(0.0)
-    rise_near, rise_far = at(sign * near) - zero, at(sign * far) - zero
-    if rise_near <= 0 or rise_far <= 0:
-        return float("-inf") if rise_far < rise_near else 0.0
-    return math.log(rise_far / rise_near) / math.log(far / near)
+    return _log_log_slope(at(sign * near) - zero, at(sign * far) - zero, near, far)
 
 
 register_shape_view(
