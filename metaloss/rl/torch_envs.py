@@ -41,6 +41,7 @@ __all__ = [
     "TorchVectorEnv",
     "make_physics",
     "make_torch_env",
+    "spaces",
     "task_parameters",
 ]
 
@@ -268,6 +269,13 @@ def task_parameters(
         values = values.expand(rows) if len(tasks) == 1 else values
         out[name] = values.view(rows, *([1] * (len(batch_shape) - 1))).expand(batch_shape)
     return out
+
+
+def spaces(env_id: str) -> tuple[int, int]:
+    """The observation width and the number of actions of ``env_id``."""
+    if env_id not in _PHYSICS:
+        raise ValueError(f"env: expected one of {', '.join(_PHYSICS)}, got {env_id!r}")
+    return _PHYSICS[env_id].obs_dim, _PHYSICS[env_id].n_actions
 
 
 def make_physics(env_id: str, params: dict[str, Tensor]) -> CartPolePhysics | AcrobotPhysics:
