@@ -26,9 +26,35 @@ from torch import Tensor
 
 from metaloss.rl.ppo import Agent
 
-__all__ = ["Params", "StackedAdam", "StackedAgent", "clip_grad_norms"]
+__all__ = ["Params", "StackedAdam", "StackedAgent", "clip_grad_norms", "fast_tanh"]
 
 Params = dict[str, Tensor]
+
+
+class _Tanh(torch.autograd.Function):
+    """``tanh(x) = 2 σ(2x) − 1`` with ``tanh``'s own backward ``g (1 − y²)``.
+
+    The same function as ``torch.tanh`` to within 2e-7 (float32) or 4e-16 (float64) absolute;
+    several times faster on CPUs where torch's ``tanh`` kernel is not vectorised (measured here:
+    ``experiments/rl_throughput.py --compare-vmap`` prints both)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:
+        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def fast_tanh(x: Tensor) -> Tensor:
+    """``tanh`` computed through the sigmoid (see :class:`_Tanh`); differentiable."""
+    out = _Tanh.apply(x)
+    assert isinstance(out, Tensor)
+    return out
 
 
 def _linear_names(agent: Agent, head: str) -> list[str]:
@@ -86,7 +112,7 @@ class StackedAgent:
         for i, name in enumerate(names):
             x = torch.baddbmm(params[f"{name}.bias"], x, params[f"{name}.weight"])
             if i < len(names) - 1:
-                x = torch.tanh(x)
+                x = fast_tanh(x)
         return x
 
     def log_probs(self, obs: Tensor, params: Params | None = None) -> Tensor:
@@ -145,14 +171,16 @@ class StackedAdam:
         count = self.steps.clamp(min=1)
         step_size = (lr.to(torch.float64) / (1 - beta1**count)).to(grad.dtype).unsqueeze(1)
         correction = (1 - beta2**count).sqrt().to(grad.dtype).unsqueeze(1)
+        if bool(active.all()):  # in place, as torch.optim.Adam
+            self.exp_avg.lerp_(grad, 1 - beta1)
+            self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = self.exp_avg_sq.sqrt().div_(correction).add_(self.eps)
+            self.flat.addcdiv_(self.exp_avg * step_size, denom, value=-1)
+            return
+        keep = active.unsqueeze(1)
         m = self.exp_avg.lerp(grad, 1 - beta1)
         v = self.exp_avg_sq * beta2 + (1 - beta2) * grad * grad
         updated = self.flat - step_size * m / (v.sqrt() / correction + self.eps)
-        if bool(active.all()):
-            self.exp_avg, self.exp_avg_sq = m, v
-            self.flat.copy_(updated)
-            return
-        keep = active.unsqueeze(1)
         self.exp_avg = torch.where(keep, m, self.exp_avg)
         self.exp_avg_sq = torch.where(keep, v, self.exp_avg_sq)
         self.flat.copy_(torch.where(keep, updated, self.flat))
