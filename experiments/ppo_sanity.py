@@ -27,8 +27,7 @@ import torch
 
 from metaloss.evaluation.stats import mean_ci
 from metaloss.rl.config import AcrobotConfig, CartPoleConfig, PPOConfig
-from metaloss.rl.envs import EnvFamily
-from metaloss.rl.envs import EnvTask
+from metaloss.rl.envs import EnvFamily, EnvTask
 from metaloss.rl.objectives import make_objective
 from metaloss.rl.population import RunSpec, train_population
 from metaloss.rl.ppo import PPORun, train_ppo
