@@ -17,9 +17,10 @@ Scores are per task (averaged over seeds): means with 95% CIs over tasks, win ra
 t-tests over tasks, and the fraction of the best-baseline-to-oracle gap a learned loss closes.
 Families plug in through the task-family interface only; classification, multi-task or RL
 families reuse the harness unchanged (the metric is the family's ``objective``). A kind may add
-metrics of the final learners (:data:`METRICS_BY_KIND`: accuracy and the cross-entropy
-decomposition for classification) and its own oracle (:data:`ORACLES`: MSE on the clean samples
-for regression, cross-entropy on the clean labels for classification).
+metrics of the final learners (accuracy and the cross-entropy
+decomposition for classification) and its own oracle (MSE on the clean samples for regression,
+cross-entropy on the clean labels for classification): both come from the family's
+:class:`~metaloss.tasks.registry.FamilySpec`.
 """
 
 from __future__ import annotations
@@ -28,27 +29,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import torch
 from torch import Tensor
 
 from metaloss.config import BenchmarkRow, ConfigError, RunConfig, apply_overrides, parse, to_dict
-from metaloss.evaluation.decomposition import classification_metrics
 from metaloss.evaluation.diagnostics import count_diagnoses
-from metaloss.evaluation.meta_test import EvalSet, Metric, eval_set, run_loss, select_lr
+from metaloss.evaluation.meta_test import EvalSet, eval_set, run_loss, select_lr
 from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
 from metaloss.losses import BASELINES, baseline
-from metaloss.tasks import Split, Task, TaskFamily, make_family
+from metaloss.tasks import Split, Task, TaskFamily, family_spec, make_family
+from metaloss.typing import PerSampleLoss
 
 __all__ = [
-    "METRICS_BY_KIND",
-    "ORACLES",
     "BenchmarkResult",
     "Comparison",
     "Contender",
     "Entry",
     "Row",
-    "clean_labels",
-    "clean_only",
     "compare",
     "contenders_from_config",
     "plan_size",
@@ -56,10 +52,8 @@ __all__ = [
     "run_benchmark",
     "select",
     "tested_split",
-    "weighted_mse",
 ]
 
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 Progress = Callable[[str], None]
 Role = Literal["learned", "baseline", "oracle"]
 _INIT_SEED_STRIDE = 7919
@@ -122,7 +116,7 @@ class Entry:
         diagnoses: how many runs' curves were diagnosed as each of
             :data:`metaloss.evaluation.diagnostics.DIAGNOSES`.
         diverged: runs whose inner gradients became NaN/Inf.
-        metrics: extra final metrics per task (see :data:`METRICS_BY_KIND`), ``[tasks]`` each.
+        metrics: extra final metrics per task (the family spec's ``metrics``), ``[tasks]`` each.
     """
 
     row: str
@@ -205,47 +199,6 @@ class BenchmarkResult:
 # Building contenders and rows from a config.
 
 
-def clean_only(tasks: Task) -> Task:
-    """The oracle's view of tasks: each training target carries, as a second column, the weight
-    ``clean * n / n_clean``, so :func:`weighted_mse` is MSE over the clean samples only."""
-    train = tasks.train
-    if "clean" not in train.extras:
-        raise ValueError(
-            "benchmark.oracle: the task family gives no train.extras['clean'] mask; set oracle: false"
-        )
-    mask = train.extras["clean"].to(train.y.dtype)
-    weight = mask * mask.shape[-2] / mask.sum(-2, keepdim=True).clamp_min(1.0)
-    return tasks._replace(train=train._replace(y=torch.cat([train.y, weight], -1)))
-
-
-def weighted_mse(pred: Tensor, target: Tensor) -> Tensor:
-    """Squared error of ``pred`` against ``target[..., :1]``, weighted by ``target[..., 1:]``."""
-    return (pred - target[..., :1]) ** 2 * target[..., 1:]
-
-
-def clean_labels(tasks: Task) -> Task:
-    """The classification oracle's view of tasks: the inner-training labels are the clean ones
-    (``train.extras['clean_y']``), i.e. the same samples without label noise."""
-    train = tasks.train
-    if "clean_y" not in train.extras:
-        raise ValueError(
-            "benchmark.oracle: the task family gives no train.extras['clean_y']; set oracle: false"
-        )
-    return tasks._replace(train=train._replace(y=train.extras["clean_y"]))
-
-
-ORACLES: dict[str, tuple[str, Callable[[], PerSampleLoss], Callable[[Task], Task]]] = {
-    "regression": ("oracle (mse on clean)", lambda: weighted_mse, clean_only),
-    "classification": ("oracle (ce on clean labels)", lambda: baseline("ce"), clean_labels),
-}
-"""Per task kind: the oracle's report name, its loss and its view of the tasks."""
-
-METRICS_BY_KIND: dict[str, Callable[[TaskFamily], dict[str, Metric]]] = {
-    "classification": classification_metrics,
-}
-"""Per task kind: the metrics of the final learners reported besides the family objective."""
-
-
 def contenders_from_config(
     config: RunConfig,
     learned: dict[str, PerSampleLoss],
@@ -273,11 +226,12 @@ def contenders_from_config(
             Contender(spec.name, "baseline", _named_baseline(spec.name), spec.param, spec.values)
         )
     if config.benchmark.oracle:
-        kind = family.kind if family is not None else "regression"
-        if kind not in ORACLES:
-            raise ConfigError(f"benchmark.oracle: no oracle for {kind!r} tasks; set oracle: false")
-        name, make, view = ORACLES[kind]
-        contenders.append(Contender(name, "oracle", make, view=view))
+        oracle = family_spec(config.task.family).oracle
+        if oracle is None:
+            raise ConfigError(
+                f"benchmark.oracle: the {config.task.family} family has no oracle; set oracle: false"
+            )
+        contenders.append(Contender(oracle.name, "oracle", oracle.loss, view=oracle.view))
     names = [c.name for c in contenders]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -375,7 +329,7 @@ def run_row(
         row.family, row.config, split, ev.test_tasks, ev.seeds, _init_seed(split, seed)
     )
     selections = [select(c, row, grid_set, progress) for c in contenders]
-    maker = METRICS_BY_KIND.get(row.family.kind)
+    maker = family_spec(row.config.task.family).metrics
     metrics = maker(row.family) if maker else {}
     entries = []
     for contender, chosen in zip(contenders, selections, strict=True):
@@ -427,13 +381,10 @@ def run_benchmark(
     for row in rows:
         entries += run_row(row, contenders, progress)
     first = rows[0].config
-    kind = rows[0].family.kind
-    metric = {"regression": "test MSE", "classification": "test cross-entropy"}.get(
-        kind, "test objective"
-    )
+    metric = family_spec(first.task.family).metric
     directions: dict[str, bool] = {}
     for row in rows:
-        maker = METRICS_BY_KIND.get(row.family.kind)
+        maker = family_spec(row.config.task.family).metrics
         directions |= {
             k: m.higher_is_better for k, m in (maker(row.family) if maker else {}).items()
         }

@@ -12,9 +12,9 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BASELINES", "PerSampleLoss", "baseline"]
+from metaloss.typing import PerSampleLoss
 
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+__all__ = ["BASELINES", "PerSampleLoss", "baseline"]
 
 
 def mse(pred: Tensor, target: Tensor) -> Tensor:

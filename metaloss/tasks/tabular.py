@@ -22,15 +22,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from metaloss.config import TaskConfig, register_task_config, setting
-from metaloss.tasks import register_family
+from metaloss.config import TaskConfig, setting
 from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.oracles import CLEAN_SAMPLES_ORACLE
 from metaloss.tasks.outliers import OUTLIER_KINDS, OutlierKind, contaminate
+from metaloss.tasks.registry import FamilySpec, register_family
 
 __all__ = ["DiabetesConfig", "DiabetesFamily", "load_diabetes_tensors"]
 
 
-@register_task_config("diabetes")
 @dataclass(frozen=True)
 class DiabetesConfig(TaskConfig):
     """Options of the diabetes transfer family."""
@@ -78,7 +78,6 @@ class DiabetesFamily(TaskFamily):
     """
 
     kind = "regression"
-    zoo_loss = "robust-regression"
 
     def __init__(self, config: DiabetesConfig) -> None:
         super().__init__(config.seed)
@@ -111,4 +110,14 @@ class DiabetesFamily(TaskFamily):
         )
 
 
-register_family("diabetes", DiabetesFamily)  # type: ignore[arg-type]
+register_family(
+    FamilySpec(
+        "diabetes",
+        DiabetesConfig,
+        DiabetesFamily,
+        kind="regression",
+        metric="test MSE",
+        zoo_loss="robust-regression",
+        oracle=CLEAN_SAMPLES_ORACLE,
+    )
+)
