@@ -254,6 +254,11 @@ class BenchmarkRow:
     task: tuple[str, ...] = setting(
         (), "task overrides KEY=VALUE (family=NAME starts from that family's defaults)"
     )
+    set: tuple[str, ...] = setting(
+        (),
+        "overrides KEY=VALUE of any other run setting for this row, as with --set (e.g. "
+        "learner.hidden=[], inner.optimizer=sgd, inner.steps=500, evaluation.lr_grid=[0.1, 1])",
+    )
 
 
 @dataclass(frozen=True)
@@ -278,11 +283,18 @@ class BenchmarkConfig:
     rows: tuple[BenchmarkRow, ...] = setting(
         (), "conditions; empty: one row, the task as configured"
     )
-    split: Literal["meta_test", "meta_valid"] = setting(
+    transfer: tuple[BenchmarkRow, ...] = setting(
+        (),
+        "transfer conditions, run by benchmark.split=transfer: what a user's own project changes "
+        "(another data set, learner, inner optimiser, horizon, batch size), never seen in "
+        "meta-training; selection on meta-train tasks of each condition as for rows",
+    )
+    split: Literal["meta_test", "meta_valid", "transfer"] = setting(
         "meta_test",
-        "tasks the losses are tested on: 'meta_test' (the held-out benchmark tasks) or "
-        "'meta_valid' (meta-validation tasks: to choose between candidate losses or runs without "
-        "ever reading a meta-test task)",
+        "tasks the losses are tested on: 'meta_test' (the held-out benchmark tasks of "
+        "benchmark.rows), 'meta_valid' (meta-validation tasks: to choose between candidate "
+        "losses or runs without ever reading a meta-test task) or 'transfer' (the held-out tasks "
+        "of benchmark.transfer's conditions)",
     )
 
 

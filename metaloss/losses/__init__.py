@@ -2,11 +2,14 @@
 
 Each loss kind lives in its own module and registers its :class:`~metaloss.losses.kinds.KindSpec`
 there (regression, classification, multi-task; the policy kind in :mod:`metaloss.rl.objectives`);
-importing this package imports those modules.
+importing this package imports those modules and the baseline groups (Barron's adaptive loss,
+M-estimators).
 """
 
-from metaloss.losses import (  # noqa: F401  (imported to register their kinds, features and baselines)
+from metaloss.losses import (  # noqa: F401  (imported to register kinds, features and baselines)
+    barron,
     classification,
+    mestimators,
     multitask,
     regression,
     scale,
