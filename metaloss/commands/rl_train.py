@@ -1,5 +1,6 @@
 """``metaloss rl-train``: meta-train a learned policy objective (LPO's drift) with antithetic ES
-on an RL family (``configs/cartpole.yaml``, ``configs/acrobot.yaml``) and save it."""
+on an RL family (``configs/cartpole.yaml``, ``configs/acrobot.yaml``) on the shared meta-trainer,
+and save it. ``metaloss train`` with an RL config runs this command."""
 
 from __future__ import annotations
 
@@ -8,16 +9,11 @@ import sys
 from pathlib import Path
 
 from metaloss.commands.common import add_overrides, prepare_run_folder
+from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.export import save_loss
-from metaloss.rl.meta import (
-    CHECKPOINT_NAME,
-    RLCallback,
-    RLMetaTrainer,
-    RLStepRecord,
-    RLValidation,
-    rl_task_config,
-)
+from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer
+from metaloss.rl.problem import RLProblem, rl_task_config
 from metaloss.rl.summary import RLSummaryCallback
 
 __all__ = ["register", "run"]
@@ -36,50 +32,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=run)
 
 
-class _Progress(RLCallback):
-    """One line per ES step and validation on stderr."""
-
-    def on_step(self, trainer: RLMetaTrainer, record: RLStepRecord) -> None:
-        print(
-            f"step {record.step}: centre return {record.centre_return:.1f}, population "
-            f"{record.population_return:.1f} (best {record.best_return:.1f}), |g| {record.grad_norm:.3g}, "
-            f"{record.seconds:.0f} s",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def on_validation(self, trainer: RLMetaTrainer, record: RLValidation) -> None:
-        best = " (best)" if record.best else ""
-        print(
-            f"validation at step {record.step}: return {record.value:.1f}{best}",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     task = rl_task_config(config)
+    problem = RLProblem(config)  # refuses unused settings before the run folder is written
+    trainer = MetaTrainer(config, None, problem=problem)
     out = prepare_run_folder(args.out, config, args.resume)
+    trainer.out_dir = out
     outer = config.outer
     print(
-        f"metaloss rl-train: {config.name}, {outer.steps} ES steps × {2 * outer.es_population + 1} candidates × "
-        f"{outer.meta_batch} variants × {task.meta_total_steps} env steps, writing to {out}",
+        f"metaloss rl-train: {config.name}, {outer.steps} ES steps × {2 * outer.es_population + 1} "
+        f"candidates × {outer.meta_batch} variants × {task.meta_total_steps} env steps, writing to {out}",
         file=sys.stderr,
     )
-    summary = RLSummaryCallback(out, shape_every=max(1, outer.shape_every))
-    trainer = RLMetaTrainer(config, out, callbacks=[_Progress(), summary])
+    summary = RLSummaryCallback(out)
+    trainer.callbacks = [ProgressCallback(), summary]
     try:
         result = trainer.train(resume=args.resume)
     finally:
         summary.close()
     loss_path = save_loss(
-        result.objective,
+        result.loss,
         out / "loss.safetensors",
         to_dict(config),
-        {"best_step": result.best_step, "best_valid_return": result.best_value},
+        {"best_step": result.best_step, "best_valid_return": -result.best_value},
     )
-    print(f"best meta-validation return {result.best_value:.2f} at step {result.best_step}")
+    stopped = " (stopped early: outer.patience)" if result.stopped_early else ""
+    print(
+        f"best meta-validation return {-result.best_value:.2f} at step {result.best_step}; "
+        f"skipped steps: {result.skipped_steps}{stopped}"
+    )
     print(
         "outputs:\n"
         + "\n".join(f"  {p}" for p in (loss_path, out / "config.yaml", out / CHECKPOINT_NAME))

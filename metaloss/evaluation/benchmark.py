@@ -193,6 +193,8 @@ class BenchmarkResult:
     """Extra metrics reported (name -> higher is better)."""
     split: str = "meta_test"
     """The tested tasks: ``meta_test`` (held-out) or ``meta_valid`` (candidate screening)."""
+    higher_is_better: bool = False
+    """Direction of ``metric`` (e.g. ``True`` for an RL family's episodic return)."""
 
     def entry(self, row: str, name: str) -> Entry:
         for e in self.entries:
@@ -597,7 +599,7 @@ def compare(result: BenchmarkResult) -> list[Comparison]:
                         learned.name,
                         base.name,
                         float((a - b).mean()),
-                        float((a < b).double().mean()),
+                        float(((a > b) if result.higher_is_better else (a < b)).double().mean()),
                         p,
                         not learned.score.overlaps(base.score),
                     )

@@ -16,9 +16,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from metaloss.config import ConfigError, TaskConfig, setting
+from metaloss.config import (
+    BenchmarkConfig,
+    ConfigError,
+    InnerConfig,
+    LearnerConfig,
+    LossConfig,
+    OuterConfig,
+    RunConfig,
+    TaskConfig,
+    setting,
+    to_dict,
+)
 
-__all__ = ["AcrobotConfig", "CartPoleConfig", "PPOConfig", "RLTaskConfig", "is_rl_config"]
+__all__ = [
+    "AcrobotConfig",
+    "CartPoleConfig",
+    "PPOConfig",
+    "RLTaskConfig",
+    "check_rl_settings",
+    "is_rl_config",
+]
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,10 @@ class PPOConfig:
 @dataclass(frozen=True)
 class RLTaskConfig(TaskConfig):
     """Options shared by the RL families: the environment distribution, the inner PPO loop, the
-    ES fitness, and the benchmark's budget and baselines' grids."""
+    ES fitness and the benchmark's budget. The benchmark's sizes and grids are the shared
+    sections': ``evaluation.test_tasks`` held-out variants, ``evaluation.seeds`` training seeds
+    per row, ``evaluation.grid_tasks`` meta-train variants for selection, ``evaluation.lr_grid``,
+    and ``benchmark.baselines`` (``ppo_clip`` with ``param: clip_coef`` values, ``dpo``)."""
 
     env: str = setting("CartPole-v1", "gymnasium environment id")
     train_scale: tuple[float, float] = setting(
@@ -68,7 +89,6 @@ class RLTaskConfig(TaskConfig):
     fitness_fraction: float = setting(
         0.3, "fitness: mean return of episodes in this last part of a run", gt=0, le=1
     )
-    workers: int = setting(2, "processes that run the ES population's training runs", ge=1)
     drift_init: Literal["random", "dpo", "zero"] = setting(
         "dpo",
         "initial learned drift: random weights, a regression fit of DPO's drift, or zero output",
@@ -76,17 +96,7 @@ class RLTaskConfig(TaskConfig):
     bench_total_steps: int = setting(
         50_000, "environment steps per benchmark run (equal for every objective)", ge=1
     )
-    bench_variants: int = setting(
-        2, "held-out variants in the benchmark (besides the default env)", ge=0
-    )
-    bench_seeds: int = setting(5, "training seeds per benchmark row", ge=1)
     threshold: float = setting(475.0, "return threshold of the steps-to-threshold metric")
-    clip_grid: tuple[float, ...] = setting(
-        (0.1, 0.2, 0.3), "PPO clip epsilons searched on meta-train tasks", gt=0
-    )
-    tune_tasks: int = setting(
-        2, "meta-train tasks used to select each objective's lr (and PPO's clip)", ge=1
-    )
 
     def __post_init__(self) -> None:
         low, high = self.train_scale
@@ -122,3 +132,41 @@ class AcrobotConfig(RLTaskConfig):
 def is_rl_config(task: TaskConfig) -> bool:
     """Whether a run's task options describe an RL family."""
     return isinstance(task, RLTaskConfig)
+
+
+_UNUSED: dict[str, tuple[object, tuple[str, ...], str]] = {
+    "learner": (LearnerConfig(), (), "the agent's networks are task.ppo.hidden"),
+    "inner": (InnerConfig(), (), "the inner loop is PPO: task.ppo.*"),
+    "loss": (LossConfig(), ("output", "zero_at_target", "form"), "a learned drift has none"),
+    "outer": (
+        OuterConfig(),
+        ("truncation", "variants", "valid_variants", "objective_transform"),
+        "RL meta-trains with antithetic_es on task.* variants",
+    ),
+    "benchmark": (
+        BenchmarkConfig(),
+        ("learned_baselines", "oracle", "rows", "transfer", "split"),
+        "RL rows are the default environment and evaluation.test_tasks held-out variants",
+    ),
+}
+"""Settings no RL command reads: section -> (defaults, fields (empty: all), why)."""
+
+
+def check_rl_settings(config: RunConfig) -> None:
+    """Refuse, in one line naming the setting, what the RL families would otherwise ignore:
+    ``dtype``, ``learner.*``, ``inner.*`` and some ``loss``/``outer``/``benchmark`` fields (the
+    RL benchmark checks its baselines itself)."""
+    if not isinstance(config.task, RLTaskConfig):
+        raise ConfigError(
+            f"task.family: expected an RL family (cartpole, acrobot), got {config.task.family!r}"
+        )
+    if config.dtype != "float32":
+        raise ConfigError(f"dtype: RL runs in float32; expected float32, got {config.dtype!r}")
+    for section, (defaults, fields, why) in _UNUSED.items():
+        given, default = to_dict(getattr(config, section)), to_dict(defaults)
+        for name in fields or tuple(given):
+            if given[name] != default[name]:
+                raise ConfigError(
+                    f"{section}.{name}: not used by the RL families ({why}); expected "
+                    f"{default[name]!r}, got {given[name]!r}"
+                )

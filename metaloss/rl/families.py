@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from metaloss.config import RunConfig
 from metaloss.rl.config import AcrobotConfig, CartPoleConfig, RLTaskConfig
 from metaloss.tasks.registry import FamilySpec, register_family
 
@@ -19,6 +20,12 @@ def _env_family(config: RLTaskConfig) -> Any:
     return EnvFamily(config)
 
 
+def _problem(config: RunConfig) -> Any:
+    from metaloss.rl.problem import RLProblem
+
+    return RLProblem(config)
+
+
 for _name, _config in (("cartpole", CartPoleConfig), ("acrobot", AcrobotConfig)):
     register_family(
         FamilySpec(
@@ -29,5 +36,6 @@ for _name, _config in (("cartpole", CartPoleConfig), ("acrobot", AcrobotConfig))
             metric="episodic return",
             higher_is_better=True,
             zoo_loss=_name,
+            problem=_problem,
         )
     )

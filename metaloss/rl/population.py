@@ -144,12 +144,13 @@ def train_population(
     pop = _Population(runs, config, env_dtype)
     budget = total_steps or config.total_steps
     updates = max(1, budget // (config.num_envs * config.num_steps))
-    for update in range(updates):
-        lr = pop.base_lr * (1.0 - update / updates) if config.anneal_lr else pop.base_lr
-        rollout = _collect(pop)
-        stats = _update(pop, rollout, lr)
-        if on_update is not None:
-            on_update(update, stats)
+    with torch.enable_grad():  # callers such as ES evaluate candidates under no_grad
+        for update in range(updates):
+            lr = pop.base_lr * (1.0 - update / updates) if config.anneal_lr else pop.base_lr
+            rollout = _collect(pop)
+            stats = _update(pop, rollout, lr)
+            if on_update is not None:
+                on_update(update, stats)
     seconds = time.perf_counter() - start
     for result in pop.results:
         result.total_steps = pop.global_step
