@@ -466,3 +466,22 @@ def test_rl_selection_picks_the_best_setting_and_tests_with_it() -> None:
     assert all(r.task.name.startswith("meta_train") for r in evaluator.calls[0])
     assert all(not r.task.name.startswith("meta_train") for r in evaluator.calls[1])
     assert float(clip.per_task.mean()) == 190.0
+
+
+def test_metaloss_tune_runs_on_an_rl_config(tmp_path: Path) -> None:
+    """PPO's learning rate and clip ε are tuned on meta-validation variants; best.yaml is a
+    loadable RL config carrying the best learning rate."""
+    from metaloss.cli import main
+
+    small = ["task.ppo.num_envs=2", "task.ppo.num_steps=32", "task.ppo.hidden=[8]"]
+    argv = ["tune", str(CONFIG), "--target", "ppo_clip", "--trials", "2", "--out", str(tmp_path)]
+    sets = [*small, "task.bench_total_steps=256", "outer.val_tasks=1"]
+    assert main([*argv, *(f"--set={o}" for o in sets)]) == 0
+    best = json.loads((tmp_path / "ppo_clip" / "best.json").read_text())
+    assert {"task.ppo.lr", "ppo_clip.clip_coef"} <= set(best["params"])
+    assert best["baseline_params"]["clip_coef"] == best["params"]["ppo_clip.clip_coef"]
+    tuned = load_config(tmp_path / "ppo_clip" / "best.yaml")
+    assert tuned.task.ppo.lr == best["params"]["task.ppo.lr"]  # type: ignore[attr-defined]
+    assert (
+        main(["tune", str(CONFIG), "--target", "mse", "--trials", "1", "--out", str(tmp_path)]) == 2
+    )

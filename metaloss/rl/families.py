@@ -1,6 +1,8 @@
 """Registration of the reinforcement-learning task families (``cartpole``, ``acrobot``).
 
-Importing this module (the package root does) registers their specs; it imports no gymnasium.
+Importing this module (the package root does) registers their specs and, through
+:mod:`metaloss.rl.objectives`, the ``policy`` loss kind, the ``LearnedDrift`` architecture (so
+policy loss files load) and the ``ppo_clip`` / ``dpo`` baselines; it imports no gymnasium.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from metaloss.config import RunConfig
+from metaloss.rl import objectives as _objectives  # noqa: F401  (registers the policy kind)
 from metaloss.rl.config import AcrobotConfig, CartPoleConfig, RLTaskConfig
 from metaloss.tasks.registry import FamilySpec, register_family
 

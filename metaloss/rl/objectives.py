@@ -29,6 +29,7 @@ from torch.func import functional_call, vmap
 
 from metaloss.config import LossConfig
 from metaloss.learners import MLP
+from metaloss.losses.baselines import BASELINES
 from metaloss.losses.features import FEATURES, compute_features, feature_width, register_feature
 from metaloss.losses.kinds import KindSpec, register_kind
 from metaloss.losses.learned import init_uniform_
@@ -339,3 +340,5 @@ def _learned_group(drifts: Sequence[LearnedDrift]) -> Callable[[Tensor, Tensor],
 
 
 register_kind(KindSpec("policy", LearnedDrift, shape_view="metaloss.rl.shape:POLICY_VIEW"))
+BASELINES["ppo_clip"] = ppo_clip_objective  # targets of metaloss tune on RL configs
+BASELINES["dpo"] = dpo_objective

@@ -136,6 +136,12 @@ def baseline_objective(
 def make_objective(config: RunConfig, target: str, family: TaskFamily | None = None) -> Objective:
     """The Optuna objective tuning ``target`` over ``config.tune.space`` (checked here, so a bad
     search space fails before the first trial)."""
+    from metaloss.rl.config import is_rl_config
+
+    if is_rl_config(config.task):  # PPO settings and policy baselines (metaloss.rl.tune)
+        from metaloss.rl.tune import make_rl_objective
+
+        return make_rl_objective(config, target)
     dims = resolve_space(config, target)
     family = family or make_family(config.task)
 
