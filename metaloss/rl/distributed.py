@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from metaloss.commands.common import prepare_run_folder
+from metaloss.commands.common import add_overrides, prepare_run_folder
 from metaloss.config import RunConfig, load_config, to_dict
 from metaloss.outer.trainer import Callback, MetaTrainer, TrainResult
 from metaloss.rl.evaluate import DistributedEvaluator
@@ -65,10 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from metaloss.rl.summary import RLSummaryCallback
 
     parser = argparse.ArgumentParser(prog="torchrun ... -m metaloss.rl.distributed")
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("config", type=Path, help="an RL config, e.g. configs/cartpole.yaml")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (rank 0 writes)")
+    add_overrides(parser, "outer.steps=5")
+    parser.add_argument("--resume", action="store_true", help="continue the run's checkpoint")
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     RLProblem(config)  # refuse bad settings before any process group or folder

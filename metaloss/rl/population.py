@@ -42,7 +42,7 @@ from torch import Tensor
 from metaloss.rl.config import PPOConfig
 from metaloss.rl.envs import EnvTask
 from metaloss.rl.objectives import ClipObjective, RunObjective, StackedObjective
-from metaloss.rl.ppo import Agent, PPORun, compute_gae
+from metaloss.rl.ppo import Agent, PPORun, _Rollout, compute_gae
 from metaloss.rl.stacked import Params, StackedAdam, StackedAgent, clip_grad_norms
 from metaloss.rl.torch_envs import TorchVectorEnv, make_torch_env, spaces
 
@@ -61,17 +61,10 @@ class RunSpec:
 
 
 @dataclass
-class PopulationRollout:
-    """``num_steps`` steps of every run: tensors ``[T, R, E, ...]``."""
+class PopulationRollout(_Rollout):
+    """``num_steps`` steps of every run: the single-run rollout's tensors with a run dimension,
+    ``[T, R, E, ...]``, and the observations that follow the last step."""
 
-    obs: Tensor
-    actions: Tensor
-    logprobs: Tensor
-    rewards: Tensor
-    terminated: Tensor
-    dones: Tensor
-    valid: Tensor
-    values: Tensor
     next_obs: Tensor
 
 

@@ -13,6 +13,9 @@ drift only), with the shared rules of :mod:`metaloss.tuning.space` for everythin
   window);
 * ``learned``: :func:`metaloss.tuning.objective.learned_objective` — meta-training on the shared
   trainer with :class:`~metaloss.rl.problem.RLProblem`, its best meta-validation value.
+
+:func:`metaloss.tuning.objective.make_objective` calls :func:`resolve_rl_space` and
+:func:`rl_baseline_objective` for RL configs; everything else is the shared tuning machinery.
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ import optuna
 
 from metaloss.config import ConfigError, RunConfig, SearchParam
 from metaloss.rl.benchmark import FINAL_FRACTION
-from metaloss.rl.config import PPOConfig, RLTaskConfig
+from metaloss.rl.config import PPOConfig
 from metaloss.rl.evaluate import LocalEvaluator
 from metaloss.rl.objectives import ClipObjective, DPOObjective, RunObjective
 from metaloss.rl.population import RunSpec
 from metaloss.rl.problem import RLProblem, rl_task_config
-from metaloss.tuning.space import LEARNED, Dimension, Kind, apply_values, resolve_space, suggest
+from metaloss.tuning.space import LEARNED, Dimension, Kind, TrialSettings, resolve_space
 
-__all__ = ["RL_TARGETS", "make_rl_objective", "resolve_rl_space"]
+__all__ = ["RL_TARGETS", "resolve_rl_space", "rl_baseline_objective"]
 
 RL_TARGETS = (LEARNED, "ppo_clip", "dpo")
 _PPO = "task.ppo."
@@ -118,29 +121,14 @@ def _baseline_value(config: RunConfig, objective: RunObjective) -> float:
     return -sum(finals) / len(finals)
 
 
-def make_rl_objective(config: RunConfig, target: str) -> typing.Callable[[optuna.Trial], float]:
-    """The Optuna objective tuning ``target`` on an RL config (space checked here, before the
-    first trial)."""
-    from metaloss.tuning.objective import _prune_as_diverged, learned_objective
+def rl_baseline_objective(trial: optuna.Trial, settings: TrialSettings, target: str) -> float:
+    """Minus the mean final return of ``target`` (``ppo_clip`` or ``dpo``) with the trial's
+    settings on the meta-validation variants (pruned as diverged if it is not finite)."""
+    from metaloss.tuning.objective import _prune_as_diverged
 
-    if not isinstance(config.task, RLTaskConfig):
-        raise ConfigError(f"task.family: expected an RL family, got {config.task.family!r}")
-    dims = resolve_rl_space(config, target)
-    RLProblem(config)  # refuses settings RL does not use, before the first trial
-
-    def objective(trial: optuna.Trial) -> float:
-        values = suggest(trial, dims)
-        try:
-            settings = apply_values(config, values)
-        except ConfigError as error:
-            raise _prune_as_diverged(
-                trial, f"invalid settings: {error}", config.tune.penalty, 0
-            ) from None
-        if target == LEARNED:
-            return learned_objective(trial, settings.config, None)  # type: ignore[arg-type]
-        value = _baseline_value(settings.config, _baseline(target, settings.baseline_params))
-        if not math.isfinite(value):
-            raise _prune_as_diverged(trial, "no finite return", config.tune.penalty, 0)
-        return value
-
-    return objective
+    config = settings.config
+    RLProblem(config)  # refuses settings RL does not use
+    value = _baseline_value(config, _baseline(target, settings.baseline_params))
+    if not math.isfinite(value):
+        raise _prune_as_diverged(trial, "no finite return", config.tune.penalty, 0)
+    return value

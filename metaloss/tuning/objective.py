@@ -86,7 +86,7 @@ def validation_set(config: RunConfig, family: TaskFamily) -> EvalSet:
     return eval_set(family, config, Split.META_VALID, config.outer.val_tasks, 1, VALID_INIT_SEED)
 
 
-def learned_objective(trial: optuna.Trial, config: RunConfig, family: TaskFamily) -> float:
+def learned_objective(trial: optuna.Trial, config: RunConfig, family: TaskFamily | None) -> float:
     """Meta-train a loss with ``config``; the best meta-validation objective (pruned early by
     the trial's pruner, or as diverged)."""
     reporter = _ReportValidations(trial)
@@ -135,15 +135,23 @@ def baseline_objective(
 
 def make_objective(config: RunConfig, target: str, family: TaskFamily | None = None) -> Objective:
     """The Optuna objective tuning ``target`` over ``config.tune.space`` (checked here, so a bad
-    search space fails before the first trial)."""
+    search space fails before the first trial). RL configs tune PPO's settings and score their
+    baselines with :mod:`metaloss.rl.tune`."""
     from metaloss.rl.config import is_rl_config
 
-    if is_rl_config(config.task):  # PPO settings and policy baselines (metaloss.rl.tune)
-        from metaloss.rl.tune import make_rl_objective
+    run_baseline: Callable[[optuna.Trial, TrialSettings, str], float]
+    if is_rl_config(config.task):
+        from metaloss.rl.tune import resolve_rl_space, rl_baseline_objective
 
-        return make_rl_objective(config, target)
-    dims = resolve_space(config, target)
-    family = family or make_family(config.task)
+        dims = resolve_rl_space(config, target)
+        run_baseline = rl_baseline_objective
+    else:
+        dims = resolve_space(config, target)
+        family = family or make_family(config.task)
+
+        def run_baseline(trial: optuna.Trial, settings: TrialSettings, name: str) -> float:
+            assert family is not None
+            return baseline_objective(trial, settings, name, family)
 
     def objective(trial: optuna.Trial) -> float:
         values = suggest(trial, dims)
@@ -155,6 +163,6 @@ def make_objective(config: RunConfig, target: str, family: TaskFamily | None = N
             ) from None
         if target == LEARNED:
             return learned_objective(trial, settings.config, family)
-        return baseline_objective(trial, settings, target, family)
+        return run_baseline(trial, settings, target)
 
     return objective
