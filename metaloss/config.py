@@ -534,10 +534,13 @@ def to_nested_copy(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (``None``: the built-in defaults), apply overrides and validate."""
+    """Read a YAML config (a file, a shipped name such as ``outliers``, or ``None``: the
+    built-in defaults), apply overrides and validate."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
+        from metaloss.named_configs import resolve_config
+
+        path = resolve_config(path)  # a file, or the name of a shipped config
         if not path.is_file():
             raise ConfigError(f"config: no such file {str(path)!r}")
         try:

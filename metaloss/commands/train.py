@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from metaloss.commands.common import add_overrides, prepare_run_folder
+from metaloss.commands.config import config_epilog
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
@@ -25,9 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "train",
         help="meta-train a learned loss (default: the built-in sine job)",
         description=__doc__,
+        epilog=config_epilog(),
     )
     p.add_argument(
-        "config", nargs="?", default=None, help="YAML config (default: built-in sine settings)"
+        "config",
+        nargs="?",
+        default=None,
+        help="config file or shipped name, e.g. outliers (default: built-in sine settings)",
     )
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<name>)")
     add_overrides(p, "outer.steps=50")

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 
 from metaloss.commands.common import add_overrides
+from metaloss.commands.config import config_epilog
 from metaloss.config import load_config
 from metaloss.tuning import known_targets, tune
 from metaloss.tuning.storage import journal_path
@@ -25,8 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "tune",
         help="tune a learned loss or a baseline with Optuna (same budget for each)",
         description=__doc__,
+        epilog=config_epilog(),
     )
-    p.add_argument("config", type=Path, help="YAML run config with a tune.space section")
+    p.add_argument(
+        "config",
+        help="config file or shipped name, e.g. outliers (tune.space optional: every target "
+        "has a default search space)",
+    )
     p.add_argument(
         "--target",
         default="learned",
