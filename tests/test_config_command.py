@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -162,8 +163,12 @@ def test_package_data_declares_every_shipped_config() -> None:
 
 @pytest.mark.slow
 def test_the_wheel_ships_the_configs(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a copy: building in the clone would leave build/ there
+    shutil.copytree(ROOT / "metaloss", source / "metaloss", symlinks=False)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-w", str(tmp_path)],
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-w", str(tmp_path)],
         check=True,
         capture_output=True,
         timeout=600,
