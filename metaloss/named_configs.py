@@ -45,5 +45,5 @@ def resolve_config(source: str | Path) -> Path:
         )
     names = ", ".join(config_names()) or "none installed"
     raise ConfigError(
-        f"config: {str(source)!r} is neither a file nor a shipped config name ({names})"
+        f"config: no such file {str(source)!r}, nor a shipped config of that name ({names})"
     )
