@@ -114,7 +114,9 @@ def test_unknown_names_and_missing_paths_are_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # outside the clone: no configs/ folder
-    with pytest.raises(ConfigError, match="no such file 'outlierz', nor a shipped config of that name") as info:
+    with pytest.raises(
+        ConfigError, match="no such file 'outlierz', nor a shipped config of that name"
+    ) as info:
         load_config("outlierz")
     assert "outliers" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="the shipped config of that name is 'outliers'"):

@@ -4,5 +4,6 @@ COMMANDS = ["metaloss.commands.train", "metaloss.commands.tune", "metaloss.comma
 """Modules that define a sub-command, in the order ``metaloss --help`` lists them."""
 COMMANDS.append("metaloss.commands.inspect")
 COMMANDS.append("metaloss.commands.config")
+COMMANDS.append("metaloss.commands.export")
 COMMANDS.append("metaloss.commands.rl_train")
 COMMANDS.append("metaloss.commands.rl_benchmark")

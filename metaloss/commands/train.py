@@ -64,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
         result.loss,
         out / "loss.safetensors",
         to_dict(config),
-        {"best_step": result.best_step, "best_valid_objective": result.best_value},
+        {
+            "best_step": result.best_step,
+            "best_valid_objective": result.best_value,
+            "argv": getattr(args, "argv", ["metaloss", *sys.argv[1:]]),
+        },
     )
     print(
         f"best meta-validation objective {result.best_value:.4g} at step {result.best_step}; "

@@ -86,6 +86,37 @@ class LossModule(nn.Module, ABC):
         module's)."""
         return reduce(self.per_sample(pred, target), reduction or self.reduction)
 
+    def __repr__(self) -> str:
+        """The module's repr, with where it comes from (trained on, version, best objective,
+        the command that made it) when it was loaded from a file."""
+        from metaloss.card import origin_lines
+
+        text = super().__repr__()
+        lines = origin_lines(self.metadata)
+        if not lines:
+            return text
+        head, newline, rest = text.partition("\n")
+        block = "".join(f"  # {line}\n" for line in lines)
+        return f"{head}\n{block}{rest}" if newline else f"{text}\n{block.rstrip()}"
+
+    def model_card(self, source: str = "loss.safetensors") -> str:
+        """A Markdown model card from the metadata of the file this loss was loaded from, with
+        its shape summary where its kind has one (see :func:`metaloss.card.model_card`)."""
+        from metaloss.card import model_card
+        from metaloss.plots import has_shape_view, shape_view
+
+        view = shape_view(self.kind) if has_shape_view(self.kind) else None
+        shape = view.describe(self) if view is not None and view.describe else None
+        return model_card(self.metadata, source, shape)
+
+    def __prepare_scriptable__(self) -> LossModule:
+        raise TypeError(
+            f"{type(self).__name__}: torch.jit.script cannot compile a learned loss (its input "
+            "features come from a Python registry); use torch.jit.trace(loss, (pred, target)) "
+            "or torch.export.export(loss, (pred, target)), which record its operations and "
+            "accept other batch sizes (docs/inspect_and_reuse.md)"
+        )
+
 
 ARCHITECTURES: dict[str, type[LossModule]] = {}
 """Loss classes a loss file may name, by class name."""
