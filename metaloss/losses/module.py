@@ -20,12 +20,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from metaloss.typing import Reduction
+from metaloss.typing import PerSampleLoss, Reduction
 
 if TYPE_CHECKING:
     from metaloss.config import LossConfig
 
-__all__ = ["ARCHITECTURES", "LossModule", "reduce", "register_architecture"]
+__all__ = [
+    "ARCHITECTURES",
+    "LossModule",
+    "loss_dtype",
+    "per_sample_fn",
+    "reduce",
+    "register_architecture",
+]
 
 
 def reduce(values: Tensor, reduction: str) -> Tensor:
@@ -97,3 +104,18 @@ def register_architecture(cls: L) -> L:
     """Class decorator: let loss files rebuild ``cls`` (by its class name)."""
     ARCHITECTURES[cls.__name__] = cls
     return cls
+
+
+def per_sample_fn(loss: PerSampleLoss) -> PerSampleLoss:
+    """The unreduced function of a loss: a :class:`LossModule`'s :meth:`~LossModule.per_sample`,
+    or a plain per-sample function (a baseline) as it is."""
+    return loss.per_sample if isinstance(loss, LossModule) else loss
+
+
+def loss_dtype(loss: PerSampleLoss) -> torch.dtype:
+    """The floating dtype of a loss module's parameters (float32 for plain functions)."""
+    if isinstance(loss, nn.Module):
+        for parameter in loss.parameters():
+            if parameter.is_floating_point():
+                return parameter.dtype
+    return torch.float32

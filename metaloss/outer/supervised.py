@@ -32,20 +32,17 @@ from metaloss.learners import init_params, make_learner
 from metaloss.losses.kinds import kind_spec
 from metaloss.losses.module import LossModule
 from metaloss.outer.problem import MetaObjective, MetaProblem
+from metaloss.seeds import VALID_INIT_SEED
 from metaloss.tasks import Split, Task, TaskFamily, make_family
 from metaloss.tasks.base import cast_task
 from metaloss.typing import Params
 
 __all__ = [
-    "VALID_INIT_SEED",
     "Condition",
     "SupervisedBatch",
     "SupervisedProblem",
     "supervised_family",
 ]
-
-VALID_INIT_SEED = 1_000_003
-"""Seed of the meta-validation learners' initialisations (shared with tuning objectives)."""
 
 
 @dataclass(frozen=True)
