@@ -191,6 +191,12 @@ class OuterConfig:
         "meta-train over a mixture of inner problems: one variant is drawn per meta-step "
         "(empty: the run's own settings at every step)",
     )
+    inner_lr_scale: tuple[float, float] = setting(
+        (1.0, 1.0),
+        "per meta-step multiplier of inner.lr, drawn log-uniformly from this range, so the loss "
+        "works across learning rates (the benchmark selects each loss's rate); [1, 1]: no draw",
+        gt=0,
+    )
     valid_variants: tuple[Variant, ...] = setting(
         (),
         "meta-validation conditions, averaged (e.g. held-out task families, for an "
@@ -321,6 +327,11 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
+        low, high = self.outer.inner_lr_scale
+        if low > high:
+            raise ConfigError(
+                f"outer.inner_lr_scale: expected [low, high] with low <= high, got {[low, high]}"
+            )
         if self.outer.estimator == "truncated_grad" and self.outer.truncation >= self.inner.steps:
             raise ConfigError(
                 f"outer.truncation: expected fewer than inner.steps={self.inner.steps} steps "

@@ -126,3 +126,28 @@ def test_validation_averages_over_its_conditions() -> None:
 def test_bad_variants_are_refused_with_one_line(variant: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         SupervisedProblem(parse(_small(variants=[variant])))
+
+
+def test_the_inner_learning_rate_is_drawn_per_meta_step_when_asked() -> None:
+    fixed = SupervisedProblem(parse(_small()))
+    assert fixed.sample(torch.Generator().manual_seed(1)).lr is None
+    problem = SupervisedProblem(parse(_small(inner_lr_scale=[0.1, 10.0])))
+    generator = torch.Generator().manual_seed(1)
+    rates = [problem.sample(generator).lr for _ in range(200)]
+    base = problem.config.inner.lr
+    assert all(r is not None and base * 0.1 <= r <= base * 10 for r in rates)
+    logs = torch.tensor([float(r) / base for r in rates if r is not None]).log10()
+    assert abs(float(logs.mean())) < 0.2 and float(logs.min()) < -0.8 and float(logs.max()) > 0.8
+    with pytest.raises(ConfigError, match=r"outer\.inner_lr_scale: expected \[low, high\]"):
+        parse(_small(inner_lr_scale=[2.0, 1.0]))
+
+
+def test_the_drawn_learning_rate_is_the_one_the_inner_loop_uses() -> None:
+    problem = SupervisedProblem(parse(_small()))
+    loss = problem.make_loss(torch.Generator().manual_seed(0))
+    batch = problem.sample(torch.Generator().manual_seed(2))
+    params = {k: v.detach() for k, v in loss.named_parameters()}
+    at = {lr: problem.objective(loss, batch._replace(lr=lr))(params) for lr in (None, 0.01, 1e-9)}
+    torch.testing.assert_close(at[None], at[0.01])  # 0.01 is inner.lr
+    untrained = problem.objective(loss, batch._replace(lr=1e-9))(params)
+    assert not torch.allclose(at[0.01], untrained)
