@@ -14,7 +14,6 @@ from metaloss.datasets import (  # noqa: F401  (imported to register their loade
     sklearn_regression,
     statsmodels_regression,
 )
-from metaloss.datasets import registry
 from metaloss.datasets.registry import (
     REGRESSION,
     TabularData,
@@ -23,4 +22,10 @@ from metaloss.datasets.registry import (
     regression_names,
 )
 
-__all__ = registry.__all__
+__all__ = [
+    "REGRESSION",
+    "TabularData",
+    "load_regression",
+    "register_regression",
+    "regression_names",
+]

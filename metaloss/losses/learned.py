@@ -100,6 +100,8 @@ class LearnedLoss(LossModule):
         torch.Size([])
     """
 
+    default_kind = "regression"
+
     def __init__(
         self,
         features: tuple[str, ...] = ("residual", "abs_residual", "target"),

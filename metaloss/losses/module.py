@@ -15,7 +15,7 @@ the file names.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -62,6 +62,7 @@ class LossModule(nn.Module, ABC):
         metadata: the metadata of the file the loss was loaded from (empty otherwise).
     """
 
+    default_kind: ClassVar[str]
     kind: str
     features: tuple[str, ...]
     hidden: tuple[int, ...]
@@ -92,12 +93,14 @@ class LossModule(nn.Module, ABC):
     def from_config(
         cls: type[M],
         config: LossConfig,
-        kind: str,
+        kind: str | None = None,
         generator: torch.Generator | None = None,
         num_classes: int | None = None,
     ) -> M:
-        """The loss of a run config's ``loss`` section, initialised from ``generator`` with
-        weights scaled by ``loss.init_scale`` (``None``: PyTorch's default initialisation)."""
+        """The loss of a run config's ``loss`` section (of the class's :attr:`default_kind`
+        unless ``kind`` is given), initialised from ``generator`` with weights scaled by
+        ``loss.init_scale`` (``None``: PyTorch's default initialisation)."""
+        kind = kind or cls.default_kind
         loss = cls(**cls.config_arguments(config, kind, num_classes))
         if generator is not None:
             init_uniform_(loss, generator, config.init_scale)

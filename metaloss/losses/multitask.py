@@ -143,6 +143,8 @@ class MultiTaskLoss(LossModule):
         torch.Size([5])
     """
 
+    default_kind = "multitask"
+
     def __init__(
         self,
         features: tuple[str, ...] = (

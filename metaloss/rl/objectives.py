@@ -139,6 +139,8 @@ class LearnedDrift(LossModule):
         torch.Size([5])
     """
 
+    default_kind = "policy"
+
     def __init__(
         self,
         features: tuple[str, ...] = LPO_FEATURES,
