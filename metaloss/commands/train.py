@@ -40,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--no-eval", action="store_true", help="skip the comparison with MSE after training"
     )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel meta-training: launch with torchrun (see docs/tuning.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -49,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         from metaloss.commands.rl_train import run as run_rl_train
 
         return run_rl_train(args)
+    if args.distributed:  # under torchrun: every process trains its shard (commands/distributed.py)
+        from metaloss.commands.distributed import run_distributed
+
+        return run_distributed(args, config)
     out = prepare_run_folder(args.out, config, args.resume)
     print(
         f"metaloss train: {config.name}, {config.outer.steps} meta-steps, writing to {out}",

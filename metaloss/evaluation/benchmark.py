@@ -49,8 +49,9 @@ from metaloss.evaluation.diagnostics import DIAGNOSES, count_diagnoses
 from metaloss.evaluation.fits import FITS, Fit, fit_scores
 from metaloss.evaluation.meta_test import EvalSet, eval_set, run_loss, select_lr
 from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
-from metaloss.losses import BASELINES, baseline
-from metaloss.losses.baselines import FREE_OUTPUTS
+from metaloss.losses import baseline
+from metaloss.losses.baselines import FREE_OUTPUTS, baseline_table
+from metaloss.seeds import GRID_INIT_SEED, INIT_SEED_STRIDE, TEST_INIT_SEED
 from metaloss.tasks import Split, Task, TaskFamily, family_spec, make_family
 from metaloss.typing import PerSampleLoss
 
@@ -72,7 +73,6 @@ __all__ = [
 
 Progress = Callable[[str], None]
 Role = Literal["learned", "baseline", "oracle"]
-_INIT_SEED_STRIDE = 7919
 
 
 @dataclass(frozen=True)
@@ -241,9 +241,10 @@ def contenders_from_config(
     contenders += [
         Contender(name, "baseline", _constant(fn)) for name, fn in (learned_baselines or {}).items()
     ]
+    baselines = baseline_table()
     for i, spec in enumerate(config.benchmark.baselines):
-        if spec.name not in BASELINES and spec.name not in FITS:
-            known = ", ".join(sorted({*BASELINES, *FITS}))
+        if spec.name not in baselines and spec.name not in FITS:
+            known = ", ".join(sorted({*baselines, *FITS}))
             raise ConfigError(
                 f"benchmark.baselines[{i}].name: expected one of {known}, got {spec.name!r}"
             )
@@ -437,7 +438,8 @@ def tested_split(config: RunConfig) -> Split:
 
 
 def _init_seed(split: Split, seed: int) -> int:
-    return (2_000_033 if split is Split.META_TEST else 3_000_017) + _INIT_SEED_STRIDE * seed
+    base = TEST_INIT_SEED if split is Split.META_TEST else GRID_INIT_SEED
+    return base + INIT_SEED_STRIDE * seed
 
 
 def run_row(

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from metaloss.losses.baselines import baseline
 from metaloss.losses.classification import classification_shape
+from metaloss.losses.module import loss_dtype
 from metaloss.plots.base import FIGURE_DPI, ShapeView
 from metaloss.typing import PerSampleLoss
 
@@ -36,13 +37,7 @@ REFERENCES = {"CE": ("ce", {}), "GCE (q=0.7)": ("gce", {"q": 0.7}), "SCE": ("sce
 def classification_curves(loss: PerSampleLoss) -> Curves:
     """Loss and ``d loss / d z_y`` against the labelled-class probability (see
     :func:`~metaloss.losses.classification.classification_shape`)."""
-    parameter = next(iter(getattr(loss, "parameters", list)()), None)
-    dtype = (
-        parameter.dtype
-        if isinstance(parameter, Tensor) and parameter.is_floating_point()
-        else torch.float32
-    )
-    return classification_shape(loss, dtype=dtype)
+    return classification_shape(loss, dtype=loss_dtype(loss))
 
 
 def classification_figure(curves: Curves) -> Figure:

@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from metaloss.losses.baselines import baseline
+from metaloss.losses.module import loss_dtype
 from metaloss.losses.regression import (
     evaluate_in_batch,
-    loss_dtype,
     regression_curves,
 )
 from metaloss.plots.base import FIGURE_DPI, ShapeView
