@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_origin
 
 from metaloss.config import ConfigError, RunConfig, SearchParam, parse, to_dict
-from metaloss.losses import BASELINES
+from metaloss.losses.baselines import baseline_table
 
 __all__ = [
     "DEFAULT_PARAM_RANGES",
@@ -101,7 +101,7 @@ class TrialSettings:
 
 def known_targets() -> tuple[str, ...]:
     """``learned`` and the names of the registered baselines."""
-    return (LEARNED, *sorted(BASELINES))
+    return (LEARNED, *sorted(baseline_table()))
 
 
 def check_target(target: str) -> str:
@@ -115,7 +115,7 @@ def check_target(target: str) -> str:
 
 
 def _baseline_params(name: str) -> tuple[str, ...]:
-    signature = inspect.signature(BASELINES[name])
+    signature = inspect.signature(baseline_table()[name])
     return tuple(p for p in list(signature.parameters)[2:])
 
 
@@ -146,7 +146,7 @@ def _kind_of(path: str, param: str) -> Kind:
     section = param.split(".")[0]
     if param in _SHAPE_PARAMS:
         return "int"
-    if section in BASELINES:
+    if section in baseline_table():
         name = param.split(".", 1)[1] if "." in param else ""
         allowed = _baseline_params(section)
         if name not in allowed:
@@ -171,7 +171,7 @@ def _kind_of(path: str, param: str) -> Kind:
 
 def _default_targets(param: str) -> tuple[str, ...]:
     section = param.split(".")[0]
-    if section in BASELINES:
+    if section in baseline_table():
         return (section,)
     if section in _LEARNED_SECTIONS:
         return (LEARNED,)
@@ -287,7 +287,7 @@ def _baseline_param(config: RunConfig, name: str, param: str) -> Dimension | Non
     if key in DEFAULT_PARAM_RANGES:
         low, high, log = DEFAULT_PARAM_RANGES[key]
         return Dimension(key, "float", low, high, log, (), (name,), "default range")
-    default = inspect.signature(BASELINES[name]).parameters[param].default
+    default = inspect.signature(baseline_table()[name]).parameters[param].default
     if isinstance(default, (int, float)) and not isinstance(default, bool) and default > 0:
         low, high = _decade(float(default))
         origin = f"default, a decade either side of the function's default {default:g}"
@@ -361,7 +361,7 @@ def apply_values(config: RunConfig, values: dict[str, Any]) -> TrialSettings:
     depth = values.get("loss.depth", len(config.loss.hidden))
     for param, value in values.items():
         section, _, rest = param.partition(".")
-        if section in BASELINES:
+        if section in baseline_table():
             baseline_params[rest] = float(value)
         elif param not in _SHAPE_PARAMS:
             node = data
