@@ -39,18 +39,33 @@ def test_a_rise_after_the_best_step_is_overfitting_at_that_step() -> None:
     down = [3.0 - 0.02 * i for i in range(7)]
     up = [down[-1] + 0.004 * (i + 1) + e for i, e in enumerate(_noise(34, 0, 0.002))]
     report = assess_training(_steps([0.5] * 850), _validations(down + up))
-    assert report.overfitting and report.best_step == 150
+    assert report.overfitting and report.best_step == 150 and report.low_step == 150
     assert report.trend_per_100_steps > 0 and report.trend_p < 0.05
     line = report.lines()[0]
-    assert "the meta-objective overfits after step 150" in line
-    assert "saved loss is the step-150 one" in line
+    assert line.startswith("meta-validation: best 2.88 at step 150 of 850 (the saved loss)")
+    assert "the meta-objective overfits after step ~150" in line
+    assert "a low validation among higher ones" not in line
+
+
+def test_a_lucky_late_best_does_not_hide_the_rise() -> None:
+    """The default sine run's shape: level from step ~100, drifting up, one low validation
+    late (step 700) that becomes the saved best."""
+    values = [3.2, 2.96, 2.94, 2.95, 2.94]  # steps 0..100
+    values += [2.95 + 0.0008 * i + e for i, e in enumerate(_noise(36, 3, 0.01))]
+    values[28] = 2.90  # step 700
+    report = assess_training(_steps([0.5] * 1000), _validations(values))
+    assert report.best_step == 700 and report.overfitting
+    assert 50 <= report.low_step <= 150
+    line = report.lines()[0]
+    assert f"overfits after step ~{report.low_step}" in line
+    assert "the best step is a low validation among higher ones" in line
 
 
 def test_noise_around_a_plateau_is_not_overfitting() -> None:
     values = list(2.0 + _noise(40, 1, 0.01))
     report = assess_training(_steps([0.5] * 1000), _validations(values))
     assert not report.overfitting
-    assert "no rise after the best" in report.lines()[0] or "still improving" in report.lines()[0]
+    assert report.lines()[0].endswith(": no rise")
 
 
 def test_still_improving_at_the_end() -> None:
