@@ -23,7 +23,7 @@ Tag groups written into the run folder (``tensorboard --logdir runs`` shows them
 * ``test/``: ``metaloss train``'s meta-test comparison (:meth:`SummaryCallback.log_comparison`):
   its table as text and the paired difference to the tuned reference loss as a scalar.
 * ``health/summary`` (text): the health of meta-training
-  (:func:`metaloss.evaluation.training_health.assess_training`: a meta-validation objective
+  (:func:`metaloss.evaluation.training_summary.assess_training`: a meta-validation objective
   rising after its best step, meta-gradient norm spikes, skipped steps).
 * ``config`` (text, YAML) and an HParams session with a dozen settings and metrics that are the
   run's own scalar series (:mod:`metaloss.summary_layout`), so no single-point cards are added.
@@ -45,7 +45,7 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from metaloss.config import to_dict
-from metaloss.evaluation.training_health import assess_training
+from metaloss.evaluation.training_summary import assess_training
 from metaloss.inner.unroll import InnerResult
 from metaloss.losses.kinds import KINDS
 from metaloss.outer.supervised import Condition, SupervisedProblem

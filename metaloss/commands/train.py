@@ -12,7 +12,7 @@ from metaloss.commands.config import config_epilog
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
-from metaloss.evaluation.training_health import assess_training
+from metaloss.evaluation.training_summary import assess_training
 from metaloss.export import save_loss
 from metaloss.outer.supervised import supervised_family
 from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer

@@ -11,7 +11,7 @@ import pytest
 from tbparse import SummaryReader
 
 from metaloss.cli import main
-from metaloss.evaluation.training_health import HealthThresholds, assess_training, find_spikes
+from metaloss.evaluation.training_summary import HealthThresholds, assess_training, find_spikes
 from metaloss.outer.trainer import StepRecord, ValidationRecord
 
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")  # tbparse and pandas

@@ -1,6 +1,8 @@
-"""The health of a meta-training run, read off its history: does the meta-validation objective
-rise after its lowest point (the meta-objective overfits the meta-train tasks), does the
-meta-gradient norm spike or grow, were steps skipped as non-finite, did the run blow up.
+"""A summary of the health of a meta-training run, read off its history: does the
+meta-validation objective rise after its lowest point (the meta-objective overfits the
+meta-train tasks), does the meta-gradient norm spike or grow, were steps skipped as non-finite,
+did the run blow up. It describes every run, healthy or not; deciding that a run failed (a
+warning, an exit code) is not its job.
 
 :mod:`metaloss.evaluation.diagnostics` judges a *learner's* training curve inside one task; this
 module judges the *meta*-training curve of the loss itself. Validations are noisy (a few dozen
