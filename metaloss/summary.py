@@ -2,9 +2,10 @@
 
 Tag groups written into the run folder (``tensorboard --logdir runs`` shows them):
 
-* ``best/``: the loss-shape figure of the best (saved) loss (image ``best/shape_figure``), its
-  numbers as a Markdown table (text ``best/shape_table``) and as tensors; the first group
-  TensorBoard shows, so a run opens on what was learned.
+* ``best/``: the inner curves of the start, best and reference losses on one axis (image
+  ``best/inner_curves``), the loss-shape figure of the best (saved) loss (image
+  ``best/shape_figure``), its numbers as a Markdown table (text ``best/shape_table``) and as
+  tensors; the first group TensorBoard shows, so a run opens on what was learned.
 * ``inner/`` scalars over the inner step ``k = 0..K``: the mean ``outer_valid`` objective on the
   fixed meta-validation tasks of learners trained with the learned loss at the start
   (``inner/start_curve``) and the end (``inner/end_curve``, best loss) of meta-training, and
@@ -134,6 +135,7 @@ class SummaryCallback(Callback):
         self.shape_every = shape_every
         self.seconds = 0.0
         self.final_step = 0
+        self.start_curve: list[float] = []
         self._noted_kind = False
 
     # ---------------------------------------------------------------- pieces
@@ -158,10 +160,26 @@ class SummaryCallback(Callback):
         image = figure_to_array(view.figure(curves))
         self.writer.add_image(f"{prefix}figure", image, step, dataformats="HWC")
 
-    def log_inner_curve(self, tag: str, result: InnerResult) -> None:
+    def log_inner_curve(self, tag: str, result: InnerResult) -> list[float]:
         """Mean ``outer_valid`` objective after each inner step, as scalars over the step."""
-        for k, value in enumerate(result.curve.mean(0).tolist()):
+        values = [float(v) for v in result.curve.mean(0).tolist()]
+        for k, value in enumerate(values):
             self.writer.add_scalar(tag, value, k)
+        return values
+
+    def log_inner_figure(self, trainer: MetaTrainer, curves: dict[str, list[float]]) -> None:
+        """The inner curves on one axis, as the image ``best/inner_curves`` (at the final
+        meta-step): the first thing TensorBoard shows."""
+        from metaloss.plots.curves import inner_curves_figure
+
+        figure = inner_curves_figure(
+            curves,
+            "meta-objective (outer_valid split)",
+            f"{trainer.config.name}: learners on {trainer.config.outer.val_tasks} "
+            "meta-validation tasks",
+        )
+        image = figure_to_array(figure)
+        self.writer.add_image("best/inner_curves", image, trainer.step, dataformats="HWC")
 
     def log_histograms(self, trainer: MetaTrainer, result: InnerResult, step: int) -> None:
         """Per-sample learned-loss values and weights on the validation tasks' train split."""
@@ -203,7 +221,7 @@ class SummaryCallback(Callback):
         if trainer.step == 0:
             self.writer.add_custom_scalars(custom_layout(_reference_name(trainer)))
             write_hparams(self.writer, trainer.config)
-            self.log_inner_curve("inner/start_curve", self._snapshot(trainer, 0))
+            self.start_curve = self.log_inner_curve("inner/start_curve", self._snapshot(trainer, 0))
         self.seconds += time.perf_counter() - start
 
     def on_step(self, trainer: MetaTrainer, record: StepRecord) -> None:
@@ -228,9 +246,16 @@ class SummaryCallback(Callback):
         self.final_step = trainer.step
         step = max(result.best_step, 0)
         self.log_shape(trainer, step, prefix="best/shape_")
-        self.log_inner_curve("inner/end_curve", _inner_run(trainer, _learned_loss_fn(trainer)))
+        end = self.log_inner_curve(
+            "inner/end_curve", _inner_run(trainer, _learned_loss_fn(trainer))
+        )
         reference = _inner_run(trainer, _condition(trainer).family.objective)
-        self.log_inner_curve("inner/objective_curve", reference)
+        curves = {"learned loss at meta-step 0": self.start_curve} if self.start_curve else {}
+        curves[f"learned loss, best (step {max(result.best_step, 0)})"] = end
+        name = _reference_name(trainer)
+        label = name if name.endswith("inner loss") else f"{name} as the inner loss"
+        curves[label] = self.log_inner_curve("inner/objective_curve", reference)
+        self.log_inner_figure(trainer, curves)
         health = assess_training(result.steps, result.validations, trainer.config.outer.grad_clip)
         text = "\n".join(f"- {line}" for line in health.lines())
         self.writer.add_text("health/summary", text, trainer.step)

@@ -269,3 +269,12 @@ def test_clean_and_corrupted_weights_are_split_for_outlier_tasks(tmp_path: Path)
     everything = accumulator.Histograms("losses/weight_inner_end")[0].histogram_value
     assert corrupted.num > 0 and clean.num > 0
     assert clean.num + corrupted.num == everything.num == 2 * config.task.n_train  # type: ignore[attr-defined]
+
+
+def test_the_first_group_holds_the_inner_curves_figure(events: EventAccumulator) -> None:
+    """``best/`` sorts first in TensorBoard: its images are what a run opens on."""
+    tags = events.Tags()
+    groups = sorted({t.split("/")[0] for kind in ("images", "scalars") for t in tags[kind]})
+    assert groups[0] == "best"
+    (image,) = events.Images("best/inner_curves")
+    assert image.step == META_STEPS and image.width >= 600
