@@ -126,3 +126,9 @@ def test_train_prints_the_health_and_writes_it_to_tensorboard(
     text = SummaryReader(str(out)).text
     summary = text[text.tag == "health/summary"].value.iloc[0]
     assert summary.startswith("- meta-validation: best ") and "meta-gradient norm" in summary
+
+
+def test_too_few_validations_for_a_trend_say_so() -> None:
+    report = assess_training(_steps([0.5] * 3), _validations([1.0, 1.1], every=3))
+    assert "too few validations after it to judge a trend" in report.lines()[0]
+    assert "nan" not in report.lines()[0]

@@ -114,9 +114,14 @@ class HealthReport:
         rise = (self.end_value - self.low_value) / max(abs(self.low_value), 1e-12)
         trend = (
             f"its running median (over {smooth} validations) is lowest at step {self.low_step} "
-            f"({self.low_value:.4g}) and ends at {self.end_value:.4g} ({rise:+.1%}); trend since "
-            f"step {self.low_step} {self.trend_per_100_steps:+.3g} per 100 steps"
+            f"({self.low_value:.4g}) and ends at {self.end_value:.4g} ({rise:+.1%}); "
         )
+        if math.isnan(self.trend_per_100_steps):
+            trend += "too few validations after it to judge a trend"
+        else:
+            trend += (
+                f"trend since step {self.low_step} {self.trend_per_100_steps:+.3g} per 100 steps"
+            )
         if not math.isnan(self.trend_p):
             trend += f" (p {self.trend_p:.2g})"
         if self.overfitting:
