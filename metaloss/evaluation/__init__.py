@@ -9,16 +9,30 @@ from metaloss.evaluation.meta_test import (
     select_lr,
     steps_to_reach,
 )
-from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
+from metaloss.evaluation.stats import (
+    DEFAULT_MIN_PAIRS,
+    MeanCI,
+    PairedComparison,
+    mean_ci,
+    paired_comparison,
+    paired_t_test,
+    verdict_rule,
+    wilcoxon_test,
+)
 
 __all__ = [
+    "DEFAULT_MIN_PAIRS",
     "EvalSet",
     "LossRun",
     "MeanCI",
+    "PairedComparison",
     "eval_set",
     "mean_ci",
+    "paired_comparison",
     "paired_t_test",
     "run_loss",
     "select_lr",
     "steps_to_reach",
+    "verdict_rule",
+    "wilcoxon_test",
 ]

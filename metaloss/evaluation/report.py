@@ -12,7 +12,8 @@ from typing import Any
 
 from metaloss.evaluation.benchmark import BenchmarkResult, Comparison, Entry, compare
 from metaloss.evaluation.diagnostics import DIAGNOSES
-from metaloss.evaluation.stats import mean_ci
+from metaloss.evaluation.formatting import PAIRED_COLUMNS, paired_cells
+from metaloss.evaluation.stats import mean_ci, verdict_rule
 
 __all__ = [
     "markdown",
@@ -86,12 +87,23 @@ def to_json(result: BenchmarkResult, config: dict[str, Any] | None = None) -> di
         "inner_steps": result.inner_steps,
         "rows": result.rows,
         "entries": [_entry_dict(e) for e in result.entries],
-        "comparisons": [{**vars(c), "p_value": _number(c.p_value)} for c in compare(result)],
+        "comparisons": [_comparison_dict(c) for c in compare(result)],
+        "min_pairs": result.min_pairs,
         "gap_closed": gaps,
         "gap_closed_from_each_baseline": _gaps_per_baseline(result),
         "metrics_higher_is_better": result.metrics,
         "config": config or {},
         **result.extra,
+    }
+
+
+def _comparison_dict(c: Comparison) -> dict[str, Any]:
+    return {
+        "row": c.row,
+        "learned": c.learned,
+        "baseline": c.baseline,
+        **c.paired.to_dict(),
+        "separated": c.separated,
     }
 
 
@@ -142,10 +154,6 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.0%}"
 
 
-def _p(p: float) -> str:
-    return "n/a" if not math.isfinite(p) else f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
-
-
 _TESTED = {
     "meta_test": "held-out tasks",
     "meta_valid": "meta-validation tasks (screening: no meta-test task was read)",
@@ -178,17 +186,18 @@ def markdown(result: BenchmarkResult) -> str:
 def _comparison_table(result: BenchmarkResult, comparisons: list[Comparison]) -> list[str]:
     if not comparisons:
         return []
+    columns = ["row", "learned", "vs", *PAIRED_COLUMNS, "95% CIs separate"]
     lines = [
-        "## Learned vs baselines (paired over tasks)",
+        "## Learned vs baselines (paired over tasks; difference = learned − baseline)",
         "",
-        "| row | learned | vs | mean difference | win rate | p (paired t) | 95% CIs separate |",
-        "|---|---|---|---|---|---|---|",
+        verdict_rule(result.min_pairs, "tasks"),
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
     ]
     for c in comparisons:
-        lines.append(
-            f"| {c.row} | {c.learned} | {c.baseline} | {c.difference:+.4g} | {c.win_rate:.0%} | {_p(c.p_value)} | "
-            f"{'yes' if c.separated else 'no'} |"
-        )
+        cells = [c.row, c.learned, c.baseline, *paired_cells(c.paired)]
+        lines.append("| " + " | ".join([*cells, "yes" if c.separated else "no"]) + " |")
     gaps = []
     for row in result.rows:
         for e in result.row_entries(row):

@@ -34,6 +34,7 @@ from metaloss.tuning.space import LEARNED, TrialSettings, apply_values, resolve_
 
 __all__ = [
     "DIVERGED_ATTR",
+    "PER_TASK_ATTR",
     "PRUNED_ATTR",
     "Diverged",
     "baseline_objective",
@@ -45,6 +46,9 @@ DIVERGED_ATTR = "diverged"
 """User attribute holding why a trial was pruned as diverged or invalid."""
 PRUNED_ATTR = "pruned"
 """User attribute holding why the median pruner stopped a trial."""
+PER_TASK_ATTR = "per_task"
+"""User attribute of a complete trial: its objective on each meta-validation task (the value is
+their mean), so that reports can give a CI and pair trials task by task."""
 
 Objective = Callable[[optuna.Trial], float]
 
@@ -104,6 +108,10 @@ def learned_objective(trial: optuna.Trial, config: RunConfig, family: TaskFamily
         )
     trial.set_user_attr("best_step", result.best_step)
     trial.set_user_attr("skipped_steps", result.skipped_steps)
+    params = {k: v.detach() for k, v in result.loss.named_parameters()}
+    with torch.no_grad():
+        per_task = trainer.meta_objective(*trainer.validation_set())(params, None)
+    trial.set_user_attr(PER_TASK_ATTR, [float(v) for v in per_task])
     return result.best_value
 
 
@@ -130,6 +138,7 @@ def baseline_objective(
             f"at inner.lr={config.inner.lr:.3g}"
         )
         raise _prune_as_diverged(trial, reason, config.tune.penalty, 0)
+    trial.set_user_attr(PER_TASK_ATTR, [float(v) for v in run.final])
     return float(run.final.mean())
 
 
