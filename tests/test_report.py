@@ -142,7 +142,7 @@ def test_scores_carry_the_t_interval() -> None:
 
 
 def test_train_comparison_pairs_by_task_over_seeds() -> None:
-    from tests.test_selection import ConstantTargets
+    from test_selection import ConstantTargets
 
     config = parse(
         {

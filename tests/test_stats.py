@@ -134,6 +134,15 @@ def test_zero_differences_split_their_rank_and_all_ties_give_p_one() -> None:
     assert shifted.t == -math.inf and shifted.p_t == 0.0
 
 
+@pytest.mark.parametrize("n", [4, 7, 9])
+def test_signed_rank_p_with_ties_equals_scipy(n: int) -> None:
+    # Ties and zeros on few pairs: the exhaustive sign-flip distribution, as scipy computes it.
+    d = np.random.default_rng(n).integers(-3, 4, size=n).astype(float)
+    d[0], d[1] = 0.0, 2.0
+    _, p = wilcoxon_test(d, np.zeros(n))
+    assert abs(p - scipy.stats.wilcoxon(d, zero_method="zsplit").pvalue) < 1e-12
+
+
 def test_non_finite_pairs_give_no_p_value() -> None:
     a = [1.0, 2.0, math.inf, 4.0, 5.0, 6.0]
     c = paired_comparison(a, [0.0] * 6)

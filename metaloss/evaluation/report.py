@@ -16,6 +16,7 @@ from metaloss.evaluation.formatting import PAIRED_COLUMNS, paired_cells
 from metaloss.evaluation.stats import mean_ci, verdict_rule
 
 __all__ = [
+    "finite_json",
     "markdown",
     "to_json",
     "write_csv",
@@ -29,14 +30,14 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _finite(data: Any) -> Any:
+def finite_json(data: Any) -> Any:
     """``data`` with every non-finite float replaced by ``None`` (strict JSON)."""
     if isinstance(data, float):
         return _number(data)
     if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
+        return {k: finite_json(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
-        return [_finite(v) for v in data]
+        return [finite_json(v) for v in data]
     return data
 
 
@@ -372,7 +373,7 @@ def write_report(
         out / "results.md",
         out / "learning_curves.png",
     ]
-    paths[0].write_text(json.dumps(_finite(to_json(result, config)), indent=2, allow_nan=False))
+    paths[0].write_text(json.dumps(finite_json(to_json(result, config)), indent=2, allow_nan=False))
     write_csv(result, paths[1])
     paths[2].write_text(table)
     write_curves_png(result, paths[3])
