@@ -210,3 +210,20 @@ def test_tuning_table_has_cis_and_pairs_the_best_trial_with_the_runner_up(tmp_pa
     assert "| trial 1 | trial 0 | 6 ⚠ |" in text and "too few pairs" in text
     assert "on at least 7 tasks" in text
     assert best_vs_runner_up(_study({0: LEARNED})) is None
+
+
+@pytest.mark.parametrize("target", ["learned", "mse"])
+def test_tuning_trials_record_their_objective_per_meta_validation_task(
+    target: str, tmp_path: Path
+) -> None:
+    from test_tuning import LR, tiny
+
+    from metaloss.tuning import tune
+
+    transform = {"objective_transform": "log"} if target == "learned" else {}
+    result = tune(parse(tiny([LR], outer=transform)), target, 2, tmp_path)
+    for trial in result.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        per_task = trial.user_attrs[PER_TASK_ATTR]
+        assert len(per_task) == 4  # outer.val_tasks
+        assert sum(per_task) / 4 == pytest.approx(trial.value, rel=1e-5)
+    assert "| value | ci95 |" in result.trials_md.read_text().splitlines()[2]

@@ -24,6 +24,7 @@ from metaloss.evaluation.benchmark import (
 from metaloss.evaluation.report import write_report
 from metaloss.export import load_loss, zoo_names
 from metaloss.rl.config import is_rl_config
+from metaloss.tasks import family_spec
 
 __all__ = ["benchmark_and_report", "load_learned", "register", "run"]
 
@@ -82,12 +83,13 @@ def load_learned(sources: list[str]) -> dict[str, PerSampleLoss]:
     return losses
 
 
-def _sources(args: argparse.Namespace, configured: tuple[str, ...], family: object) -> list[str]:
+def _sources(
+    args: argparse.Namespace, configured: tuple[str, ...], default: str | None
+) -> list[str]:
     if args.loss:
         return list(args.loss)
     if configured:
         return list(configured)
-    default = getattr(family, "zoo_loss", None)
     if default is None:
         raise ValueError(
             "--loss: expected a loss file or zoo name (the config has no benchmark.losses)"
@@ -117,8 +119,7 @@ def run(args: argparse.Namespace) -> int:
         from metaloss.commands.meta_seeds import run_meta_seeds
 
         return run_meta_seeds(args, config)
-    rows = rows_from_config(config)
-    sources = _sources(args, config.benchmark.losses, rows[0].family)
+    sources = _sources(args, config.benchmark.losses, family_spec(config.task.family).zoo_loss)
     learned = load_learned(sources)
     out: Path = args.out or Path("reports") / config.name
     benchmark_and_report(args, config, learned, sources, out)

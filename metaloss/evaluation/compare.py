@@ -6,7 +6,6 @@ reference task by task (paired t and Wilcoxon tests, :mod:`metaloss.evaluation.s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +24,9 @@ from metaloss.evaluation.stats import (
 )
 from metaloss.losses import baseline
 from metaloss.tasks import Split, TaskFamily
+from metaloss.typing import PerSampleLoss
 
 __all__ = ["Comparison", "ComparisonRow", "compare_with_mse"]
-
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)

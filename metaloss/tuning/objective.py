@@ -27,6 +27,7 @@ import torch
 from metaloss.config import ConfigError, RunConfig
 from metaloss.evaluation import EvalSet, eval_set, run_loss
 from metaloss.losses import baseline
+from metaloss.losses.module import LossModule
 from metaloss.outer import Callback, MetaTrainer, NonFiniteError, ValidationRecord
 from metaloss.outer.trainer import VALID_INIT_SEED
 from metaloss.tasks import Split, TaskFamily, make_family
@@ -108,11 +109,28 @@ def learned_objective(trial: optuna.Trial, config: RunConfig, family: TaskFamily
         )
     trial.set_user_attr("best_step", result.best_step)
     trial.set_user_attr("skipped_steps", result.skipped_steps)
-    params = {k: v.detach() for k, v in result.loss.named_parameters()}
-    with torch.no_grad():
-        per_task = trainer.meta_objective(*trainer.validation_set())(params, None)
-    trial.set_user_attr(PER_TASK_ATTR, [float(v) for v in per_task])
+    per_task = _learned_per_task(result.loss, config, family)
+    if per_task is not None:
+        trial.set_user_attr(PER_TASK_ATTR, per_task)
     return result.best_value
+
+
+def _learned_per_task(
+    loss: LossModule, config: RunConfig, family: TaskFamily
+) -> list[float] | None:
+    """The best loss's objective on each meta-validation task (as meta-training validates it,
+    log-transformed with ``outer.objective_transform: log``); ``None`` with several validation
+    conditions (``outer.valid_variants``), whose tasks do not pair one to one."""
+    if config.outer.valid_variants:
+        return None
+    data = validation_set(config, family)
+    run = run_loss(
+        "learned", loss.per_sample, family, config, data, config.inner.lr, record="outer_valid"
+    )
+    final = run.final.double()
+    if config.outer.objective_transform == "log":
+        final = final.clamp_min(1e-12).log()
+    return [float(v) for v in final]
 
 
 def baseline_objective(
