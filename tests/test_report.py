@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -18,6 +19,7 @@ from metaloss.evaluation.benchmark import BenchmarkResult, Entry, Selection, com
 from metaloss.evaluation.compare import compare_with_mse
 from metaloss.evaluation.diagnostics import DIAGNOSES
 from metaloss.evaluation.report import markdown, to_json, write_csv
+from metaloss.evaluation.stats import mean_ci
 from metaloss.losses import baseline
 from metaloss.tuning.objective import PER_TASK_ATTR
 from metaloss.tuning.report import best_vs_runner_up, trial_rows, write_trials
@@ -138,6 +140,26 @@ def test_scores_carry_the_t_interval() -> None:
     assert "| learned | **3.5 ± 2** |" in markdown(result)
 
 
+def test_extra_metrics_are_reported_with_their_interval(tmp_path: Path) -> None:
+    result = _result({"six": 6})
+    accuracy = torch.tensor([0.5, 0.6, 0.7, 0.8, 0.9, 1.0], dtype=torch.float64)
+    result.entries[0] = replace(result.entries[0], metrics={"accuracy": accuracy})
+    result.metrics = {"accuracy": True}
+    learned = to_json(result)["entries"][0]
+    assert learned["metrics"]["accuracy"]["mean"] == pytest.approx(0.75)
+    # s = sqrt(0.035): t_5 * s / sqrt(6)
+    assert learned["metrics"]["accuracy"]["ci95"] == pytest.approx(
+        2.570582 * math.sqrt(0.035 / 6), rel=1e-6
+    )
+    assert learned["metrics"]["accuracy"]["per_task"] == pytest.approx(accuracy.tolist())
+    write_csv(result, tmp_path / "r.csv")
+    line = (tmp_path / "r.csv").read_text().splitlines()[1].split(",")
+    assert float(line[-2]) == pytest.approx(0.75) and float(line[-1]) == pytest.approx(
+        2.570582 * math.sqrt(0.035 / 6), rel=1e-6
+    )
+    assert "## test accuracy (mean ± 95% CI over tasks; higher is better)" in markdown(result)
+
+
 # ------------------------------------------------------------------------ metaloss train's report
 
 
@@ -174,8 +196,93 @@ def test_train_comparison_pairs_by_task_over_seeds() -> None:
     assert slow.verdict == "no significant difference"
     text = comparison.markdown()
     assert "on at least 6 tasks" in text and "| 7 ⚠ |" in text
+    assert "7 held-out tasks × 2 seed(s)" in text
     data = json.loads(json.dumps(comparison.to_dict()))
     assert data["rows"][0]["vs_tuned"]["n"] == 7 and data["tasks"] == 7
+    # Steps to reach MSE's final error at the same lr (0.64 e²) and tuned MSE's (0.04 e²).
+    assert (rows["learned"].steps_to_mse, rows["learned"].steps_to_tuned_mse) == (1, None)
+    assert (tuned.steps_to_mse, tuned.steps_to_tuned_mse) == (1, 1)
+    assert "| learned | 0.05 | meta-training |" in text and "| 1 | never | 0 |" in text
+    assert data["lr_selection_scores_outer_valid"]["mse"].keys() == {"0.05", "0.2"}
+    strict = compare_with_mse(
+        baseline("mse"),
+        ConstantTargets(),
+        replace(config, evaluation=replace(config.evaluation, min_pairs=8)),
+    )
+    assert {r.vs_tuned.verdict for r in strict.rows if r.vs_tuned} == {"too few pairs"}
+    assert strict.verdict().startswith("tuned learned vs tuned MSE: too few tasks to tell")
+    assert "on at least 8 tasks" in strict.markdown()
+
+
+def _comparison(paired, min_pairs: int = 6):  # type: ignore[no-untyped-def]
+    from metaloss.evaluation.compare import Comparison, ComparisonRow
+
+    def row(name: str, source: str, vs):  # type: ignore[no-untyped-def]
+        return ComparisonRow(name, 0.01, source, mean_ci([1.0, 2.0]), 3, None, 0, vs)
+
+    rows = [
+        row("learned (tuned lr)", "grid on meta-train tasks", paired),
+        row("mse (tuned lr)", "grid on meta-train tasks", None),
+    ]
+    return Comparison(rows, 12, 5, {"mse": {0.01: 1.5}}, "MSE", tasks=6, min_pairs=min_pairs)
+
+
+def test_train_comparison_verdicts_table_and_json_by_hand() -> None:
+    from metaloss.evaluation.formatting import format_p, paired_cells
+    from metaloss.evaluation.stats import paired_comparison
+
+    better = paired_comparison(LEARNED, WORSE)
+    text = _comparison(better).verdict()
+    assert text == (
+        f"tuned learned beats tuned MSE: paired Δ {better.difference} over 6 tasks "
+        f"(p t {format_p(better.p_t)}, p Wilcoxon 0.031)"
+    )
+    assert (
+        _comparison(paired_comparison(WORSE, LEARNED))
+        .verdict()
+        .startswith("tuned learned loses to tuned MSE: paired Δ 1.25 ± ")
+    )
+    tie = paired_comparison(LEARNED, TIED)
+    assert _comparison(tie).verdict().startswith("tuned learned ties tuned MSE")
+    broken = paired_comparison([*LEARNED[:5], math.inf], WORSE)
+    assert _comparison(broken).verdict().startswith("tuned learned vs tuned MSE: a run did not")
+    table = _comparison(better).markdown().splitlines()
+    assert table[0].startswith("Clean test MSE after 5 inner steps on 6 held-out tasks × 2 seed(s)")
+    assert table[4] == (
+        "| loss | lr | lr from | test MSE | steps to MSE@same-lr final | steps to tuned-MSE final "
+        "| diverged | n | mean difference (95% CI) | win rate | p (paired t) | p (Wilcoxon) | verdict |"
+    )
+    assert table[5] == "|" + "---|" * 13
+    assert table[6] == (
+        "| learned (tuned lr) | 0.01 | grid on meta-train tasks | 1.5 ± 6.4 | 3 | never | 0 | "
+        + " | ".join(paired_cells(better))
+        + " |"
+    )
+    assert table[7] == (
+        "| mse (tuned lr) | 0.01 | grid on meta-train tasks | 1.5 ± 6.4 | 3 | never | 0 "
+        "| (reference) |  |  |  |  |  |"
+    )
+    assert table[8] == "" and table[9] == _comparison(better).verdict()
+    data = _comparison(better).to_dict()
+    assert {k: v for k, v in data.items() if k != "rows"} == {
+        "runs": 12,
+        "tasks": 6,
+        "inner_steps": 5,
+        "min_pairs": 6,
+        "lr_selection_scores_outer_valid": {"mse": {"0.01": 1.5}},
+    }
+    first, second = data["rows"]
+    assert (
+        first["name"] == "learned (tuned lr)" and first["lr_source"] == "grid on meta-train tasks"
+    )
+    assert (first["lr"], first["steps_to_mse"], first["steps_to_tuned_mse"]) == (0.01, 3, None)
+    assert first["diverged"] == 0 and first["test_mean"] == 1.5
+    assert first["test_ci95"] == pytest.approx(12.7062 * 0.5, rel=1e-4)
+    assert first["vs_tuned"]["verdict"] == "better" and first["vs_tuned"]["n"] == 6
+    assert "test" not in first and second["vs_tuned"] is None
+    one = _comparison(better)
+    one.rows[0] = replace(one.rows[0], test=mean_ci([1.0]))
+    assert one.to_dict()["rows"][0]["test_ci95"] is None  # one run: no interval, strict JSON
 
 
 # ------------------------------------------------------------------------------ tuning reports

@@ -21,8 +21,10 @@ from metaloss.evaluation.seeds import (
     seed_claims,
     seed_markdown,
     seed_spreads,
+    seed_to_json,
     select_seed,
 )
+from metaloss.evaluation.stats import mean_ci
 
 BASE = [float(v) for v in range(10, 22)]  # 12 tasks
 
@@ -63,6 +65,8 @@ NOISE = [0.5, -0.4, 0.3, -0.6, 0.2, -0.1, 0.4, -0.3, 0.1, -0.5, 0.6, -0.2]  # no
         (["better", "worse", "no significant difference"], "no significant difference", "some seeds only (1 of 3); worse for 1 of 3"),
         (["worse", "worse"], "worse", "no seed; worse for 2 of 2"),
         (["too few pairs", "too few pairs"], "too few pairs", "no seed"),
+        (["better"], "better", "every seed"),
+        ([], "no significant difference", "no seed"),
     ],
 )  # fmt: skip
 def test_claim_holds(per_seed: list[str], mean: str, expected: str) -> None:
@@ -77,6 +81,7 @@ def test_seed_spread_and_claims_by_hand() -> None:
     }
     result = _result(seeds)
     (spread,) = seed_spreads(result, list(seeds))
+    assert spread.row == "r"
     means = [sum(v) / 12 for v in seeds.values()]
     assert spread.per_seed == pytest.approx(dict(zip(seeds, means, strict=True)))
     assert spread.spread.mean == pytest.approx(sum(means) / 3) and spread.spread.n == 3
@@ -96,10 +101,51 @@ def test_seed_spread_and_claims_by_hand() -> None:
     assert "**seed-1**" in text and "the mean of the seeds only" in text
 
 
+def test_seed_report_as_data_and_the_minimum_pairs() -> None:
+    # seed-1 is worse by exactly what seed-0 gains: the mean of the seeds is the baseline.
+    seeds = {"seed-0": _shift(BASE, BETTER), "seed-1": _shift(BASE, [-b for b in BETTER])}
+    result = _result(seeds)
+    objectives = {"seed-0": 0.3, "seed-1": 0.2}
+    data = seed_to_json(result, list(seeds), objectives)
+    assert data["seeds"] == ["seed-0", "seed-1"] and data["chosen_seed"] == "seed-1"
+    assert data["best_valid_objective"] == objectives and data["min_pairs"] == 6
+    (spread,) = data["spread"]
+    means = [sum(v) / 12 for v in seeds.values()]
+    assert spread["row"] == "r" and spread["per_seed"] == pytest.approx(
+        dict(zip(seeds, means, strict=True))
+    )
+    assert spread["mean"] == pytest.approx(sum(means) / 2)
+    assert spread["ci95"] == pytest.approx(12.7062 * abs(means[0] - means[1]) / 2, rel=1e-4)
+    (claim,) = data["claims"]
+    assert claim["row"] == "r" and claim["baseline"] == "mse"
+    assert (
+        claim["per_seed"]["seed-0"]["verdict"] == "better"
+        and claim["per_seed"]["seed-0"]["n"] == 12
+    )
+    assert claim["per_seed"]["seed-1"]["verdict"] == "worse"
+    assert claim["mean_of_seeds"]["verdict"] == "no significant difference"
+    assert claim["holds"] == "some seeds only (1 of 2); worse for 1 of 2"
+    assert claim["mean_of_seeds"]["difference"] == pytest.approx(sum(means) / 2 - sum(BASE) / 12)
+    assert claim["seed_differences_mean"] == pytest.approx(sum(means) / 2 - sum(BASE) / 12)
+    assert claim["seed_differences_ci95"] == pytest.approx(spread["ci95"])
+    text = seed_markdown(result, list(seeds), objectives)
+    assert (
+        "| r | mse | seed-0: better (p " in text
+        and "| some seeds only (1 of 2); worse for 1 of 2 |" in text
+    )
+    assert f"| r | {mean_ci(means)} | {means[0]:.4g} | {means[1]:.4g} |" in text
+    assert "seed-0: 0.3, seed-1: 0.2" in text and "**seed-1**" in text
+    # Verdicts are held to the benchmark's minimum number of pairs.
+    result.min_pairs = 13
+    (strict,) = seed_claims(result, list(seeds))
+    assert strict.mean_of_seeds.verdict == "too few pairs"
+    assert {c.verdict for c in strict.per_seed.values()} == {"too few pairs"}
+
+
 def test_select_seed_is_the_lowest_finite_meta_validation_objective() -> None:
     assert select_seed({"seed-0": 0.5, "seed-1": 0.25, "seed-2": float("nan")}) == "seed-1"
     assert select_seed({"seed-0": 0.5, "seed-1": 0.5}) == "seed-0"
-    with pytest.raises(ValueError, match="no seed"):
+    with pytest.raises(ValueError, match=r"^select_seed: no seed has a finite meta-validation"):
         select_seed({"seed-0": float("inf")})
 
 

@@ -121,6 +121,18 @@ def test_both_tests_must_reject() -> None:
     assert paired_cells(c)[-1] == "no significant difference†"
 
 
+def test_tests_rejecting_in_opposite_directions_give_no_verdict() -> None:
+    # 52 small losses and 12 large wins of b: the mean says a is worse (t), the ranks that a is
+    # better on most pairs (Wilcoxon); both reject, in opposite directions.
+    d = np.array([-0.2 - 0.001 * i for i in range(52)] + [3.0 + 0.05 * i for i in range(12)])
+    c = paired_comparison(d, np.zeros(64))
+    assert c.p_t < 0.05 and c.p_wilcoxon < 0.05 and c.t > 0 > c.signed_rank
+    assert c.verdict == "no significant difference" and c.tests_disagree
+    assert paired_cells(c)[-1] == "no significant difference†"
+    agree = paired_comparison([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [2.0, 3.5, 4.0, 5.5, 6.0, 7.5])
+    assert not agree.tests_disagree and agree.signed_rank == -21.0
+
+
 def test_zero_differences_split_their_rank_and_all_ties_give_p_one() -> None:
     a = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
     b = a + np.array([0.0, 0.0, 1.0, 2.0, -3.0, 4.0, 5.0, 0.0])

@@ -29,8 +29,9 @@ def format_p(p: float) -> str:
 
 def paired_cells(c: PairedComparison) -> list[str]:
     """The cells of :data:`PAIRED_COLUMNS` for one comparison: ``n`` is marked ⚠ below
-    :data:`~metaloss.evaluation.stats.FEW_PAIRS`, and a "no significant difference" where only
-    one of the two tests rejects is marked †."""
+    :data:`~metaloss.evaluation.stats.FEW_PAIRS`, and a "no significant difference" where the
+    two tests disagree (:attr:`~metaloss.evaluation.stats.PairedComparison.tests_disagree`) is
+    marked †."""
     n = f"{c.n} ⚠" if c.few_pairs else str(c.n)
     diff = c.difference
     low, high = diff.low, diff.high

@@ -162,8 +162,10 @@ def _exhaustive_signed_rank_p(d: np.ndarray, ranks: np.ndarray) -> float:
     flip, seconds at n = 13)."""
 
     def positive_rank_sum(x: np.ndarray, axis: int) -> np.ndarray:
+        # zsplit adds half the rank of each zero; a sign flip leaves zeros as they are, so that
+        # constant shifts the statistic and its null distribution alike and is left out.
         x = np.moveaxis(x, axis, -1)
-        return np.sum(ranks * ((x > 0) + 0.5 * (x == 0)), axis=-1)  # type: ignore[no-any-return]
+        return np.sum(ranks * (x > 0), axis=-1)  # type: ignore[no-any-return]
 
     result = scipy.stats.permutation_test(
         (d,),
@@ -184,22 +186,26 @@ class PairedComparison:
         n: number of pairs.
         difference: mean of ``a - b`` with its t-based 95% CI.
         t: paired t statistic; p_t: its two-sided p-value.
+        signed_rank: the signed-rank sum of ``a - b`` (its sign is Wilcoxon's direction).
         p_wilcoxon: two-sided p-value of the Wilcoxon signed-rank test.
         win_rate: fraction of pairs where ``a`` is better (ties count half).
         verdict: ``a`` is ``"better"`` / ``"worse"`` than ``b`` by the rule of the module
             docstring, or ``"no significant difference"``, ``"too few pairs"``, ``"not finite"``.
-        min_pairs: the minimum the verdict was held to; higher_is_better: the direction used.
+        min_pairs: the minimum the verdict was held to; higher_is_better: the direction used;
+            alpha: the level of both tests.
     """
 
     n: int
     difference: MeanCI
     t: float
     p_t: float
+    signed_rank: float
     p_wilcoxon: float
     win_rate: float
     verdict: Verdict
     min_pairs: int
     higher_is_better: bool = False
+    alpha: float = 0.05
 
     @property
     def few_pairs(self) -> bool:
@@ -208,8 +214,13 @@ class PairedComparison:
 
     @property
     def tests_disagree(self) -> bool:
-        """Exactly one of the two tests rejects at 5% (the verdict is then no difference)."""
-        return (self.p_t < 0.05) != (self.p_wilcoxon < 0.05)
+        """Exactly one of the two tests rejects, or both reject in opposite directions (a mean
+        pulled one way by a few large differences, most pairs the other way); the verdict is
+        then no difference."""
+        t_rejects, w_rejects = self.p_t < self.alpha, self.p_wilcoxon < self.alpha
+        if t_rejects != w_rejects:
+            return True
+        return t_rejects and math.copysign(1, self.t) != math.copysign(1, self.signed_rank)
 
     def to_dict(self) -> dict[str, float | int | str | bool]:
         """Plain JSON-ready values (non-finite floats are left to the caller)."""
@@ -219,7 +230,9 @@ class PairedComparison:
             "difference_ci95": self.difference.half_width,
             "t": self.t,
             "p_t": self.p_t,
+            "signed_rank": self.signed_rank,
             "p_wilcoxon": self.p_wilcoxon,
+            "tests_disagree": self.tests_disagree,
             "win_rate": self.win_rate,
             "verdict": self.verdict,
             "min_pairs": self.min_pairs,
@@ -264,7 +277,7 @@ def paired_comparison(
     else:
         verdict = "no significant difference"
     return PairedComparison(
-        n, mean_ci(d), t, p_t, p_w, win_rate, verdict, min_pairs, higher_is_better
+        n, mean_ci(d), t, p_t, signed, p_w, win_rate, verdict, min_pairs, higher_is_better, alpha
     )
 
 
@@ -275,7 +288,8 @@ def verdict_rule(min_pairs: int, pairs: str = "pairs") -> str:
         f'Verdicts: "better"/"worse" only when the paired t test and the Wilcoxon '
         f"signed-rank test both give p < 0.05 in the same direction, on at least {min_pairs} "
         f'{pairs} (fewer: "too few pairs"); otherwise "no significant difference". '
-        f"† marks a no-difference verdict where only one of the two tests rejects. Comparisons "
+        "† marks a no-difference verdict where the tests disagree (one rejects, or both reject "
+        f"in opposite directions: mean and ranks point different ways). Comparisons "
         f"on fewer than {FEW_PAIRS} {pairs} are marked ⚠. Wilcoxon zero differences split their "
         "rank between both signs; the win rate counts a tie as half."
     )
