@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from metaloss.commands.common import add_overrides
+from metaloss.commands.config import config_epilog
 from metaloss.config import ConfigError, RunConfig, load_config, to_dict
 from metaloss.evaluation.benchmark import (
     BenchmarkResult,
@@ -31,10 +32,13 @@ __all__ = ["benchmark_and_report", "load_learned", "register", "run"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
-        "benchmark", help="benchmark learned losses against baselines", description=__doc__
+        "benchmark",
+        help="benchmark learned losses against baselines",
+        description=__doc__,
+        epilog=config_epilog(),
     )
     p.add_argument(
-        "config", help="YAML config with a benchmark section (e.g. configs/outliers.yaml)"
+        "config", help="config file or shipped name with a benchmark section (e.g. outliers)"
     )
     p.add_argument(
         "--loss",

@@ -55,8 +55,9 @@ from metaloss.evaluation.stats import (
     mean_ci,
     paired_comparison,
 )
-from metaloss.losses import BASELINES, baseline
-from metaloss.losses.baselines import FREE_OUTPUTS
+from metaloss.losses import baseline
+from metaloss.losses.baselines import FREE_OUTPUTS, baseline_table
+from metaloss.seeds import GRID_INIT_SEED, INIT_SEED_STRIDE, TEST_INIT_SEED
 from metaloss.tasks import Split, Task, TaskFamily, family_spec, make_family
 from metaloss.typing import PerSampleLoss
 
@@ -78,7 +79,6 @@ __all__ = [
 
 Progress = Callable[[str], None]
 Role = Literal["learned", "baseline", "oracle"]
-_INIT_SEED_STRIDE = 7919
 
 
 @dataclass(frozen=True)
@@ -261,9 +261,10 @@ def contenders_from_config(
     contenders += [
         Contender(name, "baseline", _constant(fn)) for name, fn in (learned_baselines or {}).items()
     ]
+    baselines = baseline_table()
     for i, spec in enumerate(config.benchmark.baselines):
-        if spec.name not in BASELINES and spec.name not in FITS:
-            known = ", ".join(sorted({*BASELINES, *FITS}))
+        if spec.name not in baselines and spec.name not in FITS:
+            known = ", ".join(sorted({*baselines, *FITS}))
             raise ConfigError(
                 f"benchmark.baselines[{i}].name: expected one of {known}, got {spec.name!r}"
             )
@@ -457,7 +458,8 @@ def tested_split(config: RunConfig) -> Split:
 
 
 def _init_seed(split: Split, seed: int) -> int:
-    return (2_000_033 if split is Split.META_TEST else 3_000_017) + _INIT_SEED_STRIDE * seed
+    base = TEST_INIT_SEED if split is Split.META_TEST else GRID_INIT_SEED
+    return base + INIT_SEED_STRIDE * seed
 
 
 def run_row(
