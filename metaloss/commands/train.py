@@ -13,6 +13,7 @@ from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
 from metaloss.export import save_loss
+from metaloss.losses.kinds import kind_spec
 from metaloss.outer.supervised import supervised_family
 from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer
 from metaloss.rl.config import is_rl_config
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     family = supervised_family(trainer)
     if not args.no_eval:
         print(
-            f"meta-testing against {'MSE' if family.kind == 'regression' else 'CE'} ...",
+            f"meta-testing against {kind_spec(family.kind).reference} ...",
             file=sys.stderr,
         )
         comparison = compare_with_mse(result.loss.per_sample, family, config)
