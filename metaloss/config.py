@@ -219,6 +219,13 @@ class EvalConfig:
         (0.001, 0.003, 0.01, 0.03, 0.1, 0.3), "learning rates searched for each loss", gt=0
     )
     grid_tasks: int = setting(64, "meta-train tasks used to select learning rates", ge=1)
+    min_pairs: int = setting(
+        6,
+        "fewest pairs (e.g. meta-test tasks) on which a report may call a difference better or "
+        "worse (fewer: 'too few pairs'); 6 is the least at which the two-sided Wilcoxon test "
+        "can reach p < 0.05",
+        ge=6,
+    )
 
 
 @dataclass(frozen=True)

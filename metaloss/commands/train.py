@@ -14,6 +14,7 @@ from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
 from metaloss.evaluation.training_summary import assess_training
 from metaloss.export import save_loss
+from metaloss.losses.kinds import kind_spec
 from metaloss.outer.supervised import supervised_family
 from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer
 from metaloss.rl.config import is_rl_config
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     family = supervised_family(trainer)
     if not args.no_eval:
         print(
-            f"meta-testing against {'MSE' if family.kind == 'regression' else 'CE'} ...",
+            f"meta-testing against {kind_spec(family.kind).reference} ...",
             file=sys.stderr,
         )
         comparison = compare_with_mse(result.loss.per_sample, family, config)
