@@ -275,8 +275,8 @@ class SummaryCallback(Callback):
         writer = SummaryWriter(str(self.log_dir), filename_suffix=".test")
         try:
             writer.add_text("test/results", comparison.markdown(), self.final_step)
-            if learned is not None:
-                delta = learned.diff_vs_tuned_mse.mean
+            if learned is not None and learned.vs_tuned is not None:
+                delta = learned.vs_tuned.difference.mean
                 writer.add_scalar(TEST_DELTA_TAG, delta, self.final_step)
         finally:
             writer.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
 from metaloss.config import load_config, parse
+from metaloss.evaluation.compare import compare_with_mse
 from metaloss.losses import LearnedLoss, baseline
 from metaloss.losses.kinds import KINDS, KindSpec, register_kind
 from metaloss.losses.regression import regression_curves
@@ -24,6 +24,7 @@ from metaloss.plots import figure_to_array, shape_view
 from metaloss.plots.regression import REGRESSION_VIEW
 from metaloss.summary import SummaryCallback
 from metaloss.summary_layout import HPARAM_KEYS, METRIC_TAGS, TEST_DELTA_TAG
+from metaloss.tasks import make_family
 
 INNER_STEPS = 3
 META_STEPS = 4
@@ -187,18 +188,26 @@ def test_shape_numbers_are_readable_as_text_tables(events: EventAccumulator) -> 
 
 
 def test_the_meta_test_comparison_is_written_as_text_and_a_metric(tmp_path: Path) -> None:
+    config = parse(
+        {
+            "learner": {"hidden": [8]},
+            "inner": {"steps": 2},
+            "evaluation": {"test_tasks": 4, "grid_tasks": 2, "lr_grid": [0.01, 0.03]},
+        }
+    )
+    loss = LearnedLoss(hidden=(4,))
+    comparison = compare_with_mse(loss.per_sample, make_family(config.task), config)
     summary = SummaryCallback(tmp_path)
     summary.close()
-    delta = SimpleNamespace(mean=-0.25)
-    comparison = SimpleNamespace(
-        rows=[SimpleNamespace(name="learned (tuned lr)", diff_vs_tuned_mse=delta)],
-        markdown=lambda: "| loss | Δ |\n|---|---|\n| learned | -0.25 |\n",
-    )
     summary.log_comparison(comparison)
     reader = SummaryReader(str(tmp_path))
     scalars = reader.scalars
-    assert list(scalars[scalars.tag == TEST_DELTA_TAG].value) == [-0.25]
-    assert "| learned | -0.25 |" in reader.text[reader.text.tag == "test/results"].value.iloc[0]
+    (delta,) = scalars[scalars.tag == TEST_DELTA_TAG].value
+    learned = next(r for r in comparison.rows if r.name == "learned (tuned lr)")
+    assert learned.vs_tuned is not None
+    assert delta == pytest.approx(learned.vs_tuned.difference.mean, rel=1e-6)
+    text = reader.text[reader.text.tag == "test/results"].value.iloc[0]
+    assert "learned (tuned lr)" in text
 
 
 def test_histograms_and_curves_use_the_validation_condition(tmp_path: Path) -> None:
