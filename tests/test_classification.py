@@ -457,3 +457,46 @@ def test_classification_shape_view_and_degeneracy_check() -> None:
     torch.nn.init.zeros_(last.weight)
     report = check_degenerate(flat)
     assert report.collapsed and "constant" in report.reason
+
+
+# ------------------------------------------------------------------------------ any number of classes
+
+
+def _pad_classes(logits: torch.Tensor, classes: int) -> torch.Tensor:
+    """The same predictions with extra classes of probability 0 (a logit 1e4 below the rest):
+    probabilities, margin, entropy and CE of every sample are unchanged."""
+    low = logits.amin(-1, keepdim=True) - 1e4
+    return torch.cat([logits, low.expand(*logits.shape[:-1], classes - logits.shape[-1])], -1)
+
+
+@pytest.mark.parametrize("classes", [3, 10])
+def test_zoo_noisy_labels_loss_accepts_any_number_of_classes(classes: int) -> None:
+    loss = load_loss("noisy-labels", reduction="none").double()
+    generator = torch.Generator().manual_seed(classes)
+    logits = 3 * torch.randn(4, 16, classes, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, classes, (4, 16), generator=generator)
+    values = loss(logits, labels)
+    grads = vmap(grad(lambda z, y: loss(z, y).sum()))(logits, labels)
+    assert values.shape == (4, 16) and torch.isfinite(values).all()
+    assert torch.isfinite(grads).all() and grads.abs().sum() > 0
+    # Where the features coincide, the value is the one of the equivalent 5-class computation.
+    if classes < 5:  # 3-class logits against the same predictions padded to 5 classes
+        few, five = logits, _pad_classes(logits, 5)
+        torch.testing.assert_close(loss(few, labels), loss(five, labels))
+    else:  # 5-class logits against the same predictions padded to 10 classes
+        five, labels = logits[..., :5], labels % 5
+        torch.testing.assert_close(loss(_pad_classes(five, classes), labels), loss(five, labels))
+
+
+def test_learned_loss_of_scalar_features_from_config_keeps_no_class_count() -> None:
+    config = parse({"task": {"family": "digits"}, "loss": {"features": ["label_prob", "margin"]}})
+    loss = LearnedLoss.from_config(config.loss, "classification", num_classes=5)
+    assert "num_classes" not in loss.architecture()
+    logits, labels = torch.randn(6, 7), torch.randint(0, 7, (6,))
+    assert torch.isfinite(loss(logits, labels))
+
+
+def test_vector_feature_of_class_width_refuses_another_class_count_in_one_line() -> None:
+    loss = LearnedLoss(("label_prob", "sorted_probs"), kind="classification", num_classes=5)
+    with pytest.raises(ValueError, match=r"expected 5 classes .*'sorted_probs'.* got 3$"):
+        loss(torch.randn(4, 3), torch.randint(0, 3, (4,)))

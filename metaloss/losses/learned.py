@@ -17,7 +17,12 @@ from torch import Tensor, nn
 
 from metaloss.config import LossConfig
 from metaloss.learners import MLP
-from metaloss.losses.features import check_features, compute_features, feature_width
+from metaloss.losses.features import (
+    check_features,
+    class_dependent_features,
+    compute_features,
+    feature_width,
+)
 
 __all__ = [
     "FORMS",
@@ -94,8 +99,10 @@ class LearnedLoss(nn.Module):
     prediction is subtracted, so ``loss(t, t) == 0`` for every target ``t``.
 
     For classification ``pred`` holds logits ``[..., N, C]`` and ``target`` integer labels
-    ``[..., N]``; ``reduction="none"`` returns ``[..., N]``. Features may be vectors (e.g. the
-    sorted probability vector), whose width depends on ``num_classes``. ``zero_at_target`` is
+    ``[..., N]``; ``reduction="none"`` returns ``[..., N]``. A loss whose features are all scalar
+    accepts logits of any number of classes; features may also be vectors (e.g. the sorted
+    probability vector) whose width depends on ``num_classes``, and only such a loss refuses
+    logits of another class count. ``zero_at_target`` is
     ignored (a "perfect" logit vector does not exist). With ``form="weight"`` the loss is
     ``w(features) * CE`` where the features are detached, so the network acts as a per-sample
     weight, as in Meta-Weight-Net (Shu et al., 2019); pair it with ``output="sigmoid"``. For
@@ -111,7 +118,8 @@ class LearnedLoss(nn.Module):
         zero_at_target: subtract the loss at a perfect prediction.
         kind: ``"regression"`` or ``"classification"``.
         reduction: default reduction, ``"mean"``, ``"sum"`` or ``"none"``.
-        num_classes: number of classes (classification with vector features only).
+        num_classes: number of classes; needed (and enforced) only by vector features whose
+            width depends on it.
         form: ``"loss"`` (the output is the loss) or ``"weight"`` (the output weights CE, or
             the squared residual for regression).
 
@@ -159,6 +167,7 @@ class LearnedLoss(nn.Module):
         self.reduction: Reduction = reduction
         self.num_classes = num_classes
         self.form = form
+        self.class_dependent = class_dependent_features(kind, self.features)
         self.net = MLP(feature_width(kind, self.features, num_classes), self.hidden, 1, activation)
 
     @classmethod
@@ -171,11 +180,13 @@ class LearnedLoss(nn.Module):
     ) -> LearnedLoss:
         """Build the loss of a run config, initialised from ``generator`` (scaled by ``init_scale``).
 
-        ``num_classes`` is used by classification losses only (ignored for regression). A kind
+        ``num_classes`` is kept only by classification losses with a feature whose width depends
+        on it (a loss of scalar features accepts any number of classes). A kind
         registered in :data:`LOSS_CLASSES` (e.g. ``"multitask"``) is built by its own class."""
         if kind in LOSS_CLASSES and cls is LearnedLoss:
             return LOSS_CLASSES[kind].from_config(config, kind, generator, num_classes)
-        classes = num_classes if kind == "classification" else None
+        needs_classes = kind == "classification" and class_dependent_features(kind, config.features)
+        classes = num_classes if needs_classes else None
         loss = cls(
             config.features,
             config.hidden,
@@ -221,9 +232,10 @@ class LearnedLoss(nn.Module):
                     f"target: expected integer labels of shape {tuple(pred.shape[:-1])} for logits "
                     f"{tuple(pred.shape)}, got {tuple(target.shape)}"
                 )
-            if self.num_classes is not None and pred.shape[-1] != self.num_classes:
+            if self.class_dependent and pred.shape[-1] != self.num_classes:
                 raise ValueError(
-                    f"pred: expected {self.num_classes} classes (logits [..., {self.num_classes}]), got {pred.shape[-1]}"
+                    f"pred: expected {self.num_classes} classes (logits [..., {self.num_classes}]): "
+                    f"feature {self.class_dependent[0]!r} has one value per class, got {pred.shape[-1]}"
                 )
         values = self._raw(pred, target)
         if self.form == "weight":
