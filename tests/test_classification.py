@@ -405,6 +405,7 @@ def test_benchmark_reports_accuracy_decomposition_and_the_clean_label_oracle(
     assert result.metric == "test cross-entropy"
     assert result.metrics == {
         "accuracy": True,
+        "ece": False,
         "expected_cross_entropy": False,
         "entropy": False,
         "kl": False,
@@ -412,6 +413,7 @@ def test_benchmark_reports_accuracy_decomposition_and_the_clean_label_oracle(
     for entry in result.entries:
         m = entry.metrics
         assert ((m["accuracy"] >= 0) & (m["accuracy"] <= 1)).all()
+        assert ((m["ece"] >= 0) & (m["ece"] <= 1)).all()
         assert ("kl" in m) == (entry.row == "sym 0.4")  # only Gaussian mixtures know p(y|x)
         if "kl" in m:
             torch.testing.assert_close(m["entropy"] + m["kl"], m["expected_cross_entropy"])
@@ -426,7 +428,7 @@ def test_benchmark_reports_accuracy_decomposition_and_the_clean_label_oracle(
     }
     paths = write_report(result, tmp_path)
     table = (tmp_path / "results.md").read_text()
-    assert "## test accuracy" in table and "## test kl" in table and len(paths) == 4
+    assert "## test accuracy" in table and "## test ece" in table and "## test kl" in table and len(paths) == 4
     kl_table = table.split("## test kl")[1].split("##")[0]
     assert "| — |" in kl_table  # digits tasks have no known p(y|x)
     assert "digits" in report["gap_closed_from_each_baseline"]

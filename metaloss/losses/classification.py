@@ -12,6 +12,8 @@ References:
     Zhang & Sabuncu, "Generalized Cross Entropy Loss for Training Deep Neural Networks with Noisy
     Labels", NeurIPS 2018.
     Wang et al., "Symmetric Cross Entropy for Robust Learning with Noisy Labels", ICCV 2019.
+    Reed et al., "Training Deep Neural Networks on Noisy Labels with Bootstrapping", ICLR
+    workshop 2015 (soft and hard bootstrapping).
     Shu et al., "Meta-Weight-Net: Learning an Explicit Mapping for Sample Weighting", NeurIPS 2019
     (the ``ce`` feature is its weighting network's input).
     Han et al., "Co-teaching: Robust Training of Deep Neural Networks with Extremely Noisy
@@ -35,6 +37,8 @@ from metaloss.losses.shape import DegeneracyReport, degeneracy_report, register_
 __all__ = [
     "CLASSIFICATION_BASELINES",
     "SHAPE_CONTEXTS",
+    "bootstrap_hard",
+    "bootstrap_soft",
     "check_classification",
     "classification_shape",
     "generalized_cross_entropy",
@@ -84,11 +88,41 @@ def symmetric_cross_entropy(
     )
 
 
+def bootstrap_soft(logits: Tensor, labels: Tensor, beta: float = 0.95) -> Tensor:
+    """Soft bootstrapping (Reed et al., 2015): cross-entropy against ``beta * one_hot + (1 - beta)
+    * q``, with ``q`` the prediction itself, not detached, so that it is CE plus ``(1 - beta)``
+    times the prediction's entropy (the paper's minimum-entropy view). ``beta = 1`` is CE.
+
+    Args:
+        beta: weight of the given label, in [0, 1]; the paper uses 0.95.
+    """
+    if not 0 <= beta <= 1:
+        raise ValueError(f"beta: expected 0 <= beta <= 1, got {beta}")
+    log_probs = torch.log_softmax(logits, dim=-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    return beta * cross_entropy(logits, labels) + (1 - beta) * entropy
+
+
+def bootstrap_hard(logits: Tensor, labels: Tensor, beta: float = 0.8) -> Tensor:
+    """Hard bootstrapping (Reed et al., 2015): cross-entropy against ``beta * one_hot(label) +
+    (1 - beta) * one_hot(argmax q)``, the learner's own predicted class. ``beta = 1`` is CE.
+
+    Args:
+        beta: weight of the given label, in [0, 1]; the paper uses 0.8.
+    """
+    if not 0 <= beta <= 1:
+        raise ValueError(f"beta: expected 0 <= beta <= 1, got {beta}")
+    predicted = logits.detach().argmax(-1)
+    return beta * cross_entropy(logits, labels) + (1 - beta) * cross_entropy(logits, predicted)
+
+
 CLASSIFICATION_BASELINES = {
     "ce": cross_entropy,
     "label_smoothing": label_smoothing,
     "gce": generalized_cross_entropy,
     "sce": symmetric_cross_entropy,
+    "bootstrap_soft": bootstrap_soft,
+    "bootstrap_hard": bootstrap_hard,
 }
 """Baseline names usable in configs and ``metaloss.losses.baseline(name, **params)``."""
 

@@ -48,6 +48,7 @@ def make_family(config: TaskConfig) -> TaskFamily:
 # (E402/F401 are ignored for this file in pyproject.toml: these imports are for their effect.)
 from metaloss.rl import config as _rl_config  # cartpole, acrobot
 from metaloss.tasks import classification as _classification  # digits, gaussian_mixture
+from metaloss.tasks import classification_data as _classification_data  # bundled data sets
 from metaloss.tasks import learn2learn_adapter as _learn2learn_adapter  # learn2learn-style sources
 from metaloss.tasks import multitask as _multitask
 from metaloss.tasks import outliers as _outliers
