@@ -40,6 +40,7 @@ from metaloss.losses import BASELINES, baseline
 from metaloss.tasks import Split, Task, TaskFamily, make_family
 
 __all__ = [
+    "BASELINE_VIEWS",
     "METRICS_BY_KIND",
     "ORACLES",
     "BenchmarkResult",
@@ -240,6 +241,10 @@ ORACLES: dict[str, tuple[str, Callable[[], PerSampleLoss], Callable[[Task], Task
 }
 """Per task kind: the oracle's report name, its loss and its view of the tasks."""
 
+BASELINE_VIEWS: dict[str, Callable[[Task], Task]] = {}
+"""Baselines that see the tasks through a view, by name (e.g. ``equal_weights_standardised``:
+targets standardised as a practitioner would); filled by the modules that define them."""
+
 METRICS_BY_KIND: dict[str, Callable[[TaskFamily], dict[str, Metric]]] = {
     "classification": classification_metrics,
 }
@@ -270,7 +275,14 @@ def contenders_from_config(
                 f"benchmark.baselines[{i}]: expected both param and values, or neither"
             )
         contenders.append(
-            Contender(spec.name, "baseline", _named_baseline(spec.name), spec.param, spec.values)
+            Contender(
+                spec.name,
+                "baseline",
+                _named_baseline(spec.name),
+                spec.param,
+                spec.values,
+                view=BASELINE_VIEWS.get(spec.name),
+            )
         )
     if config.benchmark.oracle:
         kind = family.kind if family is not None else "regression"

@@ -19,11 +19,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from metaloss.evaluation.benchmark import METRICS_BY_KIND, Contender
+from metaloss.evaluation.benchmark import BASELINE_VIEWS, METRICS_BY_KIND, Contender
 from metaloss.evaluation.meta_test import Metric
 from metaloss.losses.multitask import equal_weights
 from metaloss.tasks.base import Batch, Task, TaskFamily
-from metaloss.tasks.multitask import ABSENT, head_errors, only_head
+from metaloss.tasks.multitask import ABSENT, head_errors, only_head, standardise_targets
 
 __all__ = ["active_heads", "delta_m", "head_metrics", "single_task_contenders", "single_task_view"]
 
@@ -38,6 +38,7 @@ def head_metrics(family: TaskFamily) -> dict[str, Metric]:
 
 
 METRICS_BY_KIND["multitask"] = head_metrics
+BASELINE_VIEWS["equal_weights_standardised"] = standardise_targets
 
 
 def single_task_view(head: int) -> Callable[[Task], Task]:

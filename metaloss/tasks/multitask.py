@@ -49,6 +49,7 @@ __all__ = [
     "head_losses",
     "log_variances",
     "only_head",
+    "standardise_targets",
 ]
 
 ABSENT, REGRESSION, CLASSIFICATION = 0, 1, 2
@@ -186,6 +187,29 @@ def only_head(target: Tensor, head: int) -> Tensor:
         keep, out[..., heads : 2 * heads], torch.zeros_like(out[..., :heads])
     )
     return out
+
+
+def standardise_targets(tasks: Task) -> Task:
+    """The view of (stacked) problems a practitioner trains on after standardising each
+    regression head with the mean and std of its *training* targets: every split's regression
+    targets become ``(y - mean) / std`` and its normalisers ``norm / std**2``, so the family's
+    normalised objective of a prediction ``z`` of the standardised target equals the one of the
+    raw-unit prediction ``z * std + mean`` (test scores stay comparable with raw-unit losses).
+    Classification heads are unchanged."""
+    train_y = tasks.train.y
+    heads = train_y.shape[-1] // 3
+    regression = train_y[..., :1, heads : 2 * heads].round() == REGRESSION
+    values = train_y[..., :heads]
+    mean = torch.where(regression, values.mean(-2, keepdim=True), 0.0)
+    std = torch.where(regression, values.std(-2, keepdim=True).clamp_min(1e-8), 1.0)
+
+    def scale(batch: Batch) -> Batch:
+        y = batch.y.clone()
+        y[..., :heads] = (y[..., :heads] - mean) / std
+        y[..., 2 * heads :] = y[..., 2 * heads :] / std**2
+        return batch._replace(y=y)
+
+    return Task(scale(tasks.train), scale(tasks.outer_valid), scale(tasks.test))
 
 
 class MultiTaskFamily(TaskFamily):
