@@ -428,7 +428,12 @@ def test_benchmark_reports_accuracy_decomposition_and_the_clean_label_oracle(
     }
     paths = write_report(result, tmp_path)
     table = (tmp_path / "results.md").read_text()
-    assert "## test accuracy" in table and "## test ece" in table and "## test kl" in table and len(paths) == 4
+    assert (
+        "## test accuracy" in table
+        and "## test ece" in table
+        and "## test kl" in table
+        and len(paths) == 4
+    )
     kl_table = table.split("## test kl")[1].split("##")[0]
     assert "| — |" in kl_table  # digits tasks have no known p(y|x)
     assert "digits" in report["gap_closed_from_each_baseline"]

@@ -166,3 +166,36 @@ def test_classification_families_report_accuracy_and_ece() -> None:
     metrics = classification_metrics(family("fair"))
     assert set(metrics) == {"accuracy", "ece"}
     assert metrics["accuracy"].higher_is_better and not metrics["ece"].higher_is_better
+
+
+# ------------------------------------------------------------------------------ broad meta-training
+
+
+def test_noisy_mix_draws_digits_and_overlapping_gaussian_tasks_of_one_shape() -> None:
+    config = parse({"task": {"family": "noisy_mix", "gaussian_fraction": 0.5}}).task
+    fam = make_family(config)
+    tasks = fam.tasks(Split.META_TRAIN, 40)
+    assert tasks.train.x.shape == (40, 100, 64) and set(tasks.train.extras) == {
+        "clean_y",
+        "noise_mask",
+        "clean",
+    }
+    # Digits pixels are scaled to [-1, 1]; Gaussian inputs are unbounded: both kinds occur.
+    gaussian = tasks.train.x.abs().flatten(1).amax(1) > 1.0
+    assert 5 < int(gaussian.sum()) < 35
+    with pytest.raises(ConfigError, match="separation"):
+        parse({"task": {"family": "noisy_mix", "separation": [0.5, 0.1]}})
+
+
+def test_normalized_entropy_is_in_unit_range_for_any_class_count() -> None:
+    from metaloss.losses.features import FEATURES
+
+    feature = FEATURES["classification"]["normalized_entropy"]
+    for classes in (2, 7, 10):
+        uniform = torch.zeros(3, classes)
+        torch.testing.assert_close(
+            feature(uniform, torch.zeros(3, dtype=torch.long)), torch.ones(3)
+        )
+        sure = torch.zeros(3, classes)
+        sure[:, 0] = 60.0
+        assert float(feature(sure, torch.zeros(3, dtype=torch.long)).max()) < 1e-6

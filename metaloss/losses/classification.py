@@ -24,6 +24,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -153,6 +154,11 @@ def _entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return -(log_probs.exp() * log_probs).sum(-1)
 
 
+def _normalized_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Entropy of the prediction over its maximum ``log C``: in [0, 1] whatever the class count."""
+    return _entropy(logits, labels) / math.log(max(logits.shape[-1], 2))
+
+
 def _ce_quantile(logits: Tensor, labels: Tensor) -> Tensor:
     """Rank of the sample's cross-entropy within its batch, scaled to [0, 1] (0: smallest loss).
 
@@ -188,6 +194,7 @@ def _register() -> None:
         "label_logit": _label_logit,
         "margin": _margin,
         "entropy": _entropy,
+        "normalized_entropy": _normalized_entropy,
         "ce": cross_entropy,
         "ce_quantile": _ce_quantile,
         "batch_label_prob": _batch_label_prob,

@@ -49,6 +49,7 @@ def make_family(config: TaskConfig) -> TaskFamily:
 from metaloss.rl import config as _rl_config  # cartpole, acrobot
 from metaloss.tasks import classification as _classification  # digits, gaussian_mixture
 from metaloss.tasks import classification_data as _classification_data  # bundled data sets
+from metaloss.tasks import classification_mix as _classification_mix  # digits + Gaussian mixture
 from metaloss.tasks import learn2learn_adapter as _learn2learn_adapter  # learn2learn-style sources
 from metaloss.tasks import macrodata as _macrodata  # multi-task heads in raw units
 from metaloss.tasks import multitask as _multitask
