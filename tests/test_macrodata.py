@@ -130,3 +130,25 @@ def test_macrodata_benchmark_runs_every_multitask_baseline_end_to_end() -> None:
     assert all(torch.isfinite(torch.tensor(list(scores.values()))))
     # In raw units, 3 Adam steps cannot reach the targets' means; standardised targets can.
     assert scores["equal_weights_standardised"] < scores["equal_weights"]
+
+
+def test_head_errors_of_standardised_training_are_reported_in_raw_units() -> None:
+    from metaloss.evaluation.multitask import head_metrics
+
+    family = macro(heads=[6, 6])
+    tasks = family.tasks(Split.META_TEST, 2)
+    view = standardise_targets(tasks)
+    m = family.heads
+    std = tasks.train.y[..., :m].std(-2, keepdim=True)
+    mean = tasks.train.y[..., :m].mean(-2, keepdim=True)
+    z = torch.randn(2, tasks.test.y.shape[1], 2 * m)
+    raw = z.clone()
+    raw[..., :m] = z[..., :m] * std + mean
+    metrics = head_metrics(family)
+    for t in range(m):
+        torch.testing.assert_close(
+            metrics[f"head{t}"].fn(z, view.test),
+            metrics[f"head{t}"].fn(raw, tasks.test),
+            rtol=1e-3,
+            atol=1e-3,
+        )

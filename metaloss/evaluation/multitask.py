@@ -29,11 +29,17 @@ __all__ = ["active_heads", "delta_m", "head_metrics", "single_task_contenders", 
 
 
 def _head_metric(head: int) -> Metric:
-    return Metric(lambda pred, batch: head_errors(pred, batch.y).losses[..., head])
+    def error(pred: Tensor, batch: Batch) -> Tensor:
+        value = head_errors(pred, batch.y).losses[..., head]
+        scale = batch.extras.get("target_scale")  # standardised targets: back to raw units
+        return value if scale is None else value * scale[..., head] ** 2
+
+    return Metric(error)
 
 
 def head_metrics(family: TaskFamily) -> dict[str, Metric]:
-    """The test error of each head slot, ``"head0"`` ... (0 where a problem has no such head)."""
+    """The test error of each head slot, ``"head0"`` ... (0 where a problem has no such head), in
+    the targets' raw units also for losses trained on standardised targets."""
     return {f"head{t}": _head_metric(t) for t in range(getattr(family, "heads", 0))}
 
 

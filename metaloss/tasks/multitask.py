@@ -195,7 +195,8 @@ def standardise_targets(tasks: Task) -> Task:
     targets become ``(y - mean) / std`` and its normalisers ``norm / std**2``, so the family's
     normalised objective of a prediction ``z`` of the standardised target equals the one of the
     raw-unit prediction ``z * std + mean`` (test scores stay comparable with raw-unit losses).
-    Classification heads are unchanged."""
+    Classification heads are unchanged. Batches carry ``extras["target_scale"]`` (the std per
+    sample and head, 1 for other heads), so per-head errors can be reported in raw units."""
     train_y = tasks.train.y
     heads = train_y.shape[-1] // 3
     regression = train_y[..., :1, heads : 2 * heads].round() == REGRESSION
@@ -207,7 +208,8 @@ def standardise_targets(tasks: Task) -> Task:
         y = batch.y.clone()
         y[..., :heads] = (y[..., :heads] - mean) / std
         y[..., 2 * heads :] = y[..., 2 * heads :] / std**2
-        return batch._replace(y=y)
+        extras = {**batch.extras, "target_scale": std.expand_as(y[..., :heads])}
+        return batch._replace(y=y, extras=extras)
 
     return Task(scale(tasks.train), scale(tasks.outer_valid), scale(tasks.test))
 
