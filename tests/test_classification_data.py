@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -199,3 +203,44 @@ def test_normalized_entropy_is_in_unit_range_for_any_class_count() -> None:
         sure = torch.zeros(3, classes)
         sure[:, 0] = 60.0
         assert float(feature(sure, torch.zeros(3, dtype=torch.long)).max()) < 1e-6
+
+
+# ------------------------------------------------------------------------------ experiment scripts
+
+EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+
+
+def test_plain_pytorch_noisy_label_script_runs_on_a_tiny_budget() -> None:
+    script = EXPERIMENTS / "noisy_labels_in_plain_pytorch.py"
+    tiny = ["--datasets", "anes96", "--seeds", "1", "--epochs", "1", "--lr-grid", "0.01"]
+    done = subprocess.run(
+        [sys.executable, str(script), *tiny, "--noise", "0.2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    names = [line[21:49].strip() for line in done.stdout.splitlines()[2:6]]
+    assert names == ["learned (noisy-labels)", "CE", "GCE (q=0.7)", "SCE (a=0.1, b=1)"]
+    gradients = dict(
+        line.split()[0:2] for line in done.stdout.splitlines() if line.startswith("  CE")
+    )
+    assert float(gradients["CE"]) == 0.0  # CE's gradient vanishes at margin 20
+
+
+def test_ce_mix_is_ce_at_zero_and_the_learned_loss_at_one() -> None:
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        from noisy_labels_ce_mix_benchmark import mixed
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    from metaloss.export import load_loss
+
+    learned = load_loss("noisy-labels", reduction="none")
+    logits, labels = torch.randn(9, 3), torch.randint(0, 3, (9,))
+    torch.testing.assert_close(
+        mixed(learned)(mix=0.0)(logits, labels), cross_entropy(logits, labels)
+    )
+    torch.testing.assert_close(mixed(learned)(mix=1.0)(logits, labels), learned(logits, labels))
+    half = 0.5 * cross_entropy(logits, labels) + 0.5 * learned(logits, labels)
+    torch.testing.assert_close(mixed(learned)(mix=0.5)(logits, labels), half)
