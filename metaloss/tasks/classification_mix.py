@@ -50,6 +50,14 @@ class NoisyMixConfig(DigitsConfig):
         gt=0,
     )
 
+    gaussian_dim: int = setting(
+        64,
+        "input dimension of the Gaussian tasks (below 64 the inputs are padded with zeros to the "
+        "digits' 64, so the shapes stack)",
+        ge=1,
+        le=64,
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.separation[0] > self.separation[1]:
@@ -57,7 +65,8 @@ class NoisyMixConfig(DigitsConfig):
 
 
 class NoisyMixFamily(TaskFamily):
-    """Digits tasks and Gaussian-mixture tasks (64 inputs, sampled separation), one per draw."""
+    """Digits tasks and Gaussian-mixture tasks (``gaussian_dim`` inputs padded to 64, sampled
+    separation), one per draw."""
 
     kind = "classification"
     zoo_loss = "noisy-labels"
@@ -83,7 +92,7 @@ class NoisyMixFamily(TaskFamily):
                 noise_type=c.noise_type,
                 noise_rate=c.noise_rate,
                 pair_fraction=c.pair_fraction,
-                dim=self.in_features,
+                dim=c.gaussian_dim,
                 separation=separation,
             )
         )
@@ -94,11 +103,16 @@ class NoisyMixFamily(TaskFamily):
             low, high = math.log(c.separation[0]), math.log(c.separation[1])
             u = float(torch.rand((), generator=generator, dtype=torch.float64))
             task = self.gaussian(math.exp(low + (high - low) * u)).make_task(generator, split)
+            task = Task(*(batch._replace(x=self._pad(batch.x)) for batch in task))
         else:
             task = self.digits.make_task(generator, split)
         return Task(
             *(batch._replace(extras={k: batch.extras[k] for k in _SHARED_EXTRAS}) for batch in task)
         )
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        missing = self.in_features - x.shape[-1]
+        return x if missing == 0 else torch.cat([x, x.new_zeros(*x.shape[:-1], missing)], -1)
 
 
 def _register() -> None:
