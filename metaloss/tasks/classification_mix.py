@@ -6,7 +6,7 @@ its predictions soft).
 
 A loss meta-trained on digits alone learns to push every labelled logit up (a clean digits
 label is almost never ambiguous), which is what makes it overconfident on real data whose
-classes overlap (docs/noisy_labels.md, "Transfer"); mixing in overlapping classes, under the
+classes overlap (docs/transfer_classification.md); mixing in overlapping classes, under the
 clean-label cross-entropy meta-objective, rewards keeping ambiguous predictions soft while still
 discounting flipped labels.
 
