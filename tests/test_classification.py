@@ -507,3 +507,27 @@ def test_vector_feature_of_class_width_refuses_another_class_count_in_one_line()
     loss = LearnedLoss(("label_prob", "sorted_probs"), kind="classification", num_classes=5)
     with pytest.raises(ValueError, match=r"expected 5 classes .*'sorted_probs'.* got 3$"):
         loss(torch.randn(4, 3), torch.randint(0, 3, (4,)))
+
+
+@pytest.mark.parametrize("classes", [3, 10])
+def test_zoo_broad_loss_takes_any_class_count_and_its_gradient_vanishes_at_large_margins(
+    classes: int,
+) -> None:
+    loss = load_loss("noisy-labels-broad", reduction="none").double()
+    generator = torch.Generator().manual_seed(classes)
+    logits = 3 * torch.randn(2, 16, classes, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, classes, (2, 16), generator=generator)
+    grads = vmap(grad(lambda z, y: loss(z, y).sum()))(logits, labels)
+    assert torch.isfinite(loss(logits, labels)).all() and torch.isfinite(grads).all()
+    for margin, bound in ((20.0, 1e-7), (100.0, 1e-30)):
+        z = torch.zeros(8, classes, dtype=torch.float64)
+        z[:, 0] = margin
+        z.requires_grad_()
+        (g,) = torch.autograd.grad(loss(z, torch.zeros(8, dtype=torch.long)).sum(), z)
+        assert g[:, 0].abs().max() < bound  # weight form: w * (p_y - 1), like cross-entropy
+    zoo = load_loss("noisy-labels", reduction="none").double()
+    z = torch.zeros(1, classes, dtype=torch.float64)
+    z[0, 0] = 20.0
+    z.requires_grad_()
+    (g,) = torch.autograd.grad(zoo(z, torch.zeros(1, dtype=torch.long)).sum(), z)
+    assert g[0, 0].abs() > 1e-4  # the loss-form zoo loss keeps pushing (issue 12)
