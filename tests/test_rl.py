@@ -213,8 +213,9 @@ def test_rl_config_errors_name_the_field() -> None:
     [
         ("outer.estimator=full_grad", r"outer\.estimator: expected one of antithetic_es"),
         ("outer.estimator=truncated_grad", r"outer\.estimator"),
-        ("inner.steps=20", r"inner\.steps: not used by the RL families"),
-        ("learner.hidden=[8]", r"learner\.hidden: not used"),
+        ("inner.steps=20", r"inner: not used by the cartpole family"),
+        ("learner.hidden=[8]", r"learner: not used"),
+        ("outer.inner_lr_scale=[0.5,2.0]", r"outer\.inner_lr_scale: not used"),
         ("dtype=float64", r"dtype: RL runs in float32"),
         ("loss.output=square", r"loss\.output: not used"),
         ("outer.objective_transform=log", r"outer\.objective_transform: not used"),
@@ -226,9 +227,8 @@ def test_settings_rl_does_not_use_are_refused_in_one_line(
 ) -> None:
     from metaloss.cli import main
 
-    config = load_config(CONFIG, [override])
     with pytest.raises(ConfigError, match=field) as error:
-        MetaTrainer(config)
+        MetaTrainer(load_config(CONFIG, [override]))
     assert "\n" not in str(error.value)
     assert main(["train", str(CONFIG), f"--set={override}", "--out", str(tmp_path / "x")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1  # one line, no traceback
@@ -324,7 +324,15 @@ def test_metaloss_benchmark_runs_an_rl_config_end_to_end(
     argv = ["benchmark", str(CONFIG), "--loss", str(loss), "--out", str(tmp_path / "report")]
     assert main([*argv, *(f"--set={o}" for o in BENCH_TINY)]) == 0
     table = (tmp_path / "report" / "results.md").read_text()
-    for name in ("ppo_clip", "dpo", "learned", "default", "meta_test-0", "Pooled paired"):
+    for name in (
+        "ppo_clip",
+        "dpo",
+        "learned",
+        "default",
+        "meta_test-0",
+        "Pooled paired",
+        "Wilcoxon",
+    ):
         assert name in table
     data = json.loads((tmp_path / "report" / "results.json").read_text())
     assert len(data["entries"]) == 3 * 2 and all(len(e["per_task"]) == 2 for e in data["entries"])
@@ -333,7 +341,7 @@ def test_metaloss_benchmark_runs_an_rl_config_end_to_end(
         "clip_coef=0.1 lr=0.001",
         "clip_coef=0.2 lr=0.001",
     }
-    assert data["pooled"] and data["pooled"][0]["pairs"] == 2
+    assert data["pooled"] and data["pooled"][0]["n"] == 2
     for name in ("shape_learned.png", "learning_curves.png", "results.csv"):
         assert (tmp_path / "report" / name).exists()
 

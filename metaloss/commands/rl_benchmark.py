@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 from metaloss.commands.common import add_overrides
+from metaloss.commands.config import config_epilog
 from metaloss.config import RunConfig, load_config, to_dict
 from metaloss.evaluation.benchmark import BenchmarkResult
-from metaloss.evaluation.report import _finite, markdown, to_json, write_csv
+from metaloss.evaluation.report import finite_json, markdown, to_json, write_csv
 from metaloss.export import load_loss, zoo_names
 from metaloss.rl.benchmark import policy_contenders, pooled_comparisons, run_rl_benchmark
 from metaloss.rl.config import check_rl_settings
@@ -29,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "rl-benchmark",
         help="benchmark policy objectives on held-out RL variants",
         description=__doc__,
+        epilog=config_epilog(),
     )
-    p.add_argument("config", help="YAML config of an RL family, e.g. configs/cartpole.yaml")
+    p.add_argument("config", help="config file or shipped name of an RL family, e.g. cartpole")
     p.add_argument(
         "--loss",
         nargs="+",
@@ -98,15 +100,18 @@ def report_markdown(result: BenchmarkResult) -> str:
         "which the mean of the last 20 episode returns reaches it (the budget if never).",
         "",
         markdown(result),
-        "## Pooled paired t-tests of final return (learned − baseline)",
+        "## Pooled paired comparisons of final return (learned − baseline, every variant × seed)",
         "",
-        "| learned | baseline | rows | pairs | mean difference | t | p |",
-        "|---|---|---|---|---|---|---|",
+        "| learned | baseline | rows | pairs | mean difference ± 95% CI | p (t) | p (Wilcoxon) "
+        "| win rate | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in pooled_comparisons(result):
+        c = p.paired
         lines.append(
-            f"| {p.learned} | {p.baseline} | {p.rows} | {p.pairs} | {p.difference:+.2f} | "
-            f"{p.t:.2f} | {p.p_value:.3g} |"
+            f"| {p.learned} | {p.baseline} | {p.rows} | {c.n} | {c.difference.mean:+.2f} ± "
+            f"{c.difference.half_width:.2f} | {c.p_t:.3g} | {c.p_wilcoxon:.3g} | "
+            f"{c.win_rate:.0%} | {c.verdict} |"
         )
     lines += ["", "## Variants (multipliers of the default physical parameters)", ""]
     for name, mult in extra["variants"].items():
@@ -153,7 +158,7 @@ def run_rl(args: argparse.Namespace, config: RunConfig) -> int:
     )
     result.extra["losses"] = dict(zip(drifts, sources, strict=True))
     table = report_markdown(result)
-    data = _finite(to_json(result, to_dict(config)))
+    data = finite_json(to_json(result, to_dict(config)))
     (out / "results.md").write_text(table)
     write_csv(result, out / "results.csv")
     (out / "results.json").write_text(json.dumps(data, indent=2, allow_nan=False))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,7 +32,7 @@ from torch import Tensor
 from metaloss.config import ConfigError, RunConfig
 from metaloss.evaluation.benchmark import BenchmarkResult, Entry, Selection
 from metaloss.evaluation.diagnostics import DIAGNOSES
-from metaloss.evaluation.stats import paired_t_test
+from metaloss.evaluation.stats import PairedComparison, paired_comparison
 from metaloss.rl.config import RLTaskConfig, check_rl_settings
 from metaloss.rl.envs import EnvFamily, EnvTask
 from metaloss.rl.evaluate import Evaluator, LocalEvaluator
@@ -247,26 +248,33 @@ def run_rl_benchmark(
         metrics={STEPS_METRIC: False},
         higher_is_better=True,
     )
-    result.extra["pooled"] = [vars(p) for p in pooled_comparisons(result)]
+    result.extra["pooled"] = [p.to_dict() for p in pooled_comparisons(result)]
     return result
 
 
 @dataclass(frozen=True)
 class Pooled:
-    """A learned objective minus a baseline, paired over every (held-out variant, seed)."""
+    """A learned objective against a baseline, paired over every (variant, seed) of ``rows``."""
 
     learned: str
     baseline: str
     rows: str
-    pairs: int
-    difference: float
-    t: float
-    p_value: float
+    paired: PairedComparison
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (non-finite floats are left to the caller)."""
+        return {
+            "learned": self.learned,
+            "baseline": self.baseline,
+            "rows": self.rows,
+            **self.paired.to_dict(),
+        }
 
 
 def pooled_comparisons(result: BenchmarkResult) -> list[Pooled]:
-    """Paired t-tests of final return, learned minus each baseline, over all (row, seed) pairs of
-    the held-out variants (every row but ``default``) and of all rows."""
+    """Learned minus each baseline in final return, paired over all (row, seed) pairs of the
+    held-out variants (every row but ``default``) and of all rows: paired t and Wilcoxon tests,
+    win rate and verdict of :func:`metaloss.evaluation.stats.paired_comparison`."""
     out = []
     learned = [e.name for e in result.entries if e.role == "learned" and e.row == result.rows[0]]
     baselines = [e.name for e in result.entries if e.role == "baseline" and e.row == result.rows[0]]
@@ -278,6 +286,8 @@ def pooled_comparisons(result: BenchmarkResult) -> list[Pooled]:
                     continue
                 xs = torch.cat([result.entry(r, a).per_task for r in rows]).double()
                 ys = torch.cat([result.entry(r, b).per_task for r in rows]).double()
-                t, p = paired_t_test(xs, ys)
-                out.append(Pooled(a, b, scope, xs.numel(), float((xs - ys).mean()), t, p))
+                paired = paired_comparison(
+                    xs, ys, min_pairs=result.min_pairs, higher_is_better=result.higher_is_better
+                )
+                out.append(Pooled(a, b, scope, paired))
     return out

@@ -11,7 +11,7 @@ Launch (all traffic on loopback)::
 
     GLOO_SOCKET_IFNAME=lo torchrun --nnodes 1 --nproc-per-node 2 \\
         --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29500 \\
-        -m metaloss.rl.distributed configs/cartpole.yaml --out runs/cartpole-2p
+        -m metaloss train cartpole --out runs/cartpole-2p --distributed
 
 Reference: Salimans et al., "Evolution Strategies as a Scalable Alternative to Reinforcement
 Learning", 2017 (ES workers that share seeds and exchange only fitness values).
@@ -24,7 +24,7 @@ from typing import Protocol
 
 import torch.distributed as dist
 
-from metaloss.distributed import shard_bounds
+from metaloss.outer.distributed import shard_bounds
 from metaloss.rl.config import PPOConfig
 from metaloss.rl.population import RunSpec, train_population
 from metaloss.rl.ppo import PPORun

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from metaloss.config import RunConfig
-from metaloss.rl import objectives as _objectives  # noqa: F401  (registers the policy kind)
+from metaloss.rl import objectives  # noqa: F401  (registers the policy kind and LearnedDrift)
 from metaloss.rl.config import AcrobotConfig, CartPoleConfig, RLTaskConfig
 from metaloss.tasks.registry import FamilySpec, register_family
 

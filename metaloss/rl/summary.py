@@ -16,7 +16,8 @@ import yaml
 
 from metaloss.config import to_dict
 from metaloss.outer.trainer import MetaTrainer, StepRecord, TrainResult, ValidationRecord
-from metaloss.summary import SummaryCallback, hparams_of
+from metaloss.summary import SummaryCallback
+from metaloss.summary_layout import run_hparams
 
 __all__ = ["RLSummaryCallback"]
 
@@ -54,5 +55,5 @@ class RLSummaryCallback(SummaryCallback):
             "hparam/skipped_steps": float(result.skipped_steps),
             "hparam/meta_steps": float(trainer.step),
         }
-        self.writer.add_hparams(hparams_of(trainer.config), metrics, run_name=".")
+        self.writer.add_hparams(run_hparams(trainer.config), metrics, run_name=".")
         self.writer.flush()

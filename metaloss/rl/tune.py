@@ -93,11 +93,8 @@ def resolve_rl_space(config: RunConfig, target: str) -> list[Dimension]:
     shared: list[Dimension] = []
     if rest:
         subset = replace(config, tune=replace(config.tune, space=rest))
-        try:
-            shared = resolve_space(subset, target)
-        except ConfigError as error:
-            if "expected at least one entry" not in str(error):
-                raise
+        given = {e.param for e in rest}  # not the supervised defaults (inner.lr is not RL's)
+        shared = [d for d in resolve_space(subset, target) if d.param in given]
     chosen = [d for d in ppo if target in d.targets] + shared
     if not chosen:
         raise ConfigError(
