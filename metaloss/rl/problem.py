@@ -14,7 +14,8 @@ other runs, both give the same fitness. Meta-validation: minus the mean return o
 ``outer.val_tasks`` fixed meta-validation variants with fixed seeds.
 
 ES is the only estimator (returns are not differentiable through the environment); settings the
-RL families do not use are refused in one line (:func:`check_rl_settings`).
+RL families do not use are refused in one line (:attr:`RLTaskConfig.unused` when the config is
+parsed, :func:`check_rl_settings` for the family and dtype).
 
 References:
     Lu et al., "Discovered Policy Optimisation", NeurIPS 2022 (LPO: a drift meta-trained by ES).
