@@ -140,8 +140,16 @@ class InnerConfig:
     betas: tuple[float, float] = setting((0.9, 0.999), "Adam betas", ge=0, lt=1)
     eps: float = setting(1e-8, "Adam epsilon (inside the square root: safe at zero)", gt=0)
     grad_clip: float = setting(0.0, "clip each inner gradient to this norm; 0 disables", ge=0)
-    backend: Literal["func", "higher"] = setting(
-        "func", "differentiation backend: torch.func (vmap over tasks) or higher (task loop)"
+    backend: Literal["auto", "bmm", "func", "higher"] = setting(
+        "auto",
+        "differentiation backend: auto (bmm where the learner allows it, else func), bmm "
+        "(stacked parameters, batched matmuls, hand-written inner backward; MLP learners), func "
+        "(torch.func, vmap over tasks) or higher (task loop)",
+    )
+    compile: bool = setting(
+        False,
+        "torch.compile the inner step (bmm backend): faster after a first compile that can take "
+        "minutes; the compile time and recompiles are reported",
     )
 
 
