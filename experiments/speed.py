@@ -82,12 +82,22 @@ def make_trainer(config: dict[str, Any]) -> Any:
     return MetaTrainer(parse(config))
 
 
-def flat_meta_gradient(trainer: Any, tasks: Any, inits: dict[str, Tensor]) -> Tensor:
+def first_batch(trainer: Any) -> Any:
+    """The meta-batch a fresh trainer's first meta-step would draw (a ``SupervisedBatch``; older
+    metaloss versions, timed with ``--reference-src``, return ``(tasks, inits)``)."""
+    if hasattr(trainer, "problem"):
+        return trainer.problem.sample(trainer.generator)
+    return trainer.sample_meta_batch()
+
+
+def flat_meta_gradient(trainer: Any, batch: Any) -> Tensor:
     """metaloss's meta-gradient on a given meta-batch, through its public pieces."""
     params = {k: v.detach() for k, v in trainer.loss.named_parameters()}
-    out = trainer.estimator.estimate(
-        params, trainer.meta_objective(tasks, inits), trainer.generator
-    )
+    if hasattr(trainer, "problem"):
+        objective = trainer.problem.objective(trainer.loss, batch)
+    else:
+        objective = trainer.meta_objective(*batch)
+    out = trainer.estimator.estimate(params, objective, trainer.generator)
     return torch.cat([out.grads[k].flatten() for k, _ in trainer.loss.named_parameters()])
 
 
@@ -112,19 +122,19 @@ class Runner:
 class Metaloss(Runner):
     """``MetaTrainer.meta_step()``: sampling, meta-gradient, clipping, the Adam step."""
 
-    def __init__(self, name: str, config: dict[str, Any], tasks: Any, inits: Any) -> None:
+    def __init__(self, name: str, config: dict[str, Any], batch: Any) -> None:
         self.name = name
         self.trainer = make_trainer(config)
-        self.tasks, self.inits = tasks, inits
+        self.batch = batch
 
     def step(self) -> None:
         self.trainer.meta_step()
 
     def meta_gradient(self) -> Tensor:
-        return flat_meta_gradient(self.trainer, self.tasks, self.inits)
+        return flat_meta_gradient(self.trainer, self.batch)
 
     def report(self) -> dict[str, float]:
-        return dict(self.trainer.backend.report())
+        return dict(self.trainer.problem.backend.report())
 
 
 class Peer(Runner):
@@ -328,9 +338,8 @@ def worker(meta_batch: int, steps: int) -> None:
     if source not in Path(metaloss.__file__).resolve().parents:
         raise SystemExit(f"--reference-src: imported {metaloss.__file__}, not the tree {source}")
     trainer = make_trainer(make_config(meta_batch, steps))
-    probe = make_trainer(make_config(meta_batch, steps))
-    tasks, inits = probe.sample_meta_batch()
-    print(json.dumps(flat_meta_gradient(trainer, tasks, inits).double().tolist()), flush=True)
+    batch = first_batch(make_trainer(make_config(meta_batch, steps)))
+    print(json.dumps(flat_meta_gradient(trainer, batch).double().tolist()), flush=True)
     for _ in range(2):
         trainer.meta_step()
     for line in sys.stdin:
@@ -356,21 +365,21 @@ def time_meta_batch(args: argparse.Namespace, meta_batch: int) -> dict[str, list
     """Interleaved windows of every runner at one meta-batch; prints the gradient check."""
     config = make_config(meta_batch, args.steps)
     probe = make_trainer(config)
-    tasks, inits = probe.sample_meta_batch()  # the first meta-batch of the run's seed
+    batch = first_batch(probe)
+    tasks, inits = batch.tasks, batch.inits
     lr = float(probe.config.inner.lr)
-    runners: list[Runner] = [Metaloss("metaloss", config, tasks, inits)]
+    runners: list[Runner] = [Metaloss("metaloss", config, batch)]
     for backend in args.backends:
         runners.append(
             Metaloss(
                 f"metaloss, backend {backend}",
                 make_config(meta_batch, args.steps, backend),
-                tasks,
-                inits,
+                batch,
             )
         )
     if args.compile:
         compiled = make_config(meta_batch, args.steps, compile_=True)
-        runners.append(Metaloss("metaloss, inner.compile", compiled, tasks, inits))
+        runners.append(Metaloss("metaloss, inner.compile", compiled, batch))
     if args.reference_src:
         runners.append(Reference(Path(args.reference_src).resolve(), meta_batch, args.steps))
     for key in args.peers:
@@ -450,7 +459,7 @@ def measure_memory(
     """Peak RSS growth (MiB) of one meta-step, in this process."""
     config = make_config(meta_batch, steps, backend, estimator, truncation, n_train)
     trainer = make_trainer(config)
-    trainer.sample_meta_batch()  # lazy imports and data paths warmed; no meta-step yet
+    first_batch(trainer)  # lazy imports and data paths warmed; no meta-step yet
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter
     before = _rss_kib("VmRSS")
     trainer.meta_step()

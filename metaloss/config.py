@@ -36,7 +36,9 @@ __all__ = [
     "SearchParam",
     "TaskConfig",
     "TuneConfig",
+    "Variant",
     "apply_overrides",
+    "derive_config",
     "load_config",
     "parse",
     "register_task_config",
@@ -148,8 +150,22 @@ class InnerConfig:
     )
     compile: bool = setting(
         False,
-        "torch.compile the inner step (bmm backend): faster after a first compile that can take "
+        "torch.compile the inner unroll (bmm backend): faster after a first compile that can take "
         "minutes; the compile time and recompiles are reported",
+    )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A variant of the run's inner problem: overrides of its ``task.*``, ``learner.*`` and
+    ``inner.*`` settings (``task.family=NAME`` starts from that family's defaults). Used as a
+    meta-training variant (drawn per meta-step with probability proportional to ``weight``) or
+    as a meta-validation condition."""
+
+    name: str = setting("", "name used in logs and reports")
+    weight: float = setting(1.0, "relative probability of drawing this variant per meta-step", gt=0)
+    set: tuple[str, ...] = setting(
+        (), "overrides KEY=VALUE under task., learner. or inner., e.g. inner.optimizer=adam"
     )
 
 
@@ -174,6 +190,16 @@ class OuterConfig:
     patience: int = setting(0, "early stopping: validations without improvement; 0 disables", ge=0)
     checkpoint_every: int = setting(25, "write a checkpoint every N steps", ge=1)
     shape_every: int = setting(50, "log the learned loss shape every N steps", ge=1)
+    variants: tuple[Variant, ...] = setting(
+        (),
+        "meta-train over a mixture of inner problems: one variant is drawn per meta-step "
+        "(empty: the run's own settings at every step)",
+    )
+    valid_variants: tuple[Variant, ...] = setting(
+        (),
+        "meta-validation conditions, averaged (e.g. held-out task families, for an "
+        "out-of-distribution choice of the best step; empty: the run's own settings)",
+    )
     objective_transform: Literal["none", "log"] = setting(
         "none",
         "transform of each task's meta-objective before averaging over tasks; 'log' weighs tasks "
@@ -236,6 +262,11 @@ class BenchmarkRow:
     task: tuple[str, ...] = setting(
         (), "task overrides KEY=VALUE (family=NAME starts from that family's defaults)"
     )
+    set: tuple[str, ...] = setting(
+        (),
+        "overrides KEY=VALUE of any other run setting for this row, as with --set (e.g. "
+        "learner.hidden=[], inner.optimizer=sgd, inner.steps=500, evaluation.lr_grid=[0.1, 1])",
+    )
 
 
 @dataclass(frozen=True)
@@ -260,11 +291,18 @@ class BenchmarkConfig:
     rows: tuple[BenchmarkRow, ...] = setting(
         (), "conditions; empty: one row, the task as configured"
     )
-    split: Literal["meta_test", "meta_valid"] = setting(
+    transfer: tuple[BenchmarkRow, ...] = setting(
+        (),
+        "transfer conditions, run by benchmark.split=transfer: what a user's own project changes "
+        "(another data set, learner, inner optimiser, horizon, batch size), never seen in "
+        "meta-training; selection on meta-train tasks of each condition as for rows",
+    )
+    split: Literal["meta_test", "meta_valid", "transfer"] = setting(
         "meta_test",
-        "tasks the losses are tested on: 'meta_test' (the held-out benchmark tasks) or "
-        "'meta_valid' (meta-validation tasks: to choose between candidate losses or runs without "
-        "ever reading a meta-test task)",
+        "tasks the losses are tested on: 'meta_test' (the held-out benchmark tasks of "
+        "benchmark.rows), 'meta_valid' (meta-validation tasks: to choose between candidate "
+        "losses or runs without ever reading a meta-test task) or 'transfer' (the held-out tasks "
+        "of benchmark.transfer's conditions)",
     )
 
 
@@ -473,6 +511,29 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = child
         node[parts[-1]] = value
     return result
+
+
+def derive_config(
+    config: RunConfig,
+    overrides: tuple[str, ...] | list[str],
+    where: str,
+    sections: tuple[str, ...] = ("task", "learner", "inner"),
+) -> RunConfig:
+    """``config`` with dotted ``overrides`` (``KEY=VALUE``) applied under the allowed
+    ``sections``; ``task.family=NAME`` resets the task section to that family's defaults.
+    Errors name ``where`` (e.g. ``outer.variants[0]``)."""
+    data = to_dict(config)
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key.split(".")[0] not in sections:
+            allowed = ", ".join(f"{s}." for s in sections)
+            raise ConfigError(f"{where}: expected overrides under {allowed} got {item!r}")
+        if key == "task.family":
+            data["task"] = {}
+    try:
+        return parse(apply_overrides(data, list(overrides)))
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def to_nested_copy(data: Mapping[str, Any]) -> dict[str, Any]:

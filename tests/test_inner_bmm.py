@@ -15,7 +15,7 @@ from metaloss.config import RunConfig, parse
 from metaloss.inner import BmmBackend, FuncBackend, InnerResult, make_backend, task_batched
 from metaloss.inner.bmm_backend import mlp_layout
 from metaloss.learners import MLP, init_params, make_learner
-from metaloss.losses import LearnedLoss
+from metaloss.losses.kinds import kind_spec
 from metaloss.losses.multitask import uncertainty_weighting
 from metaloss.tasks import Split, Task, make_family
 from metaloss.tasks.base import cast_task
@@ -57,7 +57,8 @@ class Setup:
         self.learner = make_learner(
             self.config.learner, self.family.in_features, self.family.out_features
         ).double()
-        self.loss = LearnedLoss.from_config(
+        loss_class = kind_spec(self.family.kind).loss_class
+        self.loss = loss_class.from_config(
             self.config.loss, self.family.kind, generator, num_classes=self.family.out_features
         ).double()
         self.tasks: Task = cast_task(self.family.tasks(Split.META_TRAIN, tasks), torch.float64)

@@ -12,6 +12,7 @@ from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
 from metaloss.export import save_loss
+from metaloss.outer.supervised import supervised_family
 from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer
 from metaloss.rl.config import is_rl_config
 from metaloss.summary import SummaryCallback
@@ -69,12 +70,13 @@ def run(args: argparse.Namespace) -> int:
             f"warning: the learned loss has collapsed: {result.degeneracy.reason}", file=sys.stderr
         )
     outputs = [loss_path, out / "config.yaml", out / CHECKPOINT_NAME]
+    family = supervised_family(trainer)
     if not args.no_eval:
         print(
-            f"meta-testing against {'MSE' if trainer.family.kind == 'regression' else 'CE'} ...",
+            f"meta-testing against {'MSE' if family.kind == 'regression' else 'CE'} ...",
             file=sys.stderr,
         )
-        comparison = compare_with_mse(result.loss.per_sample, trainer.family, config)
+        comparison = compare_with_mse(result.loss.per_sample, family, config)
         table = comparison.markdown()
         (out / "results.md").write_text(table)
         (out / "results.json").write_text(json.dumps(comparison.to_dict(), indent=2))

@@ -5,9 +5,8 @@ metric after every inner step. Learning rates are selected on meta-train tasks, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -16,24 +15,13 @@ from torch.func import functional_call, vmap
 from metaloss.config import RunConfig
 from metaloss.inner import make_backend
 from metaloss.learners import init_params, make_learner
-from metaloss.tasks import Split, Task, TaskFamily
+from metaloss.tasks import Metric, Split, Task, TaskFamily
 from metaloss.tasks.base import Batch, cast_task, stack_tasks, unstack_task
+from metaloss.typing import PerSampleLoss
 
 __all__ = ["EvalSet", "LossRun", "Metric", "eval_set", "run_loss", "select_lr", "steps_to_reach"]
 
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 _TEST_INIT_SEED = 2_000_033
-
-
-class Metric(NamedTuple):
-    """A metric reported besides the family objective, on the final learner.
-
-    ``fn(pred, batch)`` maps predictions ``[..., n, out]`` and the (stacked) batch they were made
-    on to per-sample values ``[..., n]`` (e.g. 0/1 accuracy); runs are scored by their mean.
-    """
-
-    fn: Callable[[Tensor, Batch], Tensor]
-    higher_is_better: bool = False
 
 
 _GRID_INIT_SEED = 3_000_017

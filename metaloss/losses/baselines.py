@@ -12,9 +12,9 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BASELINES", "PerSampleLoss", "baseline"]
+from metaloss.typing import PerSampleLoss
 
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+__all__ = ["BASELINES", "FREE_OUTPUTS", "PerSampleLoss", "baseline"]
 
 
 def mse(pred: Tensor, target: Tensor) -> Tensor:
@@ -33,6 +33,11 @@ def huber(pred: Tensor, target: Tensor, delta: float = 1.0) -> Tensor:
 
 
 BASELINES: dict[str, Callable[..., Tensor]] = {"mse": mse, "l1": l1, "huber": huber}
+
+FREE_OUTPUTS: dict[str, int] = {}
+"""Baselines with their own parameters trained jointly with the model (e.g. Barron's adaptive
+shape and scale): how many input-independent outputs the learner appends for them (the
+benchmark gives such a baseline a learner with ``log_variances`` set to this count)."""
 
 
 def baseline(name: str, **params: Any) -> PerSampleLoss:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from metaloss.config import ConfigError, TaskConfig, register_task_config, setting
+from metaloss.config import ConfigError, TaskConfig, setting
 
 __all__ = ["AcrobotConfig", "CartPoleConfig", "PPOConfig", "RLTaskConfig", "is_rl_config"]
 
@@ -102,7 +102,6 @@ class RLTaskConfig(TaskConfig):
             )
 
 
-@register_task_config("cartpole")
 @dataclass(frozen=True)
 class CartPoleConfig(RLTaskConfig):
     """CartPole-v1 with gravity, cart mass, pole mass, pole length and force scaled per task."""
@@ -111,7 +110,6 @@ class CartPoleConfig(RLTaskConfig):
     env: Literal["CartPole-v1"] = setting("CartPole-v1", "gymnasium environment id")
 
 
-@register_task_config("acrobot")
 @dataclass(frozen=True)
 class AcrobotConfig(RLTaskConfig):
     """Acrobot-v1 with both link masses and lengths scaled per task."""

@@ -30,6 +30,7 @@ from torch import Tensor
 from metaloss.config import ConfigError, LossConfig, RunConfig, to_dict
 from metaloss.outer.checkpoint import load_checkpoint, save_checkpoint
 from metaloss.outer.estimators import AntitheticES
+from metaloss.outer.problem import MetaObjective
 from metaloss.rl.config import PPOConfig, RLTaskConfig
 from metaloss.rl.envs import EnvFamily, EnvTask
 from metaloss.rl.objectives import LearnedDrift, dpo_drift
@@ -273,7 +274,10 @@ class RLMetaTrainer:
             return [-row.float() for row in table[-1]]  # ES minimises: meta-loss = −return
 
         params: dict[str, Tensor] = dict(self.objective.named_parameters())
-        out = self.estimator.estimate_many(params, evaluate, self.generator)
+        objective = MetaObjective(
+            lambda p, _: evaluate([p])[0], lambda cands: torch.stack(evaluate(list(cands)))
+        )
+        out = self.estimator.estimate(params, objective, self.generator)
         grad_norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in out.grads.values())))  # type: ignore[arg-type]
         clip = self.config.outer.grad_clip
         scale = min(1.0, clip / (grad_norm + 1e-12)) if clip else 1.0
