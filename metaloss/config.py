@@ -176,6 +176,11 @@ class OuterConfig:
     steps: int = setting(1000, "meta-training steps", ge=1)
     lr: float = setting(3e-3, "meta learning rate (Adam)", gt=0)
     meta_batch: int = setting(16, "tasks per meta-step", ge=1)
+    prefetch: bool = setting(
+        True,
+        "draw the next meta-batch in a background thread during the current meta-step (same "
+        "numbers as drawing in line)",
+    )
     estimator: Literal["full_grad", "truncated_grad", "antithetic_es"] = setting(
         "full_grad", "meta-gradient estimator"
     )

@@ -31,6 +31,7 @@ from metaloss.inner import InnerBackend, make_backend
 from metaloss.learners import init_params, make_learner
 from metaloss.losses.kinds import kind_spec
 from metaloss.losses.module import LossModule
+from metaloss.outer.prefetch import Prefetcher
 from metaloss.outer.problem import MetaObjective, MetaProblem
 from metaloss.tasks import Split, Task, TaskFamily, make_family
 from metaloss.tasks.base import cast_task
@@ -99,6 +100,7 @@ class SupervisedProblem(MetaProblem):
             self._variant(v, "outer.valid_variants", i) for i, v in enumerate(valid)
         ] or [self.base]
         self._valid_sets: list[tuple[Task, Params]] | None = None
+        self._prefetch = Prefetcher(self._draw, config.outer.prefetch)
 
     # ---------------------------------------------------------------- conditions
 
@@ -151,6 +153,15 @@ class SupervisedProblem(MetaProblem):
         return loss.to(self.dtype)
 
     def sample(self, generator: torch.Generator) -> SupervisedBatch:
+        """The next meta-batch (with ``outer.prefetch``, drawn in a worker thread while the
+        previous one back-propagated; the batches and the generator's states are exactly those
+        of drawing in line, see :mod:`metaloss.outer.prefetch`)."""
+        return self._prefetch.sample(generator)
+
+    def close(self) -> None:
+        self._prefetch.close()
+
+    def _draw(self, generator: torch.Generator) -> SupervisedBatch:
         index = 0
         if len(self.variants) > 1:
             index = int(torch.multinomial(self.weights, 1, generator=generator))
@@ -176,6 +187,8 @@ class SupervisedProblem(MetaProblem):
             value = condition.backend.run(
                 loss_fn, inits, tasks, backprop_steps=backprop_steps
             ).meta_objective
+            if torch.is_grad_enabled():
+                self._prefetch.start()  # the next meta-batch, while this one back-propagates
             return value.clamp_min(1e-12).log() if log else value
 
         return MetaObjective(per_task)
