@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 HIDDEN = (40, 40)
+DEVICE: str | None = None  # the ``device`` setting of every metaloss run (None: the default)
 
 
 def make_config(
@@ -64,6 +65,7 @@ def make_config(
     if compile_:
         inner["compile"] = True
     return {
+        **({"device": DEVICE} if DEVICE else {}),
         "inner": inner,
         "learner": {"hidden": list(HIDDEN), "activation": "relu"},
         "outer": {
@@ -203,7 +205,7 @@ class HigherPeer(Peer):
         import higher
 
         self.higher = higher
-        self.model = mlp_module().to(self.x.dtype)
+        self.model = mlp_module().to(device=self.x.device, dtype=self.x.dtype)
         self.inner_optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr)
 
     def accumulate(self) -> None:
@@ -262,7 +264,7 @@ class VmapPeer(Peer):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.model = mlp_module().to(self.x.dtype)
+        self.model = mlp_module().to(device=self.x.device, dtype=self.x.dtype)
 
     def accumulate(self) -> None:
         def inner(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
@@ -352,6 +354,8 @@ def window(step: Callable[[], None], seconds: float) -> float:
     while done == 0 or time.perf_counter() - start < seconds:
         step()
         done += 1
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return done / (time.perf_counter() - start)
 
 
@@ -528,10 +532,13 @@ def main() -> None:
     parser.add_argument(
         "--memory-n-train", type=int, default=1000, help="inner-train samples (scales memory)"
     )
+    parser.add_argument("--device", help="the device setting of the runs (default: auto)")
     parser.add_argument("--_measure", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--_worker", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    global DEVICE
+    DEVICE = args.device
     if args._worker:
         worker(*args._worker)
         return

@@ -318,6 +318,12 @@ class RunConfig:
     name: str = setting("sine", "run name, used in reports")
     seed: int = setting(0, "seed of the run (task sampling, initialisations, ES noise)")
     dtype: Literal["float32", "float64"] = setting("float32", "floating point precision")
+    device: str = setting(
+        "auto",
+        "where tensors live: auto (cuda if available, else mps, else cpu), cpu, cuda, cuda:N or "
+        "mps; random draws are made on CPU generators and moved, so a seed gives the same tasks "
+        "on every device",
+    )
     task: TaskConfig = field(default_factory=TaskConfig, metadata={"doc": "task family"})
     learner: LearnerConfig = field(default_factory=LearnerConfig, metadata={"doc": "learner"})
     loss: LossConfig = field(default_factory=LossConfig, metadata={"doc": "learned loss"})
@@ -330,6 +336,12 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
+        from metaloss.device import resolve_device
+
+        try:
+            resolve_device(self.device)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if self.outer.estimator == "truncated_grad" and self.outer.truncation >= self.inner.steps:
             raise ConfigError(
                 f"outer.truncation: expected fewer than inner.steps={self.inner.steps} steps "

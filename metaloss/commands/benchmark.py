@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from metaloss.commands.common import add_overrides
 from metaloss.config import ConfigError, load_config, to_dict
+from metaloss.device import resolve_device
 from metaloss.evaluation.benchmark import (
     PerSampleLoss,
     contenders_from_config,
@@ -63,11 +64,12 @@ def _loss_name(source: str, taken: set[str]) -> str:
     return name
 
 
-def load_learned(sources: list[str]) -> dict[str, PerSampleLoss]:
-    """Learned losses by report name, each as its per-sample function."""
+def load_learned(sources: list[str], device: str = "cpu") -> dict[str, PerSampleLoss]:
+    """Learned losses by report name, each as its per-sample function, on ``device`` (the
+    ``device`` setting's name)."""
     losses: dict[str, PerSampleLoss] = {}
     for source in sources:
-        module = load_loss(source, reduction="none")
+        module = load_loss(source, reduction="none", map_location=resolve_device(device))
         losses[_loss_name(source, set(losses))] = module
     return losses
 
@@ -106,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
         return run_rl(args, config)
     rows = rows_from_config(config)
     sources = _sources(args, config.benchmark.losses, family_spec(config.task.family).zoo_loss)
-    learned = load_learned(sources)
-    references = load_learned(list(config.benchmark.learned_baselines))
+    learned = load_learned(sources, config.device)
+    references = load_learned(list(config.benchmark.learned_baselines), config.device)
     contenders = contenders_from_config(config, learned, rows[0].family, references)
     tuned_notes: dict[str, str] = {}
     if args.tuned is not None:  # tuned vs tuned (metaloss tune, docs/tuning.md)

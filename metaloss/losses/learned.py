@@ -133,7 +133,7 @@ class LearnedLoss(LossModule):
                 f"form: 'weight' re-weights the squared residual or cross-entropy, so it needs "
                 f"kind 'regression' or 'classification', got {kind!r}"
             )
-        reduce(torch.zeros(()), reduction)  # validates the name
+        reduce(torch.zeros((), device="cpu"), reduction)  # validates the name
         self.features = tuple(features)
         self.hidden = tuple(hidden)
         self.activation = activation

@@ -64,6 +64,12 @@ def loss_dtype(loss: PerSampleLoss) -> torch.dtype:
     )
 
 
+def loss_device(loss: PerSampleLoss) -> torch.device:
+    """The device of a module's parameters (the CPU for plain functions)."""
+    parameter = next(iter(getattr(loss, "parameters", list)()), None)
+    return parameter.device if isinstance(parameter, Tensor) else torch.device("cpu")
+
+
 def evaluate_in_batch(
     loss: PerSampleLoss, pred: Tensor, target: Tensor, scale: float = CONTEXT_SCALE
 ) -> tuple[Tensor, Tensor]:
@@ -79,7 +85,7 @@ def evaluate_in_batch(
     """
     per_sample = getattr(loss, "per_sample", loss)
     n = pred.shape[0]
-    signs = torch.ones(2 * n + 1, 1, dtype=pred.dtype)
+    signs = torch.ones(2 * n + 1, 1, dtype=pred.dtype, device=pred.device)
     signs[1::2] = -1
     context_target = signs.roll(1, 0)
     with torch.enable_grad():
@@ -117,15 +123,16 @@ def weight_form_potential(r: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _raw_curves(loss: PerSampleLoss, scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Residual grid ``[R]``, targets ``[T]`` and the loss and its gradient ``[T, R]``."""
-    dtype = loss_dtype(loss)
-    r = torch.linspace(-5, 5, 201, dtype=dtype)
-    t = torch.tensor(REGRESSION_TARGETS, dtype=dtype)
+    """Residual grid ``[R]``, targets ``[T]`` and the loss and its gradient ``[T, R]``, evaluated
+    where the loss's parameters are and returned on the CPU."""
+    dtype, device = loss_dtype(loss), loss_device(loss)
+    r = torch.linspace(-5, 5, 201, dtype=dtype, device=device)
+    t = torch.tensor(REGRESSION_TARGETS, dtype=dtype, device=device)
     target = t.repeat_interleave(len(r))[:, None]
     pred = target + r.repeat(len(t))[:, None]
     values, grads = evaluate_in_batch(loss, pred, target, scale)
     shape = (len(t), len(r))
-    return r, t, values.reshape(shape), grads.reshape(shape)
+    return r.cpu(), t.cpu(), values.reshape(shape).cpu(), grads.reshape(shape).cpu()
 
 
 def regression_curves(loss: PerSampleLoss, scale: float = CONTEXT_SCALE) -> Curves:
@@ -150,9 +157,9 @@ def regression_curves(loss: PerSampleLoss, scale: float = CONTEXT_SCALE) -> Curv
         "target": t,
         "value": value,
         "grad": grad,
-        "context_scale": torch.tensor([scale], dtype=dtype),
-        "batch_dependent": torch.tensor([float(dependent)], dtype=dtype),
-        "weight_form": torch.tensor([float(weight_form)], dtype=dtype),
+        "context_scale": torch.tensor([scale], dtype=dtype, device="cpu"),
+        "batch_dependent": torch.tensor([float(dependent)], dtype=dtype, device="cpu"),
+        "weight_form": torch.tensor([float(weight_form)], dtype=dtype, device="cpu"),
     }
 
 

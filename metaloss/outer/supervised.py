@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from metaloss.config import ConfigError, RunConfig, Variant, derive_config
+from metaloss.device import resolve_device, to_device
 from metaloss.inner import InnerBackend, make_backend
 from metaloss.learners import init_params, make_learner
 from metaloss.losses.kinds import kind_spec
@@ -88,12 +89,13 @@ class SupervisedProblem(MetaProblem):
     def __init__(self, config: RunConfig, family: TaskFamily | None = None) -> None:
         self.config = config
         self.dtype = getattr(torch, config.dtype)
+        self.device = resolve_device(config.device)
         self.base = self._condition("run", config, family)
         self.variants = [
             self._variant(v, "outer.variants", i) for i, v in enumerate(config.outer.variants)
         ] or [self.base]
-        self.weights = torch.tensor(
-            [v.weight for v in config.outer.variants] or [1.0], dtype=torch.float64
+        self.weights = torch.tensor(  # for draws on the (CPU) generator
+            [v.weight for v in config.outer.variants] or [1.0], dtype=torch.float64, device="cpu"
         )
         valid = config.outer.valid_variants
         self.valid_conditions = [
@@ -109,7 +111,7 @@ class SupervisedProblem(MetaProblem):
     ) -> Condition:
         family = family or make_family(config.task)
         learner = make_learner(config.learner, family.in_features, family.out_features).to(
-            self.dtype
+            device=self.device, dtype=self.dtype
         )
         backend = make_backend(learner, config.inner, family.objective)
         return Condition(name, config, family, learner, backend)
@@ -150,7 +152,7 @@ class SupervisedProblem(MetaProblem):
         loss = kind_spec(family.kind).loss_class.from_config(
             self.config.loss, family.kind, generator, num_classes=family.out_features
         )
-        return loss.to(self.dtype)
+        return loss.to(device=self.device, dtype=self.dtype)
 
     def sample(self, generator: torch.Generator) -> SupervisedBatch:
         """The next meta-batch (with ``outer.prefetch``, drawn in a worker thread while the
@@ -167,8 +169,9 @@ class SupervisedProblem(MetaProblem):
             index = int(torch.multinomial(self.weights, 1, generator=generator))
         condition = self.variants[index]
         size = self.config.outer.meta_batch
-        tasks = cast_task(condition.family.sample(Split.META_TRAIN, size, generator), self.dtype)
-        inits = init_params(condition.learner, size, generator, self.dtype)
+        drawn = condition.family.sample(Split.META_TRAIN, size, generator)  # on the CPU
+        tasks = to_device(cast_task(drawn, self.dtype), self.device)
+        inits = init_params(condition.learner, size, generator, self.dtype, self.device)
         return SupervisedBatch(index, tasks, inits)
 
     def objective(self, loss: LossModule, batch: SupervisedBatch) -> MetaObjective:
@@ -200,10 +203,11 @@ class SupervisedProblem(MetaProblem):
             count = self.config.outer.val_tasks
             self._valid_sets = []
             for c in self.valid_conditions:
-                tasks = cast_task(c.family.tasks(Split.META_VALID, count), self.dtype)
+                drawn = c.family.tasks(Split.META_VALID, count)
+                tasks = to_device(cast_task(drawn, self.dtype), self.device)
                 generator = torch.Generator().manual_seed(VALID_INIT_SEED)
                 self._valid_sets.append(
-                    (tasks, init_params(c.learner, count, generator, self.dtype))
+                    (tasks, init_params(c.learner, count, generator, self.dtype, self.device))
                 )
         return self._valid_sets[condition]
 
