@@ -77,6 +77,10 @@ class TaskConfig:
     family: str = setting("sine", "name of the task family")
     seed: int = setting(0, "seed of the family's fixed parameters (not of the sampled tasks)")
 
+    unused: ClassVar[tuple[str, ...]] = ()
+    """Sections or dotted settings of a run config that this family does not read; a config
+    that sets one of them to anything but its default is refused (:func:`parse`)."""
+
     _registry: ClassVar[dict[str, type[TaskConfig]]] = {}
 
 
@@ -200,6 +204,12 @@ class OuterConfig:
         "meta-train over a mixture of inner problems: one variant is drawn per meta-step "
         "(empty: the run's own settings at every step)",
     )
+    inner_lr_scale: tuple[float, float] = setting(
+        (1.0, 1.0),
+        "per meta-step multiplier of inner.lr, drawn log-uniformly from this range, so the loss "
+        "works across learning rates (the benchmark selects each loss's rate); [1, 1]: no draw",
+        gt=0,
+    )
     valid_variants: tuple[Variant, ...] = setting(
         (),
         "meta-validation conditions, averaged (e.g. held-out task families, for an "
@@ -222,6 +232,13 @@ class EvalConfig:
         (0.001, 0.003, 0.01, 0.03, 0.1, 0.3), "learning rates searched for each loss", gt=0
     )
     grid_tasks: int = setting(64, "meta-train tasks used to select learning rates", ge=1)
+    min_pairs: int = setting(
+        6,
+        "fewest pairs (e.g. meta-test tasks) on which a report may call a difference better or "
+        "worse (fewer: 'too few pairs'); 6 is the least at which the two-sided Wilcoxon test "
+        "can reach p < 0.05",
+        ge=6,
+    )
 
 
 @dataclass(frozen=True)
@@ -342,6 +359,11 @@ class RunConfig:
             resolve_device(self.device)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        low, high = self.outer.inner_lr_scale
+        if low > high:
+            raise ConfigError(
+                f"outer.inner_lr_scale: expected [low, high] with low <= high, got {[low, high]}"
+            )
         if self.outer.estimator == "truncated_grad" and self.outer.truncation >= self.inner.steps:
             raise ConfigError(
                 f"outer.truncation: expected fewer than inner.steps={self.inner.steps} steps "
@@ -492,7 +514,25 @@ def parse(data: Mapping[str, Any] | None) -> RunConfig:
     Task families register their option classes when :mod:`metaloss.tasks` is imported, which
     the package's ``__init__`` does before any submodule (this one included) can be used.
     """
-    return typing.cast(RunConfig, _build("", RunConfig, data or {}))
+    config = typing.cast(RunConfig, _build("", RunConfig, data or {}))
+    _refuse_unused(config)
+    return config
+
+
+def _refuse_unused(config: RunConfig) -> None:
+    """A setting the task family does not read, set to anything but its default, is refused:
+    it would otherwise be silently dropped."""
+    defaults = to_dict(RunConfig(task=type(config.task)()))
+    given = to_dict(config)
+    for path in type(config.task).unused:
+        value, default = given, defaults
+        for part in path.split("."):
+            value, default = value.get(part, {}), default.get(part, {})
+        if value != default:
+            raise ConfigError(
+                f"{path}: not used by the {config.task.family} family; remove it "
+                f"(unused here: {', '.join(type(config.task).unused)})"
+            )
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -559,10 +599,13 @@ def to_nested_copy(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (``None``: the built-in defaults), apply overrides and validate."""
+    """Read a YAML config (a file, a shipped name such as ``outliers``, or ``None``: the
+    built-in defaults), apply overrides and validate."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
+        from metaloss.named_configs import resolve_config
+
+        path = resolve_config(path)  # a file, or the name of a shipped config
         if not path.is_file():
             raise ConfigError(f"config: no such file {str(path)!r}")
         try:

@@ -417,7 +417,18 @@ def test_benchmark_reports_accuracy_decomposition_and_the_clean_label_oracle(
             torch.testing.assert_close(m["entropy"] + m["kl"], m["expected_cross_entropy"])
     oracle = result.entry("sym 0.4", "oracle (ce on clean labels)")
     ce = result.entry("sym 0.4", "ce")
-    assert ce.selection.lr in (0.1, 0.3) and oracle.per_task.shape == (6,)
+    assert oracle.per_task.shape == (6,)
+    # Selection picks the best-scoring candidate of its own scores, for every contender.
+    for entry in result.entries:
+        scores = entry.selection.scores
+        assert set(scores) == (
+            {f"lr={lr:g}" for lr in (0.1, 0.3)}
+            if not entry.param
+            else {f"q={q:g} lr={lr:g}" for q in (0.5, 0.9) for lr in (0.1, 0.3)}
+        )
+        prefix = f"{entry.param}={entry.selection.value:g} " if entry.param else ""
+        assert scores[f"{prefix}lr={entry.selection.lr:g}"] == min(scores.values())
+    assert ce.selection.scores["lr=0.1"] != ce.selection.scores["lr=0.3"]  # not a tie
     report = to_json(result)
     assert set(report["gap_closed_from_each_baseline"]["sym 0.4"]["learned"]) == {
         "mwn",

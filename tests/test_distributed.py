@@ -14,8 +14,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from metaloss.config import ConfigError, RunConfig, parse
-from metaloss.distributed import DistributedMetaTrainer, shard_bounds
 from metaloss.outer import MetaTrainer
+from metaloss.outer.distributed import DistributedMetaTrainer, shard_bounds
 
 DATA = {
     "dtype": "float64",

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metaloss.datasets import TabularData, register_regression
+from metaloss.datasets.registry import TabularData, register_regression
 
 __all__ = ["ccard", "fair", "macrodata", "stackloss", "statecrime"]
 

@@ -16,16 +16,12 @@ from metaloss.config import RunConfig
 from metaloss.device import resolve_device, to_device
 from metaloss.inner import make_backend
 from metaloss.learners import init_params, make_learner
+from metaloss.seeds import GRID_INIT_SEED, TEST_INIT_SEED
 from metaloss.tasks import Metric, Split, Task, TaskFamily
 from metaloss.tasks.base import Batch, cast_task, stack_tasks, unstack_task
 from metaloss.typing import PerSampleLoss
 
 __all__ = ["EvalSet", "LossRun", "Metric", "eval_set", "run_loss", "select_lr", "steps_to_reach"]
-
-_TEST_INIT_SEED = 2_000_033
-
-
-_GRID_INIT_SEED = 3_000_017
 
 
 @dataclass(frozen=True)
@@ -79,7 +75,7 @@ def eval_set(
     seed = (
         init_seed
         if init_seed is not None
-        else (_TEST_INIT_SEED if split is Split.META_TEST else _GRID_INIT_SEED)
+        else (TEST_INIT_SEED if split is Split.META_TEST else GRID_INIT_SEED)
     )
     device = resolve_device(config.device)
     generator = torch.Generator().manual_seed(seed)  # on the CPU: the same runs on every device
@@ -140,14 +136,7 @@ def _predict(learner: nn.Module, params: dict[str, Tensor], x: Tensor) -> Tensor
 
 
 def _slice(tasks: Task, start: int, stop: int) -> Task:
-    def cut(value):  # type: ignore[no-untyped-def]
-        if isinstance(value, Tensor):
-            return value[start:stop]
-        if isinstance(value, dict):
-            return {k: cut(v) for k, v in value.items()}
-        return type(value)(*(cut(v) for v in value))
-
-    return cut(tasks)  # type: ignore[no-any-return]
+    return unstack_task(tasks, slice(start, stop))
 
 
 def select_lr(

@@ -32,6 +32,7 @@ from metaloss.losses.collapse import DegeneracyReport, degeneracy_report
 from metaloss.losses.features import register_feature
 from metaloss.losses.kinds import KindSpec, register_kind
 from metaloss.losses.learned import LearnedLoss, cross_entropy
+from metaloss.losses.module import loss_device
 
 __all__ = [
     "CLASSIFICATION_BASELINES",
@@ -192,7 +193,7 @@ def classification_shape(
     per_sample = getattr(loss_fn, "per_sample", loss_fn)
     classes = getattr(loss_fn, "num_classes", None) or num_classes
     # Evaluated where the loss's parameters are; the curves come back on the CPU.
-    device = next((q.device for q in getattr(loss_fn, "parameters", list)()), torch.device("cpu"))
+    device = loss_device(loss_fn)
     p = torch.linspace(0.01, 0.99, points, dtype=torch.float64, device="cpu")
     c = torch.tensor(contexts, dtype=torch.float64, device="cpu")
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from metaloss.losses.kinds import KINDS
+from metaloss.losses.module import LossModule
 from metaloss.typing import PerSampleLoss
 
 __all__ = ["DegeneracyReport", "check_degenerate", "degeneracy_report"]
@@ -61,7 +62,7 @@ def check_degenerate(
 ) -> DegeneracyReport:
     """Detect a collapsed loss of ``kind`` (a loss module's own ``kind`` wins): gradient w.r.t.
     predictions ~0 over its kind's grid, constant output, or NaN/Inf."""
-    kind = getattr(loss_fn, "kind", kind)
+    kind = loss_fn.kind if isinstance(loss_fn, LossModule) else kind
     spec = KINDS.get(kind)
     if spec is None or spec.collapse_check is None:
         nan = float("nan")

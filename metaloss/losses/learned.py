@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.features import check_features, compute_features, feature_width
-from metaloss.losses.module import LossModule, reduce, register_architecture
+from metaloss.losses.module import LossModule, init_uniform_, reduce, register_architecture
 from metaloss.typing import Reduction
 
 __all__ = [
@@ -48,16 +48,6 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Per-sample cross-entropy of logits ``[..., C]`` and integer labels ``[...]`` (vmap-safe)."""
     log_probs = torch.log_softmax(logits, dim=-1)
     return -log_probs.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
-
-
-def init_uniform_(module: nn.Module, generator: torch.Generator, scale: float = 1.0) -> None:
-    """Re-draw every parameter of ``module`` in place from ``U(-b, b)``, ``b = scale / sqrt(fan_in)``
-    (PyTorch's ``nn.Linear`` bound, scaled), using ``generator`` so runs are reproducible."""
-    with torch.no_grad():
-        for p in module.parameters():
-            fan_in = p.shape[-1] if p.dim() > 1 else p.numel()
-            bound = scale / max(fan_in, 1) ** 0.5
-            p.copy_((2 * torch.rand(p.shape, generator=generator, dtype=p.dtype) - 1) * bound)
 
 
 def _base_loss(kind: str, pred: Tensor, target: Tensor) -> Tensor:
@@ -110,6 +100,8 @@ class LearnedLoss(LossModule):
         torch.Size([])
     """
 
+    default_kind = "regression"
+
     def __init__(
         self,
         features: tuple[str, ...] = ("residual", "abs_residual", "target"),
@@ -146,40 +138,28 @@ class LearnedLoss(LossModule):
         self.net = MLP(feature_width(kind, self.features, num_classes), self.hidden, 1, activation)
 
     @classmethod
-    def from_config(
-        cls,
-        config: LossConfig,
-        kind: str = "regression",
-        generator: torch.Generator | None = None,
-        num_classes: int | None = None,
-    ) -> LearnedLoss:
-        """Build the loss of a run config, initialised from ``generator`` (scaled by ``init_scale``).
-
-        ``num_classes`` is used by classification losses only (ignored for regression)."""
-        classes = num_classes if kind == "classification" else None
-        loss = cls(
-            config.features,
-            config.hidden,
-            config.activation,
-            config.output,
-            config.zero_at_target,
-            kind,
-            num_classes=classes,
-            form=config.form,
-        )
-        if generator is not None:
-            init_uniform_(loss, generator, config.init_scale)
-        return loss
+    def config_arguments(
+        cls, config: LossConfig, kind: str, num_classes: int | None
+    ) -> dict[str, Any]:
+        """The constructor arguments of a run config's ``loss`` section; ``num_classes`` is kept
+        for classification losses only."""
+        return {
+            "features": config.features,
+            "hidden": config.hidden,
+            "activation": config.activation,
+            "output": config.output,
+            "zero_at_target": config.zero_at_target,
+            "kind": kind,
+            "num_classes": num_classes if kind == "classification" else None,
+            "form": config.form,
+        }
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild this loss without its trainer."""
         return {
-            "features": list(self.features),
-            "hidden": list(self.hidden),
-            "activation": self.activation,
+            **self.network_architecture(),
             "output": self.output,
             "zero_at_target": self.zero_at_target,
-            "kind": self.kind,
             **({"num_classes": self.num_classes} if self.num_classes is not None else {}),
             **({"form": self.form} if self.form != "loss" else {}),
         }

@@ -30,7 +30,6 @@ from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.baselines import BASELINES
 from metaloss.losses.kinds import KindSpec, register_kind
-from metaloss.losses.learned import init_uniform_
 from metaloss.losses.module import LossModule, reduce, register_architecture
 from metaloss.tasks.multitask import ABSENT, CLASSIFICATION, REGRESSION, head_losses, log_variances
 from metaloss.typing import Reduction
@@ -144,6 +143,8 @@ class MultiTaskLoss(LossModule):
         torch.Size([5])
     """
 
+    default_kind = "multitask"
+
     def __init__(
         self,
         features: tuple[str, ...] = (
@@ -181,29 +182,21 @@ class MultiTaskLoss(LossModule):
         self.net = MLP(len(self.features), self.hidden, 1, activation)
 
     @classmethod
-    def from_config(
-        cls,
-        config: LossConfig,
-        kind: str = "multitask",
-        generator: torch.Generator | None = None,
-        num_classes: int | None = None,
-    ) -> MultiTaskLoss:
-        """Build the loss of a run config (``loss.features``, ``hidden``, ``activation``),
-        initialised from ``generator`` with weights scaled by ``loss.init_scale``."""
-        loss = cls(config.features, config.hidden, config.activation, kind)
-        if generator is not None:
-            init_uniform_(loss, generator, config.init_scale)
-        return loss
+    def config_arguments(
+        cls, config: LossConfig, kind: str, num_classes: int | None
+    ) -> dict[str, Any]:
+        """The constructor arguments of a run config's ``loss`` section (``loss.features``,
+        ``hidden``, ``activation``)."""
+        return {
+            "features": config.features,
+            "hidden": config.hidden,
+            "activation": config.activation,
+            "kind": kind,
+        }
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild this loss without its trainer."""
-        return {
-            "features": list(self.features),
-            "hidden": list(self.hidden),
-            "activation": self.activation,
-            "kind": self.kind,
-            "max_log_weight": self.max_log_weight,
-        }
+        return {**self.network_architecture(), "max_log_weight": self.max_log_weight}
 
     def _weights(self, context: _Context) -> Tensor:
         inputs = torch.stack([MT_FEATURES[n](context) for n in self.features], dim=-1)

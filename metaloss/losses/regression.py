@@ -21,6 +21,7 @@ from metaloss.losses.collapse import DegeneracyReport, degeneracy_report
 from metaloss.losses.features import register_feature
 from metaloss.losses.kinds import KindSpec, register_kind
 from metaloss.losses.learned import LearnedLoss
+from metaloss.losses.module import loss_device, loss_dtype, per_sample_fn
 from metaloss.typing import PerSampleLoss
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "check_regression",
     "evaluate_in_batch",
     "is_weight_form",
-    "loss_dtype",
     "regression_curves",
     "weight_form_potential",
 ]
@@ -54,22 +54,6 @@ for _name, _feature in _ELEMENTWISE.items():
     register_feature("regression", _name, _feature)
 
 
-def loss_dtype(loss: PerSampleLoss) -> torch.dtype:
-    """The floating dtype of a module's parameters (float32 for plain functions)."""
-    parameter = next(iter(getattr(loss, "parameters", list)()), None)
-    return (
-        parameter.dtype
-        if isinstance(parameter, Tensor) and parameter.is_floating_point()
-        else torch.float32
-    )
-
-
-def loss_device(loss: PerSampleLoss) -> torch.device:
-    """The device of a module's parameters (the CPU for plain functions)."""
-    parameter = next(iter(getattr(loss, "parameters", list)()), None)
-    return parameter.device if isinstance(parameter, Tensor) else torch.device("cpu")
-
-
 def evaluate_in_batch(
     loss: PerSampleLoss, pred: Tensor, target: Tensor, scale: float = CONTEXT_SCALE
 ) -> tuple[Tensor, Tensor]:
@@ -83,7 +67,7 @@ def evaluate_in_batch(
     ``±1``, more than half of the whole) fixes that context, so the curves show how one sample is
     treated in a batch of typical residual ``scale`` and targets of median absolute deviation 1.
     """
-    per_sample = getattr(loss, "per_sample", loss)
+    per_sample = per_sample_fn(loss)
     n = pred.shape[0]
     signs = torch.ones(2 * n + 1, 1, dtype=pred.dtype, device=pred.device)
     signs[1::2] = -1

@@ -6,7 +6,9 @@ with fresh learner initialisations; the meta-loss of a task is the family's obje
 (``outer.variants``) let one run meta-train over a mixture of inner problems — other task
 families, learner architectures, inner optimisers, horizons or batch sizes — drawn once per
 meta-step, so a learned loss is pushed to work beyond one setting; without variants every step
-uses the run's own settings (and draws exactly the random numbers it always did). Validation
+uses the run's own settings (and draws exactly the random numbers it always did).
+``outer.inner_lr_scale`` also draws the inner learning rate per meta-step (log-uniformly around
+``inner.lr``), since a benchmark or a user selects the rate a loss is trained with. Validation
 averages the meta-loss over the conditions of ``outer.valid_variants`` (default: the run's own
 settings), e.g. held-out task families, for an out-of-distribution choice of the best step.
 
@@ -19,6 +21,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -34,20 +37,17 @@ from metaloss.losses.kinds import kind_spec
 from metaloss.losses.module import LossModule
 from metaloss.outer.prefetch import Prefetcher
 from metaloss.outer.problem import MetaObjective, MetaProblem
+from metaloss.seeds import VALID_INIT_SEED
 from metaloss.tasks import Split, Task, TaskFamily, make_family
 from metaloss.tasks.base import cast_task
 from metaloss.typing import Params
 
 __all__ = [
-    "VALID_INIT_SEED",
     "Condition",
     "SupervisedBatch",
     "SupervisedProblem",
     "supervised_family",
 ]
-
-VALID_INIT_SEED = 1_000_003
-"""Seed of the meta-validation learners' initialisations (shared with tuning objectives)."""
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,13 @@ class Condition:
 
 
 class SupervisedBatch(NamedTuple):
-    """A meta-batch: which variant it was drawn from, its stacked tasks and initialisations."""
+    """A meta-batch: which variant it was drawn from, its stacked tasks and initialisations,
+    and its inner learning rate (``None``: the variant's ``inner.lr``)."""
 
     variant: int
     tasks: Task
     inits: Params
+    lr: float | None = None
 
 
 class SupervisedProblem(MetaProblem):
@@ -172,14 +174,24 @@ class SupervisedProblem(MetaProblem):
         drawn = condition.family.sample(Split.META_TRAIN, size, generator)  # on the CPU
         tasks = to_device(cast_task(drawn, self.dtype), self.device)
         inits = init_params(condition.learner, size, generator, self.dtype, self.device)
-        return SupervisedBatch(index, tasks, inits)
+        low, high = self.config.outer.inner_lr_scale
+        lr = None
+        if (low, high) != (1.0, 1.0):
+            u = float(torch.rand((), generator=generator, dtype=torch.float64))
+            lr = condition.config.inner.lr * math.exp(math.log(low) + u * math.log(high / low))
+        return SupervisedBatch(index, tasks, inits, lr)
 
     def objective(self, loss: LossModule, batch: SupervisedBatch) -> MetaObjective:
         condition = self.variants[batch.variant]
-        return self._objective(loss, condition, batch.tasks, batch.inits)
+        return self._objective(loss, condition, batch.tasks, batch.inits, batch.lr)
 
     def _objective(
-        self, loss: LossModule, condition: Condition, tasks: Task, inits: Params
+        self,
+        loss: LossModule,
+        condition: Condition,
+        tasks: Task,
+        inits: Params,
+        lr: float | None = None,
     ) -> MetaObjective:
         log = self.config.outer.objective_transform == "log"
 
@@ -188,7 +200,7 @@ class SupervisedProblem(MetaProblem):
                 return functional_call(loss, params, (pred, target), {"reduction": "none"})  # type: ignore[no-any-return]
 
             value = condition.backend.run(
-                loss_fn, inits, tasks, backprop_steps=backprop_steps
+                loss_fn, inits, tasks, backprop_steps=backprop_steps, lr=lr
             ).meta_objective
             if torch.is_grad_enabled():
                 self._prefetch.start()  # the next meta-batch, while this one back-propagates

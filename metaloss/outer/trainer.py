@@ -30,15 +30,14 @@ from torch import Tensor
 from metaloss.config import ConfigError, RunConfig, to_dict
 from metaloss.losses.collapse import DegeneracyReport, check_degenerate
 from metaloss.losses.module import LossModule
-from metaloss.outer.checkpoint import load_checkpoint, save_checkpoint
+from metaloss.outer.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from metaloss.outer.estimators import make_estimator
 from metaloss.outer.problem import MetaProblem
-from metaloss.outer.supervised import VALID_INIT_SEED, SupervisedProblem
+from metaloss.outer.supervised import SupervisedProblem
 from metaloss.tasks import TaskFamily
 
 __all__ = [
     "CHECKPOINT_NAME",
-    "VALID_INIT_SEED",
     "Callback",
     "MetaTrainer",
     "NonFiniteError",
@@ -47,8 +46,6 @@ __all__ = [
     "ValidationRecord",
     "make_problem",
 ]
-
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def make_problem(config: RunConfig, family: TaskFamily | None = None) -> MetaProblem:

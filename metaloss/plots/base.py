@@ -35,9 +35,12 @@ from torch import Tensor
 from metaloss.losses.kinds import KINDS, known_kinds
 from metaloss.typing import PerSampleLoss
 
-__all__ = ["ShapeView", "figure_to_array", "has_shape_view", "shape_view"]
+__all__ = ["FIGURE_DPI", "ShapeView", "figure_to_array", "has_shape_view", "shape_view", "titled"]
 
 Curves = dict[str, Tensor]
+
+FIGURE_DPI = 120
+"""Resolution of the shape figures (TensorBoard images and ``metaloss inspect``'s files)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,15 @@ def _resolve(location: str) -> ShapeView:
     if not isinstance(view, ShapeView):
         raise TypeError(f"{location} is not a ShapeView")  # a bug in a kind's registration
     return view
+
+
+def titled(figure: Figure, title: str) -> Figure:
+    """``figure`` with ``title`` (e.g. the loss's name) above its panels, before any title the
+    view gave it (such as the reference batch of a batch-dependent loss)."""
+    suptitle = getattr(figure, "_suptitle", None)  # Figure.get_suptitle needs matplotlib 3.8
+    existing = suptitle.get_text() if suptitle is not None else ""
+    figure.suptitle(f"{title}\n{existing}" if existing else title, fontsize=11)
+    return figure
 
 
 def figure_to_array(figure: Figure) -> np.ndarray:

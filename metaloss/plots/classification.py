@@ -16,7 +16,8 @@ from torch import Tensor
 
 from metaloss.losses.baselines import baseline
 from metaloss.losses.classification import classification_shape
-from metaloss.plots.base import ShapeView
+from metaloss.losses.module import loss_dtype
+from metaloss.plots.base import FIGURE_DPI, ShapeView
 from metaloss.typing import PerSampleLoss
 
 __all__ = [
@@ -36,13 +37,7 @@ REFERENCES = {"CE": ("ce", {}), "GCE (q=0.7)": ("gce", {"q": 0.7}), "SCE": ("sce
 def classification_curves(loss: PerSampleLoss) -> Curves:
     """Loss and ``d loss / d z_y`` against the labelled-class probability (see
     :func:`~metaloss.losses.classification.classification_shape`)."""
-    parameter = next(iter(getattr(loss, "parameters", list)()), None)
-    dtype = (
-        parameter.dtype
-        if isinstance(parameter, Tensor) and parameter.is_floating_point()
-        else torch.float32
-    )
-    return classification_shape(loss, dtype=dtype)
+    return classification_shape(loss, dtype=loss_dtype(loss))
 
 
 def classification_figure(curves: Curves) -> Figure:
@@ -53,7 +48,7 @@ def classification_figure(curves: Curves) -> Figure:
     values, grads = curves["value"].double().numpy(), curves["grad"].double().numpy()
     contexts = curves["context"].double().tolist()
     dependent = bool(curves["batch_dependent"].item())
-    figure = Figure(figsize=(8.0, 3.2), dpi=80, layout="constrained")
+    figure = Figure(figsize=(9.0, 3.8), dpi=FIGURE_DPI, layout="constrained")
     ax_value, ax_grad = figure.subplots(1, 2)
     for i, context in enumerate(contexts if dependent else contexts[:1]):
         label = f"learned, batch mean p_y = {context:g}" if dependent else "learned"
@@ -76,7 +71,7 @@ def classification_figure(curves: Curves) -> Figure:
     for ax in (ax_value, ax_grad):
         ax.axhline(0, color="0.8", lw=0.8, zorder=0)
         ax.grid(alpha=0.3)
-    ax_value.legend(fontsize=7, loc="upper right")
+    ax_value.legend(fontsize=9, loc="upper right", framealpha=0.9)
     return figure
 
 

@@ -14,7 +14,7 @@ This module holds plain dataclasses only (no gymnasium import), so configs parse
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from metaloss.config import ConfigError, TaskConfig, setting
 
@@ -51,6 +51,19 @@ class PPOConfig:
 class RLTaskConfig(TaskConfig):
     """Options shared by the RL families: the environment distribution, the inner PPO loop, the
     ES fitness, and the benchmark's budget and baselines' grids."""
+
+    unused: ClassVar[tuple[str, ...]] = (
+        "learner",
+        "inner",
+        "tune",
+        "evaluation.test_tasks",
+        "evaluation.seeds",
+        "evaluation.grid_tasks",
+        "benchmark.baselines",
+        "benchmark.rows",
+        "benchmark.oracle",
+        "benchmark.learned_baselines",
+    )
 
     env: str = setting("CartPole-v1", "gymnasium environment id")
     train_scale: tuple[float, float] = setting(

@@ -1,12 +1,14 @@
 """Registration of the reinforcement-learning task families (``cartpole``, ``acrobot``).
 
-Importing this module (the package root does) registers their specs; it imports no gymnasium.
+Importing this module (the package root does) registers their specs and, through
+:mod:`metaloss.rl.objectives`, the ``policy`` loss kind; it imports no gymnasium.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from metaloss.rl import objectives  # noqa: F401  (registers the policy kind and LearnedDrift)
 from metaloss.rl.config import AcrobotConfig, CartPoleConfig, RLTaskConfig
 from metaloss.tasks.registry import FamilySpec, register_family
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from metaloss.config import ConfigError, LossConfig, RunConfig, to_dict
-from metaloss.outer.checkpoint import load_checkpoint, save_checkpoint
+from metaloss.outer.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from metaloss.outer.estimators import AntitheticES
 from metaloss.outer.problem import MetaObjective
 from metaloss.rl.config import PPOConfig, RLTaskConfig
@@ -36,6 +36,7 @@ from metaloss.rl.envs import EnvFamily, EnvTask
 from metaloss.rl.objectives import LearnedDrift, dpo_drift
 from metaloss.rl.pool import WorkerPool
 from metaloss.rl.ppo import train_ppo
+from metaloss.seeds import VALID_INIT_SEED
 from metaloss.tasks.base import Split
 
 __all__ = [
@@ -51,9 +52,6 @@ __all__ = [
     "rl_task_config",
     "run_fitness_job",
 ]
-
-CHECKPOINT_NAME = "checkpoint.pt"
-_VALID_SEED = 1_000_003
 
 
 def rl_task_config(config: RunConfig) -> RLTaskConfig:
@@ -256,7 +254,7 @@ class RLMetaTrainer:
         """Mean return of the current objective on the fixed meta-validation variants."""
         count = self.config.outer.val_tasks
         tasks = self.family.tasks(Split.META_VALID, count)
-        seeds = [_VALID_SEED + i for i in range(count)]
+        seeds = [VALID_INIT_SEED + i for i in range(count)]
         params = {k: v.detach() for k, v in self.objective.named_parameters()}
         return float(self.returns([params], tasks, seeds).mean())
 

@@ -13,6 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from metaloss.losses.module import per_sample_fn
 from metaloss.plots.base import ShapeView
 from metaloss.rl.objectives import PolicyObjective, dpo_objective, ppo_clip_objective
 
@@ -81,8 +82,7 @@ def describe_policy(objective: PolicyObjective) -> list[str]:
 
 
 def _per_sample(loss: PolicyObjective) -> PolicyObjective:
-    per_sample = getattr(loss, "per_sample", None)
-    return per_sample if callable(per_sample) else loss
+    return per_sample_fn(loss)
 
 
 POLICY_VIEW = ShapeView(

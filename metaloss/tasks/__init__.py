@@ -9,6 +9,7 @@ from metaloss.tasks import (  # noqa: F401  (imported to register their families
     learn2learn_adapter,
     multitask,
     outliers,
+    quantile,
     sine,
     tabular,
 )

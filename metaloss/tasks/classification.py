@@ -92,6 +92,8 @@ class NoisyLabelConfig(TaskConfig):
 class DigitsConfig(NoisyLabelConfig):
     """Options of the digits family (scikit-learn's 8x8 digits)."""
 
+    family: str = setting("digits", "name of the task family")
+
     meta_train_classes: tuple[int, ...] = setting(
         (0, 1, 2, 3, 4), "digit classes of meta-train and meta-validation tasks", ge=0, le=9
     )
@@ -120,6 +122,8 @@ class DigitsConfig(NoisyLabelConfig):
 @dataclass(frozen=True)
 class GaussianMixtureConfig(NoisyLabelConfig):
     """Options of the Gaussian-mixture family (known p(y|x))."""
+
+    family: str = setting("gaussian_mixture", "name of the task family")
 
     dim: int = setting(8, "input dimension", ge=1)
     separation: float = setting(

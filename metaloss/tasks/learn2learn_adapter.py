@@ -152,6 +152,8 @@ def import_learn2learn() -> Any:
 class Learn2LearnConfig(NoisyLabelConfig):
     """A learn2learn vision benchmark (``l2l.vision.benchmarks.get_tasksets``) as task source."""
 
+    family: str = setting("learn2learn", "name of the task family")
+
     benchmark: str = setting("omniglot", "learn2learn benchmark name, e.g. omniglot, mini-imagenet")
     root: str = setting("~/data", "folder where learn2learn stores (and downloads) the data set")
 

@@ -45,6 +45,8 @@ OUTLIER_KINDS: tuple[str, ...] = ("one_sided", "two_sided", "heavy_tailed")
 class OutliersConfig(TaskConfig):
     """Options of the outlier-regression family."""
 
+    family: str = setting("outliers", "name of the task family")
+
     functions: tuple[FunctionName, ...] = setting(
         ("linear", "polynomial", "sine", "mlp"), "clean function families, one drawn per task"
     )

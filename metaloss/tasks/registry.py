@@ -11,8 +11,8 @@ of families.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from torch import Tensor
@@ -75,6 +75,9 @@ class FamilySpec:
         metrics: ``metrics(family) -> {name: Metric}`` reported besides the objective.
         problem: ``problem(config) -> MetaProblem`` for families not trained through a
             differentiable unroll (``None``: the supervised problem).
+        baselines: hand-designed losses the family brings, by name (``(pred, target, **params)
+            -> per-sample loss``; e.g. quantile regression's pinball loss), usable in
+            ``benchmark.baselines`` and ``metaloss tune`` like the general ones.
     """
 
     name: str
@@ -87,6 +90,7 @@ class FamilySpec:
     oracle: Oracle | None = None
     metrics: Callable[[Any], dict[str, Metric]] | None = None
     problem: Callable[[RunConfig], MetaProblem] | None = None
+    baselines: Mapping[str, Callable[..., Tensor]] = field(default_factory=dict)
 
 
 FAMILIES: dict[str, FamilySpec] = {}
@@ -95,6 +99,12 @@ FAMILIES: dict[str, FamilySpec] = {}
 def register_family(spec: FamilySpec) -> FamilySpec:
     """Register ``spec``: ``task.family: spec.name`` parses into ``spec.config`` and builds
     ``spec.factory(config)``. Registering a name again replaces it."""
+    default = getattr(spec.config, "__dataclass_fields__", {}).get("family")
+    if default is None or default.default != spec.name:
+        raise TypeError(  # a bug in the family's file, not a user error
+            f"register_family: {spec.config.__name__} must declare "
+            f'family: str = setting("{spec.name}", ...)'
+        )
     register_task_config(spec.name)(spec.config)
     FAMILIES[spec.name] = spec
     return spec

@@ -48,6 +48,8 @@ _DEFAULT_CAP = 256
 class TabularConfig(TaskConfig):
     """Options of the real-data regression family."""
 
+    family: str = setting("tabular", "name of the task family")
+
     dataset: str = setting(
         "diabetes",
         "bundled regression data set: " + ", ".join(regression_names()),
@@ -93,6 +95,8 @@ class TabularConfig(TaskConfig):
 @dataclass(frozen=True)
 class DiabetesConfig(TabularConfig):
     """The diabetes data with its historical sizes (see the module docstring)."""
+
+    family: str = setting("diabetes", "name of the task family")
 
     held_out: float = setting(142 / 442, "fraction of the rows held out", gt=0, le=0.5)
     n_train: int = setting(100, "inner-training rows per task", ge=0)

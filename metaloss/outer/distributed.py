@@ -11,11 +11,11 @@ Exact for ``full_grad`` and ``truncated_grad``, and for ``antithetic_es`` withou
 (its estimate is linear in the objective values); centred ranks need every task's value on
 every process, so ``antithetic_es`` with ``es_rank_shaping: true`` is refused.
 
-Launch (all traffic on loopback)::
+Launch with ``metaloss train --distributed`` under torchrun (all traffic on loopback)::
 
     GLOO_SOCKET_IFNAME=lo torchrun --nnodes 1 --nproc-per-node 2 \\
         --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29500 \\
-        -m metaloss.distributed configs/sine.yaml --out runs/sine-ddp
+        -m metaloss train configs/sine.yaml --out runs/sine-ddp --distributed
 
 Reference: Li et al., "PyTorch Distributed: Experiences on Accelerating Data Parallel
 Training", VLDB 2020 (gradient all-reduce across replicas).
@@ -23,25 +23,23 @@ Training", VLDB 2020 (gradient all-reduce across replicas).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import yaml
 from torch import Tensor
 
-from metaloss.config import ConfigError, RunConfig, load_config, to_dict
+from metaloss.config import ConfigError, RunConfig
 from metaloss.losses.module import LossModule
-from metaloss.outer import Callback, MetaTrainer
 from metaloss.outer.estimators import EstimatorOut, GradientEstimator
 from metaloss.outer.problem import MetaObjective, MetaProblem
 from metaloss.outer.supervised import SupervisedBatch, SupervisedProblem
+from metaloss.outer.trainer import Callback, MetaTrainer
 from metaloss.tasks import Task, TaskFamily
 from metaloss.tasks.base import unstack_task
 
-__all__ = ["AllReduceEstimator", "DistributedMetaTrainer", "ShardedProblem", "main", "shard_bounds"]
+__all__ = ["AllReduceEstimator", "DistributedMetaTrainer", "ShardedProblem", "shard_bounds"]
 
 
 def shard_bounds(count: int, rank: int, world: int) -> tuple[int, int]:
@@ -53,7 +51,7 @@ def shard_bounds(count: int, rank: int, world: int) -> tuple[int, int]:
 
 
 def _slice_task(tasks: Task, start: int, stop: int) -> Task:
-    return unstack_task(tasks, slice(start, stop))  # type: ignore[arg-type]
+    return unstack_task(tasks, slice(start, stop))
 
 
 class AllReduceEstimator:
@@ -156,48 +154,3 @@ class DistributedMetaTrainer(MetaTrainer):
     def save(self) -> None:
         if self.rank == 0:
             super().save()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for ``torchrun -m metaloss.distributed CONFIG --out DIR``: meta-train with
-    every launched process; rank 0 writes ``config.yaml``, checkpoints and ``loss.safetensors``."""
-    from metaloss.export import save_loss
-    from metaloss.summary import SummaryCallback
-
-    parser = argparse.ArgumentParser(
-        prog="torchrun ... -m metaloss.distributed", description=__doc__
-    )
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args(argv)
-    config = load_config(args.config, args.overrides)
-    dist.init_process_group("gloo")
-    try:
-        rank = dist.get_rank()
-        summary = SummaryCallback(args.out) if rank == 0 else None
-        if rank == 0:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-        trainer = DistributedMetaTrainer(config, args.out, callbacks=[summary] if summary else [])
-        result = trainer.train(resume=args.resume)
-        if summary is not None:
-            summary.close()
-            save_loss(
-                result.loss,
-                args.out / "loss.safetensors",
-                to_dict(config),
-                {
-                    "best_step": result.best_step,
-                    "best_valid_objective": result.best_value,
-                    "processes": dist.get_world_size(),
-                },
-            )
-    finally:
-        dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
