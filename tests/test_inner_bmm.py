@@ -326,3 +326,49 @@ def test_compiled_unroll_gives_the_same_results_and_reports_its_compiles() -> No
         expected = run(setup, "func", record="test").curve
     torch.testing.assert_close(curves, expected, rtol=1e-10, atol=1e-12)
     assert compiled.report()["recompiles"] == report["recompiles"] + 1
+
+
+# ------------------------------------------------------------------------------ the supervised problem
+
+
+@pytest.mark.parametrize(
+    "features",
+    [("residual", "abs_residual", "target"), ("residual", "abs_residual", "residual_scale")],
+    ids=["elementwise", "batch-level"],
+)
+def test_supervised_objective_equals_a_loss_swapped_at_every_call(
+    features: tuple[str, ...],
+) -> None:
+    from torch.func import functional_call
+
+    from metaloss.outer.supervised import SupervisedProblem
+
+    config = parse(
+        {**REGRESSION, "dtype": "float64", "loss": {"features": features, "hidden": [8]}}
+    )
+    problem = SupervisedProblem(config)
+    generator = torch.Generator().manual_seed(3)
+    loss = problem.make_loss(generator)
+    assert loss.elementwise == (features[-1] == "target")  # type: ignore[attr-defined]
+    batch = problem.sample(generator)
+    problem.close()
+    leaves = [{k: v.detach().requires_grad_() for k, v in loss.named_parameters()} for _ in "ab"]
+    ours = problem.objective(loss, batch)(leaves[0], None)
+
+    def per_call(pred: Tensor, target: Tensor) -> Tensor:
+        return functional_call(loss, leaves[1], (pred, target), {"reduction": "none"})
+
+    reference = problem.backend.run(per_call, batch.inits, batch.tasks).meta_objective
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=0)
+    for a, b in zip(
+        torch.autograd.grad(ours.mean(), list(leaves[0].values())),
+        torch.autograd.grad(reference.mean(), list(leaves[1].values())),
+        strict=True,
+    ):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+
+
+def test_only_regression_losses_of_elementwise_features_are_elementwise() -> None:
+    assert Setup(REGRESSION).loss.elementwise
+    assert not Setup(CLASSIFICATION).loss.elementwise

@@ -26,6 +26,7 @@ from metaloss.typing import PerSampleLoss
 
 __all__ = [
     "CONTEXT_SCALE",
+    "ELEMENTWISE_FEATURES",
     "REGRESSION_TARGETS",
     "check_regression",
     "evaluate_in_batch",
@@ -52,6 +53,10 @@ _ELEMENTWISE = {
 }
 for _name, _feature in _ELEMENTWISE.items():
     register_feature("regression", _name, _feature)
+
+ELEMENTWISE_FEATURES = frozenset(_ELEMENTWISE)
+"""Regression features of one element only (unlike the batch-level scale features): a learned
+loss made of them treats every element, and every stacked task, independently."""
 
 
 def evaluate_in_batch(

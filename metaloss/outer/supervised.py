@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import torch
@@ -31,7 +32,7 @@ from torch.func import functional_call
 
 from metaloss.config import ConfigError, RunConfig, Variant, derive_config
 from metaloss.device import resolve_device, to_device
-from metaloss.inner import InnerBackend, make_backend
+from metaloss.inner import InnerBackend, make_backend, task_batched
 from metaloss.learners import init_params, make_learner
 from metaloss.losses.kinds import kind_spec
 from metaloss.losses.module import LossModule
@@ -40,7 +41,7 @@ from metaloss.outer.problem import MetaObjective, MetaProblem
 from metaloss.seeds import VALID_INIT_SEED
 from metaloss.tasks import Split, Task, TaskFamily, make_family
 from metaloss.tasks.base import cast_task
-from metaloss.typing import Params
+from metaloss.typing import Params, PerSampleLoss
 
 __all__ = [
     "Condition",
@@ -195,13 +196,27 @@ class SupervisedProblem(MetaProblem):
     ) -> MetaObjective:
         log = self.config.outer.objective_transform == "log"
 
-        def per_task(params: Params, backprop_steps: int | None) -> Tensor:
-            def loss_fn(pred: Tensor, target: Tensor) -> Tensor:
-                return functional_call(loss, params, (pred, target), {"reduction": "none"})  # type: ignore[no-any-return]
+        batched = bool(getattr(loss, "elementwise", False))
+        swap_once = not condition.config.inner.compile
 
-            value = condition.backend.run(
-                loss_fn, inits, tasks, backprop_steps=backprop_steps, lr=lr
+        def unroll(loss_fn: PerSampleLoss, backprop_steps: int | None) -> Tensor:
+            fn = task_batched(loss_fn) if batched else loss_fn
+            return condition.backend.run(
+                fn, inits, tasks, backprop_steps=backprop_steps, lr=lr
             ).meta_objective
+
+        def per_task(params: Params, backprop_steps: int | None) -> Tensor:
+            if swap_once:  # the loss's parameters swapped once for the whole unroll
+                holder = _LossHolder(loss)
+                named = {f"loss.{k}": v for k, v in params.items()}
+                run = partial(_unroll_with_held_loss, unroll, backprop_steps)
+                value: Tensor = functional_call(holder, named, (run,))
+            else:  # swapped at every call (what torch.compile has been tested with)
+
+                def loss_fn(pred: Tensor, target: Tensor) -> Tensor:
+                    return functional_call(loss, params, (pred, target), {"reduction": "none"})  # type: ignore[no-any-return]
+
+                value = unroll(loss_fn, backprop_steps)
             if torch.is_grad_enabled():
                 self._prefetch.start()  # the next meta-batch, while this one back-propagates
             return value.clamp_min(1e-12).log() if log else value
@@ -240,6 +255,22 @@ class SupervisedProblem(MetaProblem):
             "variants": [v.name for v in self.variants],
             "valid_variants": [v.name for v in self.valid_conditions],
         }
+
+
+class _LossHolder(nn.Module):
+    """Holds the loss so that ``functional_call`` can swap its parameters for a whole unroll
+    (once, instead of at each of the K loss evaluations); ``forward(run)`` calls ``run(loss)``."""
+
+    def __init__(self, loss: LossModule) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, run: Any) -> Tensor:
+        return run(self.loss)  # type: ignore[no-any-return]
+
+
+def _unroll_with_held_loss(unroll: Any, backprop_steps: int | None, loss: LossModule) -> Tensor:
+    return unroll(loss.per_sample, backprop_steps)  # type: ignore[no-any-return]
 
 
 def supervised_family(trainer: Any) -> TaskFamily:
