@@ -445,6 +445,45 @@ def print_table(all_rates: dict[int, dict[str, list[float]]]) -> None:
                     f"({ratios[0]:.2f}–{ratios[-1]:.2f})"
                 )
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print_goals(all_rates)
+
+
+def _ratio(rates: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over windows of ``a``'s rate divided by ``b``'s in the same round."""
+    return statistics.median(x / y for x, y in zip(rates[a], rates[b], strict=True))
+
+
+def print_goals(all_rates: dict[int, dict[str, list[float]]]) -> None:
+    """The issue's goals, each with the figure measured here and whether it is reached."""
+    print("\ngoals (median of per-window ratios):")
+    for b, rates in all_rates.items():
+        peers = [PEERS[k].name for k in PEERS if PEERS[k].name in rates and k != "higher"]
+        if peers:
+            fastest = max(peers, key=lambda n: statistics.median(rates[n]))
+            r = _ratio(rates, "metaloss", fastest)
+            print(
+                f"  meta-batch {b}: metaloss ÷ fastest hand-written peer ({fastest}) "
+                f"{r:.2f}× (goal ≥ 1.0: {'reached' if r >= 1.0 else 'NOT reached'})"
+            )
+        reference = next((n for n in rates if n.startswith("metaloss @ ")), None)
+        if reference:
+            r = _ratio(rates, "metaloss", reference)
+            print(
+                f"  meta-batch {b}: metaloss ÷ {reference} {r:.2f}× "
+                f"(goal ≥ 2: {'reached' if r >= 2.0 else 'NOT reached'})"
+            )
+            if "metaloss, inner.compile" in rates:
+                r = _ratio(rates, "metaloss, inner.compile", reference)
+                print(
+                    f"  meta-batch {b}: inner.compile ÷ {reference} {r:.2f}× after warm-up "
+                    f"(goal ≥ 3: {'reached' if r >= 3.0 else 'NOT reached'})"
+                )
+        if b == 16 and HigherPeer.name in rates:
+            r = _ratio(rates, "metaloss", HigherPeer.name)
+            print(
+                f"  meta-batch 16: metaloss ÷ higher {r:.2f}× "
+                f"(goal ≥ 10: {'reached' if r >= 10.0 else 'NOT reached'})"
+            )
 
 
 # ---------------------------------------------------------------------------------- memory

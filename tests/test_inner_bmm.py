@@ -372,3 +372,15 @@ def test_supervised_objective_equals_a_loss_swapped_at_every_call(
 def test_only_regression_losses_of_elementwise_features_are_elementwise() -> None:
     assert Setup(REGRESSION).loss.elementwise
     assert not Setup(CLASSIFICATION).loss.elementwise
+
+
+@pytest.mark.slow
+def test_train_prints_the_compile_report(tmp_path: Any, capsys: Any) -> None:
+    from metaloss.cli import main
+
+    tiny = ["learner.hidden=[8]", "loss.hidden=[4]", "inner.steps=2", "outer.meta_batch=2"]
+    tiny += ["outer.steps=2", "outer.val_every=2", "outer.val_tasks=2", "inner.compile=true"]
+    args = ["train", "--out", str(tmp_path / "run"), "--no-eval"]
+    assert main([*args, *[a for t in tiny for a in ("--set", t)]]) == 0
+    printed = capsys.readouterr().out
+    assert "inner.compile: 2 graphs compiled (1 recompiles)" in printed  # training, validation

@@ -84,6 +84,14 @@ def run(args: argparse.Namespace) -> int:
         f"best meta-validation objective {result.best_value:.4g} at step {result.best_step}; "
         f"skipped steps: {result.skipped_steps}"
     )
+    backend = getattr(trainer.problem, "backend", None)
+    compiled = backend.report() if backend is not None else {}
+    if compiled:  # inner.compile
+        print(
+            f"inner.compile: {compiled['graphs']:.0f} graphs compiled "
+            f"({compiled['recompiles']:.0f} recompiles), {compiled['compile_seconds']:.0f} s "
+            "in the calls that compiled"
+        )
     if result.degeneracy.collapsed:
         print(
             f"warning: the learned loss has collapsed: {result.degeneracy.reason}", file=sys.stderr
