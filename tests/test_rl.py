@@ -208,6 +208,18 @@ def test_rl_config_errors_name_the_field() -> None:
         MetaTrainer(config)
 
 
+def test_an_accelerator_device_is_refused() -> None:
+    """RL trains on the CPU: a device the machine has (here forced past the availability check)
+    is refused rather than ignored."""
+    from metaloss.rl.config import check_rl_settings
+
+    config = load_config(CONFIG)
+    check_rl_settings(config)
+    object.__setattr__(config, "device", "cuda:0")
+    with pytest.raises(ConfigError, match=r"^device: RL runs on the CPU"):
+        check_rl_settings(config)
+
+
 @pytest.mark.parametrize(
     ("override", "field"),
     [
@@ -217,6 +229,7 @@ def test_rl_config_errors_name_the_field() -> None:
         ("learner.hidden=[8]", r"learner: not used"),
         ("outer.inner_lr_scale=[0.5,2.0]", r"outer\.inner_lr_scale: not used"),
         ("dtype=float64", r"dtype: RL runs in float32"),
+        ("outer.prefetch=false", r"outer\.prefetch: not used"),
         ("loss.output=square", r"loss\.output: not used"),
         ("outer.objective_transform=log", r"outer\.objective_transform: not used"),
         ("benchmark.oracle=true", r"benchmark\.oracle: not used"),

@@ -16,8 +16,9 @@ comparisons and writers are the shared ones (:mod:`metaloss.evaluation.report`):
 episodes ending in the last 10% of the budget; higher is better), the extra metric
 ``steps to threshold`` is the first step at which the mean of the last 20 episode returns reaches
 ``task.threshold`` (the full budget if never). :func:`pooled_comparisons` adds paired
-comparisons (t and Wilcoxon tests, win rate, verdict) over all held-out (variant, seed) pairs. All runs of a phase (selection, test) train as one
-population, in this process or across a ``torch.distributed`` group.
+comparisons (t and Wilcoxon tests, win rate, verdict) over all held-out (variant, seed) pairs.
+All runs of a phase (selection, test) train as one population, in this process or across a
+``torch.distributed`` group.
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ class RLTaskConfig(TaskConfig):
         "loss.zero_at_target",
         "loss.form",
         "outer.truncation",
+        "outer.prefetch",
         "outer.variants",
         "outer.inner_lr_scale",
         "outer.valid_variants",
@@ -150,12 +151,16 @@ def is_rl_config(task: TaskConfig) -> bool:
 
 
 def check_rl_settings(config: RunConfig) -> None:
-    """Refuse, in one line naming the setting, a non-RL family or a ``dtype`` other than float32
-    (the settings RL does not read are refused when the config is parsed:
-    :attr:`RLTaskConfig.unused`)."""
+    """Refuse, in one line naming the setting, a non-RL family, a ``dtype`` other than float32 or
+    a ``device`` other than the CPU (the settings RL does not read are refused when the config is
+    parsed: :attr:`RLTaskConfig.unused`)."""
     if not isinstance(config.task, RLTaskConfig):
         raise ConfigError(
             f"task.family: expected an RL family (cartpole, acrobot), got {config.task.family!r}"
         )
     if config.dtype != "float32":
         raise ConfigError(f"dtype: RL runs in float32; expected float32, got {config.dtype!r}")
+    if config.device not in ("auto", "cpu"):
+        raise ConfigError(
+            f"device: RL runs on the CPU; expected auto or cpu, got {config.device!r}"
+        )
