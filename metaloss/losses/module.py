@@ -84,11 +84,18 @@ class LossModule(nn.Module, ABC):
         """The constructor arguments: enough to rebuild this loss without its trainer."""
 
     @classmethod
-    @abstractmethod
     def config_arguments(
         cls, config: LossConfig, kind: str, num_classes: int | None
     ) -> dict[str, Any]:
-        """The constructor arguments of the loss a run config's ``loss`` section describes."""
+        """The constructor arguments of the loss a run config's ``loss`` section describes;
+        by default those of a feature network (``loss.features``, ``hidden``, ``activation``
+        and the kind). A loss with more options extends this."""
+        return {
+            "features": config.features,
+            "hidden": config.hidden,
+            "activation": config.activation,
+            "kind": kind,
+        }
 
     @classmethod
     def from_config(

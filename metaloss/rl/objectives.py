@@ -27,7 +27,6 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, vmap
 
-from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.baselines import BASELINES
 from metaloss.losses.features import FEATURES, compute_features, feature_width, register_feature
@@ -175,19 +174,6 @@ class LearnedDrift(LossModule):
         self.kind = kind
         self.reduction: Reduction = reduction
         self.net = MLP(feature_width(kind, features), self.hidden, 1, activation)
-
-    @classmethod
-    def config_arguments(
-        cls, config: LossConfig, kind: str, num_classes: int | None
-    ) -> dict[str, Any]:
-        """The constructor arguments of a run config's ``loss`` section (features, widths,
-        activation)."""
-        return {
-            "features": config.features,
-            "hidden": config.hidden,
-            "activation": config.activation,
-            "kind": kind,
-        }
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild this drift without its trainer."""
