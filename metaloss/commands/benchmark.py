@@ -9,10 +9,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from metaloss.commands.common import add_overrides
+from metaloss.commands.common import (
+    add_out,
+    add_overrides,
+    plan_folder,
+    staged_folder,
+    staged_target,
+    write_marker,
+)
 from metaloss.config import ConfigError, load_config, to_dict
+from metaloss.errors import LossFileError, printable
 from metaloss.evaluation.benchmark import (
     PerSampleLoss,
+    Row,
     contenders_from_config,
     plan_size,
     rows_from_config,
@@ -39,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="FILE|ZOO_NAME",
         help="learned losses: files or zoo names (default: benchmark.losses, else the family's zoo loss)",
     )
-    p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/<name>)")
+    add_out(p, "report folder")
     p.add_argument(
         "--tuned",
         type=Path,
@@ -69,6 +78,19 @@ def load_learned(sources: list[str]) -> dict[str, PerSampleLoss]:
         module = load_loss(source, reduction="none")
         losses[_loss_name(source, set(losses))] = module
     return losses
+
+
+def check_kinds(losses: list[tuple[str, PerSampleLoss]], rows: list[Row]) -> None:
+    """Every learned loss (source, module) must be of the kind of every row's family (a
+    classification loss on a regression benchmark is refused before any work, naming it)."""
+    for source, module in losses:
+        kind = getattr(module, "kind", None)
+        for row in rows:
+            if kind != row.family.kind:
+                raise LossFileError(
+                    f"--loss: {printable(str(source), 120)} is a {printable(str(kind), 40)} loss, "
+                    f"but benchmark row {printable(row.name, 60)!r} has {row.family.kind} tasks"
+                )
 
 
 def _sources(args: argparse.Namespace, configured: tuple[str, ...], family: object) -> list[str]:
@@ -103,9 +125,13 @@ def run(args: argparse.Namespace) -> int:
             )
         return run_rl(args, config)
     rows = rows_from_config(config)
+    plan = plan_folder(args.out, config, "benchmark", resumable=False)  # checks only
     sources = _sources(args, config.benchmark.losses, rows[0].family)
     learned = load_learned(sources)
     references = load_learned(list(config.benchmark.learned_baselines))
+    named = list(zip(sources, learned.values(), strict=True))
+    named += zip(config.benchmark.learned_baselines, references.values(), strict=True)
+    check_kinds(named, rows)
     contenders = contenders_from_config(config, learned, rows[0].family, references)
     tuned_notes: dict[str, str] = {}
     if args.tuned is not None:  # tuned vs tuned (metaloss tune, docs/tuning.md)
@@ -113,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
         contenders, tuned_notes = apply_tuned(contenders, read_tuned(args.tuned))
         print("\n".join(f"  {name}: {note}" for name, note in tuned_notes.items()), file=sys.stderr)
-    out: Path = args.out or Path("reports") / config.name
+    out = staged_target(plan)
     print(
         f"metaloss benchmark: {len(contenders)} losses x {len(rows)} rows, {config.evaluation.test_tasks} "
         f"{'meta-validation' if config.benchmark.split == 'meta_valid' else 'test'} tasks x "
@@ -134,14 +160,19 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(message, refresh=False)
         bar.update(1)
 
-    try:
-        result = run_benchmark(rows, contenders, progress)
-    finally:
-        bar.close()
-    result.extra["losses"] = dict(zip(learned, sources, strict=True))
-    if tuned_notes:
-        result.extra["tuned"] = {"folder": str(args.tuned), **tuned_notes}
-    paths = write_report(result, out, to_dict(config))
+    with staged_folder(plan, out) as staged:  # the report appears complete, or not at all
+        try:
+            result = run_benchmark(rows, contenders, progress)
+        finally:
+            bar.close()
+        result.extra["losses"] = dict(zip(learned, sources, strict=True))
+        if tuned_notes:
+            result.extra["tuned"] = {"folder": str(args.tuned), **tuned_notes}
+        write_marker(staged.staging, plan)
+        written = write_report(result, staged.staging, to_dict(config))
+    assert staged.final is not None
+    out = staged.final
+    paths = [out / p.relative_to(staged.staging) for p in written]
     print((out / "results.md").read_text())
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths))
     print(f"  {out}/events.out.tfevents.*  (view: tensorboard --logdir {out})")

@@ -15,6 +15,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from metaloss.atomic import atomic_path
+from metaloss.commands.common import figure_path
+from metaloss.errors import printable
 from metaloss.export import load_loss, read_metadata
 from metaloss.plots import SHAPE_VIEWS, shape_view
 
@@ -30,7 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("loss", help="a loss file (.safetensors) or a zoo name")
     p.add_argument(
-        "--out", type=Path, default=None, help="figure path, e.g. loss.png (default: no figure)"
+        "--out",
+        type=Path,
+        default=None,
+        help="figure file, e.g. loss.png (.png is added to a name without a suffix; default: no "
+        "figure)",
     )
     p.set_defaults(func=run)
 
@@ -59,19 +66,22 @@ def summary_lines(meta: dict[str, Any], description: list[str] | None) -> list[s
 
 
 def run(args: argparse.Namespace) -> int:
+    figure_file = figure_path(args.out) if args.out is not None else None  # checked first
     meta = read_metadata(args.loss)
     loss = load_loss(args.loss, reduction="none")
     kind = str(loss.kind)
     view = SHAPE_VIEWS.get(kind)
-    if view is None and args.out is not None:
+    if view is None and figure_file is not None:
         shape_view(kind)  # raises: no figure for this kind (names the known kinds)
     description = view.describe(loss) if view is not None and view.describe else None
-    print(f"{args.loss}:")
+    # A file's metadata is untrusted text: no escapes or newlines reach the terminal.
+    print(f"{printable(str(args.loss), 200)}:")
     for line in summary_lines(meta, description):
-        print(f"  {line}")
-    if view is not None and args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"  {printable(line, 1000)}")
+    if view is not None and figure_file is not None:
+        figure_file.parent.mkdir(parents=True, exist_ok=True)
         figure = view.figure(view.curves(loss))
-        figure.savefig(args.out)
-        print(f"figure: {args.out}")
+        with atomic_path(figure_file) as tmp:
+            figure.savefig(tmp, format=figure_file.suffix.lstrip(".").lower())
+        print(f"figure: {printable(str(figure_file), 200)}")
     return 0

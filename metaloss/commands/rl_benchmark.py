@@ -9,7 +9,15 @@ import json
 import sys
 from pathlib import Path
 
-from metaloss.commands.common import add_overrides
+from metaloss.atomic import write_text_atomic
+from metaloss.commands.common import (
+    add_out,
+    add_overrides,
+    plan_folder,
+    staged_folder,
+    staged_target,
+    write_marker,
+)
 from metaloss.config import RunConfig, load_config
 from metaloss.export import load_loss, zoo_names
 from metaloss.rl.benchmark import run_rl_benchmark
@@ -34,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="FILE|ZOO_NAME",
         help="learned objectives: files or zoo names (default: the family's zoo objective)",
     )
-    p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/<name>)")
+    add_out(p, "report folder")
     add_overrides(p, "task.bench_seeds=3")
     p.set_defaults(func=run)
 
@@ -84,27 +92,32 @@ def run(args: argparse.Namespace) -> int:
 def run_rl(args: argparse.Namespace, config: RunConfig) -> int:
     """Run the RL benchmark for ``config`` with the command's ``--loss`` and ``--out``."""
     task = rl_task_config(config)
+    plan = plan_folder(args.out, config, "benchmark", resumable=False)  # checks only
     sources = _sources(args, config)
     drifts = load_drifts(sources)
-    out: Path = args.out or Path("reports") / config.name
-    out.mkdir(parents=True, exist_ok=True)
+    out = staged_target(plan)
     print(
         f"metaloss benchmark (RL): ppo_clip, dpo, {', '.join(drifts)} × {1 + task.bench_variants} rows × "
         f"{task.bench_seeds} seeds at {task.bench_total_steps} env steps, writing to {out}",
         file=sys.stderr,
     )
-    result = run_rl_benchmark(
-        config, drifts, lambda message: print(message, file=sys.stderr, flush=True)
-    )
-    result.extra["losses"] = dict(zip(drifts, sources, strict=True))
-    (out / "results.md").write_text(result.markdown())
-    (out / "results.csv").write_text(result.csv())
-    (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2))
-    paths = [out / "results.md", out / "results.csv", out / "results.json"]
-    for name, drift in drifts.items():
-        path = out / f"shape_{name.replace(':', '_')}.png"
-        policy_figure(policy_curves(drift)).savefig(path)
-        paths.append(path)
+    with staged_folder(plan, out) as staged:  # the report appears complete, or not at all
+        result = run_rl_benchmark(
+            config, drifts, lambda message: print(message, file=sys.stderr, flush=True)
+        )
+        result.extra["losses"] = dict(zip(drifts, sources, strict=True))
+        tmp = staged.staging
+        write_marker(tmp, plan)
+        write_text_atomic(tmp / "results.md", result.markdown())
+        write_text_atomic(tmp / "results.csv", result.csv())
+        write_text_atomic(tmp / "results.json", json.dumps(result.to_dict(), indent=2))
+        names = ["results.md", "results.csv", "results.json"]
+        for name, drift in drifts.items():
+            names.append(f"shape_{name.replace(':', '_')}.png")
+            policy_figure(policy_curves(drift)).savefig(tmp / names[-1])
+    assert staged.final is not None
+    out = staged.final
+    paths = [out / name for name in names]
     print(result.markdown())
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths))
     return 0

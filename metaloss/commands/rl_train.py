@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from metaloss.commands.common import add_overrides, prepare_run_folder
+from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
 from metaloss.config import load_config, to_dict
 from metaloss.export import save_loss
 from metaloss.rl.meta import (
@@ -30,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description=__doc__,
     )
     p.add_argument("config", help="YAML config of an RL family, e.g. configs/cartpole.yaml")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<name>)")
+    add_out(p, "run folder")
     add_overrides(p, "outer.steps=5")
     p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
     p.set_defaults(func=run)
@@ -60,7 +59,10 @@ class _Progress(RLCallback):
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     task = rl_task_config(config)
-    out = prepare_run_folder(args.out, config, args.resume)
+    plan = plan_folder(args.out, config, "rl-train", args.resume)  # checks only
+    trainer = RLMetaTrainer(config, plan.path, callbacks=[_Progress()])
+    out = create_folder(plan, config)  # the first side effect, after every check
+    trainer.out_dir = out
     outer = config.outer
     print(
         f"metaloss rl-train: {config.name}, {outer.steps} ES steps × {2 * outer.es_population + 1} candidates × "
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     summary = RLSummaryCallback(out, shape_every=max(1, outer.shape_every))
-    trainer = RLMetaTrainer(config, out, callbacks=[_Progress(), summary])
+    trainer.callbacks.append(summary)
     try:
         result = trainer.train(resume=args.resume)
     finally:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from metaloss.commands.common import add_overrides, prepare_run_folder
+from metaloss.atomic import write_text_atomic
+from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "config", nargs="?", default=None, help="YAML config (default: built-in sine settings)"
     )
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<name>)")
+    add_out(p, "run folder")
     add_overrides(p, "outer.steps=50")
     p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
     p.add_argument(
@@ -43,13 +43,16 @@ def run(args: argparse.Namespace) -> int:
         from metaloss.commands.rl_train import run as run_rl_train
 
         return run_rl_train(args)
-    out = prepare_run_folder(args.out, config, args.resume)
+    plan = plan_folder(args.out, config, "train", args.resume)  # checks only
+    trainer = MetaTrainer(config, plan.path, callbacks=[ProgressCallback()])
+    out = create_folder(plan, config)  # the first side effect, after every check
+    trainer.out_dir = out
     print(
         f"metaloss train: {config.name}, {config.outer.steps} meta-steps, writing to {out}",
         file=sys.stderr,
     )
     summary = SummaryCallback(out)
-    trainer = MetaTrainer(config, out, callbacks=[ProgressCallback(), summary])
+    trainer.callbacks.append(summary)
     try:
         result = trainer.train(resume=args.resume)
     finally:
@@ -76,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
         )
         comparison = compare_with_mse(result.loss.per_sample, trainer.family, config)
         table = comparison.markdown()
-        (out / "results.md").write_text(table)
-        (out / "results.json").write_text(json.dumps(comparison.to_dict(), indent=2))
+        write_text_atomic(out / "results.md", table)
+        write_text_atomic(out / "results.json", json.dumps(comparison.to_dict(), indent=2))
         outputs += [out / "results.md", out / "results.json"]
         print(table)
     print("outputs:\n" + "\n".join(f"  {p}" for p in outputs))

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import optuna
 
-from metaloss.commands.common import add_overrides
+from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
 from metaloss.config import load_config
-from metaloss.tuning import known_targets, tune
-from metaloss.tuning.storage import journal_path
+from metaloss.tuning import known_targets, resolve_space, tune
+from metaloss.tuning.space import check_target
+from metaloss.tuning.storage import journal_path, make_storage
 
 __all__ = ["register", "run"]
 
@@ -38,8 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         required=True,
         help="trial budget of the study (shared by all workers)",
     )
-    p.add_argument(
-        "--out", type=Path, required=True, help="tuning folder (study journal, best.yaml, tables)"
+    add_out(
+        p,
+        "tuning folder: study journal, best.yaml, tables; shared by targets and workers, so an "
+        "earlier tuning folder is continued",
     )
     p.add_argument(
         "--storage",
@@ -67,8 +70,19 @@ def run(args: argparse.Namespace) -> int:
     if args.heartbeat < 1:
         raise ValueError(f"--heartbeat: expected an integer >= 1, got {args.heartbeat}")
     config = load_config(args.config, args.overrides)
+    check_target(args.target)
+    resolve_space(config, args.target)  # a bad search space is refused before any side effect
+    plan = plan_folder(args.out, config, "tune", shared=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    where = args.storage or journal_path(args.out)
+    storage = None
+    if args.storage is not None:  # connect (and create the schema) before writing anything
+        storage = make_storage(args.storage, Path("."), heartbeat_interval=args.heartbeat)
+    out = create_folder(plan)
+    where = args.storage or journal_path(out)
+    if args.out is None:
+        print(
+            f"metaloss tune: new tuning folder {out} (more workers: --out {out})", file=sys.stderr
+        )
     print(
         f"metaloss tune: {args.target} on {config.name}, study budget {args.trials} trials, "
         f"storage {where}",
@@ -78,10 +92,11 @@ def run(args: argparse.Namespace) -> int:
         config,
         args.target,
         args.trials,
-        args.out,
+        out,
         args.storage,
         args.study,
         heartbeat_interval=args.heartbeat,
+        storage=storage,
     )
     print(result.trials_md.read_text())
     if result.best_config is None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna.storages import BaseStorage
 
 from metaloss.config import RunConfig
 from metaloss.tasks import TaskFamily
@@ -43,6 +44,7 @@ def tune(
     family: TaskFamily | None = None,
     heartbeat_interval: int = 30,
     grace_period: int | None = None,
+    storage: BaseStorage | None = None,
 ) -> TuneResult:
     """Tune ``target`` (``learned`` or a baseline) over ``config.tune.space`` until the study
     holds ``trials`` trials, then write ``best.yaml``, ``best.json``, ``trials.md``,
@@ -57,6 +59,8 @@ def tune(
         name: the study name (default ``<config.name>-<target>``).
         heartbeat_interval: seconds between a running trial's heartbeats.
         grace_period: seconds without heartbeat before a trial is retried (default 4 intervals).
+        storage: an opened storage (:func:`~metaloss.tuning.storage.make_storage`) instead of
+            ``storage_url``.
 
     Example:
         >>> config = load_config("configs/sine_tune.yaml")
@@ -64,7 +68,8 @@ def tune(
     """
     check_target(target)
     objective = make_objective(config, target, family)
-    storage = make_storage(storage_url, out_dir, heartbeat_interval, grace_period)
+    if storage is None:
+        storage = make_storage(storage_url, out_dir, heartbeat_interval, grace_period)
     study = open_study(storage, study_name(config, target, name), target, config.tune)
     target_dir = Path(out_dir) / target
     callbacks = [HParamsCallback(target_dir / "tensorboard", target)]
