@@ -31,6 +31,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if error.filename is None and error.errno is not None:  # name the file in the message
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

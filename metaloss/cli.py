@@ -7,7 +7,8 @@ Every failure ends in exactly one line on stderr, never a traceback (``--debug``
 - 1: an error (bad loss file, run folder, storage; a failure while working; an internal error);
 - 2: a bad config, override or command-line argument, refused before any work;
 - 3: ``metaloss train`` finished, but meta-training diverged (see the warnings it printed);
-- 130: interrupted (Ctrl-C); finished work is in the last checkpoint.
+- 130: interrupted (Ctrl-C), 143: terminated (SIGTERM); finished work is in the last
+  checkpoint, and no file is left half-written.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import argparse
 import errno
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from typing import NoReturn
@@ -26,7 +29,7 @@ from metaloss.errors import ConfigError, InputError, printable
 
 __all__ = ["EXIT_DIVERGED", "error_line", "main"]
 
-EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 130, 143
 DEBUG_ENV = "METALOSS_DEBUG"
 _MAX_LINE = 400
 
@@ -123,9 +126,9 @@ def _os_error(error: OSError) -> str:
     where = f"{error.filename}: " if error.filename is not None else ""
     reason = error.strerror or os.strerror(error.errno or 0)
     if error.errno == errno.ENOSPC:
-        return f"{where}no space left on the device; nothing was left half-written (free space, then run again)"
+        return f"{where}no space left on the device (free some, then run again; a run continues with --resume)"
     if error.errno == errno.EDQUOT:
-        return f"{where}disk quota exceeded; nothing was left half-written"
+        return f"{where}disk quota exceeded (free some, then run again)"
     if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"{where}cannot write here ({reason}); choose another folder with --out"
     return f"{where}{reason}"
@@ -146,13 +149,46 @@ def _silence_stdout() -> None:
         pass
 
 
+_debug = [False]  # --debug of the running command, for background threads
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that atomic writes clean up after themselves."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    thread_hook = threading.excepthook
+    threading.excepthook = _quiet_thread_error
+    try:
+        return _main(argv)
+    finally:
+        _debug[0] = False
+        threading.excepthook = thread_hook
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _quiet_thread_error(hook_args: threading.ExceptHookArgs) -> None:
+    """A background thread's error (e.g. TensorBoard's writer on a full disk) reaches the main
+    thread, which reports it in one line; the thread's own traceback only with --debug."""
+    if _debug[0] or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        threading.__excepthook__(hook_args)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
         debug = debug or args.debug
+        _debug[0] = debug  # background threads show their tracebacks too
         threads = _threads(parser, args.threads)
         if not getattr(args, "func", None):
             parser.print_help()
@@ -169,6 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except _Terminated:
+        print(
+            "metaloss: terminated (SIGTERM); finished work is in the last checkpoint (resume "
+            "with --resume)",
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_ERROR

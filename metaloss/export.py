@@ -57,7 +57,7 @@ def save_loss(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``loss`` to ``path`` (atomically) with its architecture and training config."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     architecture = type(loss).__name__
@@ -78,8 +78,9 @@ def save_loss(
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in loss.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = save(tensors, metadata={"metaloss": json.dumps(meta, sort_keys=True)})
     with atomic_path(path) as tmp:  # a full disk leaves no half-written loss file
-        save_file(tensors, str(tmp), metadata={"metaloss": json.dumps(meta, sort_keys=True)})
+        tmp.write_bytes(data)
     return path
 
 

@@ -135,10 +135,10 @@ def _some(names: list[str]) -> str:
 
 def _writable_ancestor(path: Path) -> None:
     """The nearest existing ancestor of ``path`` must be a folder we may write in."""
-    for parent in [path, *path.absolute().parents]:
+    for parent in [path, *path.parents]:
         try:
             info = parent.stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as error:
             raise RunFolderError(f"--out: cannot use {_show(parent)} ({error.strerror})") from None
@@ -200,7 +200,7 @@ def plan_folder(
         return plan
     try:
         info = out.lstat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         info = None
     except OSError as error:
         raise RunFolderError(f"--out: cannot use {_show(out)} ({error.strerror})") from None

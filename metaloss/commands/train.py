@@ -7,10 +7,12 @@ import json
 import sys
 
 from metaloss.atomic import write_text_atomic
+from metaloss.cli import EXIT_DIVERGED
 from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
+from metaloss.evaluation.training_health import diagnose_training
 from metaloss.export import save_loss
 from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer
 from metaloss.rl.config import is_rl_config
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
         return run_rl_train(args)
     plan = plan_folder(args.out, config, "train", args.resume)  # checks only
-    trainer = MetaTrainer(config, plan.path, callbacks=[ProgressCallback()])
+    progress = ProgressCallback()
+    trainer = MetaTrainer(config, plan.path, callbacks=[progress])
     out = create_folder(plan, config)  # the first side effect, after every check
     trainer.out_dir = out
     print(
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = trainer.train(resume=args.resume)
     finally:
+        progress.close()
         summary.close()
     loss_path = save_loss(
         result.loss,
@@ -85,4 +89,13 @@ def run(args: argparse.Namespace) -> int:
         print(table)
     print("outputs:\n" + "\n".join(f"  {p}" for p in outputs))
     print(f"  {out}/events.out.tfevents.*  (view: tensorboard --logdir {out.parent})")
+    log_scale = config.outer.objective_transform == "log"
+    health = diagnose_training(result.steps, result.validations, log_scale)
+    for finding in health.findings:  # last, so they are seen (training health, exit status 3)
+        print(f"warning: {finding.message}", file=sys.stderr)
+    if health.diverged:
+        print(
+            f"metaloss train: meta-training diverged (exit status {EXIT_DIVERGED})", file=sys.stderr
+        )
+        return EXIT_DIVERGED
     return 0

@@ -7,6 +7,7 @@ best configuration is written as a YAML file that ``metaloss train`` reads as is
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from metaloss.config import load_config
 from metaloss.tuning import known_targets, resolve_space, tune
 from metaloss.tuning.space import check_target
 from metaloss.tuning.storage import journal_path, make_storage
+from metaloss.tuning.study import check_study, study_name
 
 __all__ = ["register", "run"]
 
@@ -77,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     storage = None
     if args.storage is not None:  # connect (and create the schema) before writing anything
         storage = make_storage(args.storage, Path("."), heartbeat_interval=args.heartbeat)
+    elif plan.path is not None and os.path.lexists(journal_path(plan.path)):
+        storage = make_storage(None, plan.path, heartbeat_interval=args.heartbeat)  # reads only
+    if storage is not None:
+        check_study(storage, study_name(config, args.target, args.study), args.target)
     out = create_folder(plan)
     where = args.storage or journal_path(out)
     if args.out is None:

@@ -3,6 +3,7 @@ and write the outputs. ``metaloss tune`` is a thin command-line wrapper around :
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from metaloss.tasks import TaskFamily
 from metaloss.tuning.objective import make_objective
 from metaloss.tuning.report import HParamsCallback, write_best, write_trials
 from metaloss.tuning.space import check_target
-from metaloss.tuning.storage import make_storage
+from metaloss.tuning.storage import corrupt_journal, journal_path, make_storage
 from metaloss.tuning.study import open_study, run_worker, study_name
 
 __all__ = ["TuneResult", "tune"]
@@ -70,7 +71,10 @@ def tune(
     objective = make_objective(config, target, family)
     if storage is None:
         storage = make_storage(storage_url, out_dir, heartbeat_interval, grace_period)
-    study = open_study(storage, study_name(config, target, name), target, config.tune)
+    try:
+        study = open_study(storage, study_name(config, target, name), target, config.tune)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # not a journal Optuna wrote
+        raise corrupt_journal(journal_path(out_dir), error) from None
     target_dir = Path(out_dir) / target
     callbacks = [HParamsCallback(target_dir / "tensorboard", target)]
     ran = run_worker(study, objective, trials, callbacks, poll_seconds=0.5)
