@@ -53,9 +53,10 @@ __all__ = [
 
 MAX_CONFIG_BYTES = 1 << 20
 """Largest config file read (1 MiB; the shipped configs are a few KiB)."""
-MAX_YAML_NODES = 100_000
-"""Most YAML nodes in a config or override, counted with every alias expanded (a few-hundred-byte
-"billion laughs" file expands to ~10^9 nodes and is refused before it is built)."""
+MAX_YAML_NODES = 10_000
+"""Most YAML nodes in a config or override, counted while parsing and again with every alias
+expanded (a few-hundred-byte "billion laughs" file expands to ~10^9 nodes and is refused before
+it is built); the largest shipped config has about 200."""
 MAX_INT = 2**31 - 1
 """Upper bound of every integer setting that declares none (sizes beyond it never fit memory)."""
 MAX_SEED = 2**32 - 1
@@ -541,6 +542,15 @@ def to_dict(config: Any) -> dict[str, Any]:
 class _ConfigLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing duplicate keys (a second ``outer:`` section would silently
     replace the first)."""
+
+    composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """Count the nodes as they are parsed, so a huge document stops being parsed early."""
+        self.composed += 1
+        if self.composed > MAX_YAML_NODES:
+            raise ConfigError(f"{{where}}: expected at most {MAX_YAML_NODES} YAML values")
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()

@@ -143,7 +143,7 @@ def test_several_workers_create_a_study_on_a_fresh_postgres_database_at_once(
 ) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(to_dict(parse(TINY))))
-    workers = [_worker(config, tmp_path / "out", 6, fresh_database, "tiny-race") for _ in range(4)]
+    workers = [_worker(config, tmp_path / "out", 3, fresh_database, "tiny-race") for _ in range(3)]
     outputs = [w.communicate(timeout=200) for w in workers]
     for w, (_, err) in zip(workers, outputs, strict=True):
         assert w.returncode == 0, err[-2000:]
@@ -154,7 +154,7 @@ def test_several_workers_create_a_study_on_a_fresh_postgres_database_at_once(
     finally:
         storage.engine.dispose()  # type: ignore[attr-defined]
     real = [t for t in trials if not t.user_attrs.get(SURPLUS_ATTR)]
-    assert ran == 6 and [t.state.name for t in real] == ["COMPLETE"] * 6
+    assert ran == 3 and [t.state.name for t in real] == ["COMPLETE"] * 3
 
 
 @needs_postgres
