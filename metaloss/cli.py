@@ -187,6 +187,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args.argv = ["metaloss", *(sys.argv[1:] if argv is None else argv)]  # recorded by train
         debug = debug or args.debug
         _debug[0] = debug  # background threads show their tracebacks too
         threads = _threads(parser, args.threads)
@@ -197,8 +198,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
         torch.set_num_threads(threads)
         return int(args.func(args) or 0)
-    except SystemExit as done:  # argparse: --help, --version, usage errors
-        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except SystemExit as done:  # argparse: --help and --version exit; a usage error returns 2
+        if done.code in (0, None):
+            raise
+        return done.code if isinstance(done.code, int) else EXIT_ERROR
     except KeyboardInterrupt:
         print(
             "metaloss: interrupted; finished work is in the last checkpoint (resume with --resume)",

@@ -41,7 +41,9 @@ __all__ = [
     "SearchParam",
     "TaskConfig",
     "TuneConfig",
+    "Variant",
     "apply_overrides",
+    "derive_config",
     "load_config",
     "load_yaml",
     "parse",
@@ -99,6 +101,10 @@ class TaskConfig:
     seed: int = setting(
         0, "seed of the family's fixed parameters (not of the sampled tasks)", ge=0, le=MAX_SEED
     )
+
+    unused: ClassVar[tuple[str, ...]] = ()
+    """Sections or dotted settings of a run config that this family does not read; a config
+    that sets one of them to anything but its default is refused (:func:`parse`)."""
 
     _registry: ClassVar[dict[str, type[TaskConfig]]] = {}
 
@@ -179,6 +185,20 @@ class InnerConfig:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A variant of the run's inner problem: overrides of its ``task.*``, ``learner.*`` and
+    ``inner.*`` settings (``task.family=NAME`` starts from that family's defaults). Used as a
+    meta-training variant (drawn per meta-step with probability proportional to ``weight``) or
+    as a meta-validation condition."""
+
+    name: str = setting("", "name used in logs and reports")
+    weight: float = setting(1.0, "relative probability of drawing this variant per meta-step", gt=0)
+    set: tuple[str, ...] = setting(
+        (), "overrides KEY=VALUE under task., learner. or inner., e.g. inner.optimizer=adam"
+    )
+
+
+@dataclass(frozen=True)
 class OuterConfig:
     """The outer loop: meta-optimiser, gradient estimator, guards, validation, checkpoints."""
 
@@ -203,6 +223,22 @@ class OuterConfig:
     patience: int = setting(0, "early stopping: validations without improvement; 0 disables", ge=0)
     checkpoint_every: int = setting(25, "write a checkpoint every N steps", ge=1)
     shape_every: int = setting(50, "log the learned loss shape every N steps", ge=1)
+    variants: tuple[Variant, ...] = setting(
+        (),
+        "meta-train over a mixture of inner problems: one variant is drawn per meta-step "
+        "(empty: the run's own settings at every step)",
+    )
+    inner_lr_scale: tuple[float, float] = setting(
+        (1.0, 1.0),
+        "per meta-step multiplier of inner.lr, drawn log-uniformly from this range, so the loss "
+        "works across learning rates (the benchmark selects each loss's rate); [1, 1]: no draw",
+        gt=0,
+    )
+    valid_variants: tuple[Variant, ...] = setting(
+        (),
+        "meta-validation conditions, averaged (e.g. held-out task families, for an "
+        "out-of-distribution choice of the best step; empty: the run's own settings)",
+    )
     objective_transform: Literal["none", "log"] = setting(
         "none",
         "transform of each task's meta-objective before averaging over tasks; 'log' weighs tasks "
@@ -271,6 +307,11 @@ class BenchmarkRow:
     task: tuple[str, ...] = setting(
         (), "task overrides KEY=VALUE (family=NAME starts from that family's defaults)"
     )
+    set: tuple[str, ...] = setting(
+        (),
+        "overrides KEY=VALUE of any other run setting for this row, as with --set (e.g. "
+        "learner.hidden=[], inner.optimizer=sgd, inner.steps=500, evaluation.lr_grid=[0.1, 1])",
+    )
 
 
 @dataclass(frozen=True)
@@ -295,11 +336,18 @@ class BenchmarkConfig:
     rows: tuple[BenchmarkRow, ...] = setting(
         (), "conditions; empty: one row, the task as configured"
     )
-    split: Literal["meta_test", "meta_valid"] = setting(
+    transfer: tuple[BenchmarkRow, ...] = setting(
+        (),
+        "transfer conditions, run by benchmark.split=transfer: what a user's own project changes "
+        "(another data set, learner, inner optimiser, horizon, batch size), never seen in "
+        "meta-training; selection on meta-train tasks of each condition as for rows",
+    )
+    split: Literal["meta_test", "meta_valid", "transfer"] = setting(
         "meta_test",
-        "tasks the losses are tested on: 'meta_test' (the held-out benchmark tasks) or "
-        "'meta_valid' (meta-validation tasks: to choose between candidate losses or runs without "
-        "ever reading a meta-test task)",
+        "tasks the losses are tested on: 'meta_test' (the held-out benchmark tasks of "
+        "benchmark.rows), 'meta_valid' (meta-validation tasks: to choose between candidate "
+        "losses or runs without ever reading a meta-test task) or 'transfer' (the held-out tasks "
+        "of benchmark.transfer's conditions)",
     )
 
 
@@ -324,6 +372,11 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
+        low, high = self.outer.inner_lr_scale
+        if low > high:
+            raise ConfigError(
+                f"outer.inner_lr_scale: expected [low, high] with low <= high, got {[low, high]}"
+            )
         if self.outer.estimator == "truncated_grad" and self.outer.truncation >= self.inner.steps:
             raise ConfigError(
                 f"outer.truncation: expected fewer than inner.steps={self.inner.steps} steps "
@@ -523,7 +576,25 @@ def parse(data: Mapping[str, Any] | None) -> RunConfig:
     Task families register their option classes when :mod:`metaloss.tasks` is imported, which
     the package's ``__init__`` does before any submodule (this one included) can be used.
     """
-    return typing.cast(RunConfig, _build("", RunConfig, data or {}))
+    config = typing.cast(RunConfig, _build("", RunConfig, data or {}))
+    _refuse_unused(config)
+    return config
+
+
+def _refuse_unused(config: RunConfig) -> None:
+    """A setting the task family does not read, set to anything but its default, is refused:
+    it would otherwise be silently dropped."""
+    defaults = to_dict(RunConfig(task=type(config.task)()))
+    given = to_dict(config)
+    for path in type(config.task).unused:
+        value, default = given, defaults
+        for part in path.split("."):
+            value, default = value.get(part, {}), default.get(part, {})
+        if value != default:
+            raise ConfigError(
+                f"{path}: not used by the {config.task.family} family; remove it "
+                f"(unused here: {', '.join(type(config.task).unused)})"
+            )
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -646,6 +717,29 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return result
 
 
+def derive_config(
+    config: RunConfig,
+    overrides: tuple[str, ...] | list[str],
+    where: str,
+    sections: tuple[str, ...] = ("task", "learner", "inner"),
+) -> RunConfig:
+    """``config`` with dotted ``overrides`` (``KEY=VALUE``) applied under the allowed
+    ``sections``; ``task.family=NAME`` resets the task section to that family's defaults.
+    Errors name ``where`` (e.g. ``outer.variants[0]``)."""
+    data = to_dict(config)
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key.split(".")[0] not in sections:
+            allowed = ", ".join(f"{s}." for s in sections)
+            raise ConfigError(f"{where}: expected overrides under {allowed} got {item!r}")
+        if key == "task.family":
+            data["task"] = {}
+    try:
+        return parse(apply_overrides(data, list(overrides)))
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
 def to_nested_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of nested mappings (leaves are shared)."""
     return {k: to_nested_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
@@ -696,10 +790,15 @@ def read_config_text(path: Path) -> str:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (``None``: the built-in defaults), apply overrides and validate."""
+    """Read a YAML config (a file, a shipped name such as ``outliers``, or ``None``: the
+    built-in defaults), apply overrides and validate."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        if not os.path.lexists(path):  # not a file here: the name of a shipped config?
+            from metaloss.named_configs import resolve_config
+
+            path = resolve_config(path)
         loaded = load_yaml(read_config_text(path), f"config: {printable(str(path), 200)}") or {}
         if not isinstance(loaded, dict):
             raise ConfigError(

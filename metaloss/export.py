@@ -12,36 +12,27 @@ trainer.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from metaloss._safe_read import parse_loss_file, read_regular_file
 from metaloss.atomic import atomic_path
 from metaloss.errors import LossFileError, elide, printable
-from metaloss.losses import LearnedLoss
-from metaloss.losses.multitask import MultiTaskLoss
-from metaloss.rl.objectives import LearnedDrift
+from metaloss.losses.module import ARCHITECTURES, LossModule
+from metaloss.zoo import resolve, zoo_names
 
 __all__ = [
-    "ARCHITECTURES",
     "FORMAT_VERSION",
     "LossFileError",
     "load_loss",
     "read_metadata",
-    "resolve_source",
     "save_loss",
     "zoo_names",
 ]
 
 FORMAT_VERSION = 1
-ARCHITECTURES: dict[str, type[nn.Module]] = {"LearnedLoss": LearnedLoss}
-ARCHITECTURES["LearnedDrift"] = LearnedDrift  # RL policy objective (metaloss.rl.objectives)
-ARCHITECTURES["MultiTaskLoss"] = MultiTaskLoss  # multi-task weighting (metaloss.losses.multitask)
-ZOO_DIR = Path(__file__).parent / "zoo"
 
 
 def _package_version() -> str:
@@ -51,7 +42,7 @@ def _package_version() -> str:
 
 
 def save_loss(
-    loss: LearnedLoss,
+    loss: LossModule,
     path: str | Path,
     config: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
@@ -71,7 +62,7 @@ def save_loss(
         "arguments": loss.architecture(),
         "task_kind": loss.kind,
         "features": list(loss.features),
-        "output": loss.output,
+        "output": loss.architecture().get("output", "identity"),
         "config": config or {},
         "package_version": _package_version(),
         "extra": extra or {},
@@ -84,45 +75,9 @@ def save_loss(
     return path
 
 
-def zoo_names() -> list[str]:
-    """Names of the losses that ship with the package."""
-    return sorted(p.stem for p in ZOO_DIR.glob("*.safetensors"))
-
-
-ZOO_RULE = (
-    "a bare name that is a zoo entry means the zoo entry; write ./NAME for a file of that name"
-)
-"""How a loss source is resolved (:func:`resolve_source`); error messages repeat it."""
-
-
-def _is_bare_name(source: str) -> bool:
-    return (
-        not any(sep in source for sep in ("/", os.sep))
-        and not source.startswith(".")
-        and (not source.endswith(".safetensors"))
-    )
-
-
-def resolve_source(source: str | Path) -> Path:
-    """The file a loss source names. A string without a folder and without the
-    ``.safetensors`` suffix that is a zoo entry is that zoo entry, even if a file or folder of
-    that name exists in the current folder (write ``./NAME`` for the local one); anything else
-    is a path."""
-    if isinstance(source, str) and _is_bare_name(source) and source in zoo_names():
-        return ZOO_DIR / f"{source}.safetensors"
-    path = Path(source)
-    if os.path.lexists(path):
-        return path
-    names = ", ".join(zoo_names()) or "none installed"
-    raise LossFileError(
-        f"loss: {elide(str(source), 120)} is neither a file nor a zoo name (zoo: {names}); "
-        f"{ZOO_RULE}"
-    )
-
-
 def _read(source: str | Path) -> tuple[Path, bytes, dict[str, Any]]:
     """The file, its bytes (read once, bounded) and its checked metadata."""
-    path = resolve_source(source)
+    path = resolve(source)
     data = read_regular_file(path)
     contents = parse_loss_file(path, data, tuple(ARCHITECTURES), FORMAT_VERSION)
     return path, data, contents.meta
@@ -134,9 +89,19 @@ def read_metadata(source: str | Path) -> dict[str, Any]:
 
 
 def load_loss(
-    source: str | Path, reduction: str = "mean", map_location: str | torch.device = "cpu"
-) -> nn.Module:
-    """Load a learned loss from a file or zoo name as a plain ``torch.nn.Module``.
+    source: str | Path,
+    reduction: str = "mean",
+    map_location: str | torch.device = "cpu",
+    trainable: bool = False,
+) -> LossModule:
+    """Load a learned loss from a file, a Hugging Face-layout folder (:mod:`metaloss.hub`) or a
+    zoo name as a plain ``torch.nn.Module``.
+
+    Like torch's own losses it is in eval mode with no trainable parameters: its outputs
+    require grad only when the inputs do, and no ``.grad`` accumulates on it across backward
+    passes. ``trainable=True`` returns it in train mode with ``requires_grad`` parameters (to
+    fine-tune it). Its ``metadata`` is the file's; its repr and :meth:`~LossModule.model_card`
+    say what it was trained on and with which command.
 
     A string without a folder and without the ``.safetensors`` suffix that is a zoo entry is
     the zoo entry (``./NAME`` is the file ``NAME``). The file is read once, in bounded work, and
@@ -170,10 +135,13 @@ def load_loss(
     if len(dtypes) == 1:  # keep the precision the loss was trained in (e.g. float64)
         module = module.to(dtypes.pop())
     module.load_state_dict(tensors)
+    module.metadata = meta
+    module.train(trainable)
+    module.requires_grad_(trainable)
     return module.to(map_location)
 
 
-def _build(path: Path, cls: type[nn.Module], arguments: dict[str, Any]) -> nn.Module:
+def _build(path: Path, cls: type[LossModule], arguments: dict[str, Any]) -> LossModule:
     try:
         return cls(**arguments)
     except Exception as error:  # any failure to build from the file's arguments is the file's

@@ -17,8 +17,8 @@ from _hostile import REPO, assert_one_line, cli, make_workdir, refused, snapshot
 from safetensors.torch import load_file, save_file
 
 from metaloss import LossFileError, load_loss, read_metadata, save_loss, zoo_names
-from metaloss.export import ZOO_RULE
 from metaloss.losses import LearnedLoss
+from metaloss.zoo import ZOO_RULE
 
 pytestmark = pytest.mark.timeout(120)
 workdir = pytest.fixture(make_workdir)

@@ -511,3 +511,23 @@ def test_a_broken_pipe_is_quiet(workdir: Path) -> None:
     )
     assert result.stdout == "robust-reg" and result.stderr == ""
     assert snapshot(workdir) == {}
+
+
+def test_two_runs_started_at_once_on_one_new_folder_cannot_both_take_it(workdir: Path) -> None:
+    from metaloss.config import parse
+
+    config = parse({})
+    first = common.plan_folder(Path("run"), config, "train")
+    second = common.plan_folder(Path("run"), config, "train")  # planned before the first wrote
+    common.create_folder(first, config)
+    with pytest.raises(common.RunFolderError, match="started in run at the same moment"):
+        common.create_folder(second, config)
+    assert sorted(p.name for p in (workdir / "run").iterdir()) == [
+        "config.yaml",
+        common.MARKER_NAME,
+    ]
+    # tune shares its folder: a worker that finds another one's files half-written goes on
+    (workdir / "t").mkdir()
+    (workdir / "t" / f".{common.MARKER_NAME}.tmp-99999").write_text("{")
+    shared = [common.plan_folder(Path("t"), config, "tune", shared=True) for _ in range(2)]
+    assert [common.create_folder(plan) for plan in shared] == [Path("t"), Path("t")]

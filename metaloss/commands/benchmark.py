@@ -17,6 +17,7 @@ from metaloss.commands.common import (
     staged_target,
     write_marker,
 )
+from metaloss.commands.config import config_epilog
 from metaloss.config import ConfigError, load_config, to_dict
 from metaloss.errors import LossFileError, printable
 from metaloss.evaluation.benchmark import (
@@ -30,16 +31,20 @@ from metaloss.evaluation.benchmark import (
 from metaloss.evaluation.report import write_report
 from metaloss.export import load_loss, zoo_names
 from metaloss.rl.config import is_rl_config
+from metaloss.tasks import family_spec
 
 __all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
-        "benchmark", help="benchmark learned losses against baselines", description=__doc__
+        "benchmark",
+        help="benchmark learned losses against baselines",
+        description=__doc__,
+        epilog=config_epilog(),
     )
     p.add_argument(
-        "config", help="YAML config with a benchmark section (e.g. configs/outliers.yaml)"
+        "config", help="config file or shipped name with a benchmark section (e.g. outliers)"
     )
     p.add_argument(
         "--loss",
@@ -93,12 +98,13 @@ def check_kinds(losses: list[tuple[str, PerSampleLoss]], rows: list[Row]) -> Non
                 )
 
 
-def _sources(args: argparse.Namespace, configured: tuple[str, ...], family: object) -> list[str]:
+def _sources(
+    args: argparse.Namespace, configured: tuple[str, ...], default: str | None
+) -> list[str]:
     if args.loss:
         return list(args.loss)
     if configured:
         return list(configured)
-    default = getattr(family, "zoo_loss", None)
     if default is None:
         raise ValueError(
             "--loss: expected a loss file or zoo name (the config has no benchmark.losses)"
@@ -126,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         return run_rl(args, config)
     rows = rows_from_config(config)
     plan = plan_folder(args.out, config, "benchmark", resumable=False)  # checks only
-    sources = _sources(args, config.benchmark.losses, rows[0].family)
+    sources = _sources(args, config.benchmark.losses, family_spec(config.task.family).zoo_loss)
     learned = load_learned(sources)
     references = load_learned(list(config.benchmark.learned_baselines))
     named = list(zip(sources, learned.values(), strict=True))

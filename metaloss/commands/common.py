@@ -45,6 +45,7 @@ __all__ = [
     "create_folder",
     "figure_path",
     "plan_folder",
+    "prepare_run_folder",
     "staged_folder",
     "staged_target",
     "write_marker",
@@ -120,10 +121,15 @@ def _read_marker(folder: Path) -> dict[str, Any] | None:
     return marker
 
 
+_IN_PROGRESS = re.compile(r"\..+\.(tmp|partial)-\d+")
+"""Names of files metaloss is writing right now (an atomic write's temporary file, a staged
+report): another worker starting on the same folder does not count them as content."""
+
+
 def _entries(folder: Path) -> list[str]:
     try:
         with os.scandir(folder) as it:
-            return sorted(entry.name for entry in it)
+            return sorted(e.name for e in it if not _IN_PROGRESS.fullmatch(e.name))
     except OSError as error:
         raise RunFolderError(f"--out: cannot list {_show(folder)} ({error.strerror})") from None
 
@@ -169,6 +175,7 @@ class FolderPlan:
     name: str
     seed: int
     existing: bool = False
+    shared: bool = False
 
 
 def plan_folder(
@@ -193,7 +200,7 @@ def plan_folder(
     Raises:
         RunFolderError: in one line, naming the folder and what was expected.
     """
-    plan = FolderPlan(out, command, config.name, config.seed)
+    plan = FolderPlan(out, command, config.name, config.seed, shared=shared)
     if out is None:
         if resume:
             raise RunFolderError("--resume: expected --out DIR, the folder of the run to continue")
@@ -235,7 +242,7 @@ def plan_folder(
         )
     if shared:
         _writable_ancestor(out)
-        return FolderPlan(out, command, config.name, config.seed, existing=True)
+        return FolderPlan(out, command, config.name, config.seed, True, shared)
     if not resumable:
         raise RunFolderError(
             f"--out: {_show(out)} already holds a `metaloss {command}` report; choose a new "
@@ -248,7 +255,7 @@ def plan_folder(
         )
     _check_resumable(out, config)
     _writable_ancestor(out)
-    return FolderPlan(out, command, config.name, config.seed, existing=True)
+    return FolderPlan(out, command, config.name, config.seed, True, shared)
 
 
 def _check_resumable(folder: Path, config: RunConfig) -> None:
@@ -305,8 +312,11 @@ def _new_folder(plan: FolderPlan) -> Path:
     raise RunFolderError(f"--out: no free folder name like {_show(base)}; pass --out")
 
 
-def write_marker(folder: Path, plan: FolderPlan) -> Path:
-    """Write ``metaloss-run.json``: which command wrote ``folder``, for which config, when."""
+def write_marker(folder: Path, plan: FolderPlan, exclusive: bool = False) -> Path:
+    """Write ``metaloss-run.json``: which command wrote ``folder``, for which config, when.
+
+    With ``exclusive`` the marker must not exist yet (published with a hard link, which fails if
+    it does), so two runs started at once on the same new folder cannot both take it."""
     from metaloss import __version__
 
     marker = {
@@ -316,7 +326,22 @@ def write_marker(folder: Path, plan: FolderPlan) -> Path:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "metaloss": __version__,
     }
-    return write_text_atomic(folder / MARKER_NAME, json.dumps(marker, indent=2) + "\n")
+    text = json.dumps(marker, indent=2) + "\n"
+    if not exclusive:
+        return write_text_atomic(folder / MARKER_NAME, text)
+    tmp = folder / f".{MARKER_NAME}.tmp-{os.getpid()}"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.link(tmp, folder / MARKER_NAME)
+    except FileExistsError:
+        raise RunFolderError(
+            f"--out: another `metaloss {plan.command}` started in {_show(folder)} at the same "
+            "moment; choose another folder"
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return folder / MARKER_NAME
 
 
 def create_folder(plan: FolderPlan, config: RunConfig | None = None) -> Path:
@@ -324,12 +349,22 @@ def create_folder(plan: FolderPlan, config: RunConfig | None = None) -> Path:
     ``metaloss-run.json`` and, with ``config``, the resolved ``config.yaml`` (both atomic)."""
     folder = plan.path if plan.path is not None else _new_folder(plan)
     folder.mkdir(parents=True, exist_ok=True)
-    if not plan.existing or not (folder / MARKER_NAME).exists():
+    if not plan.existing:
+        write_marker(folder, plan, exclusive=not plan.shared)
+    elif not (folder / MARKER_NAME).exists():
         write_marker(folder, plan)
     if config is not None:
         text = yaml.safe_dump(to_dict(config), sort_keys=False)
         write_text_atomic(folder / "config.yaml", text)
     return folder
+
+
+def prepare_run_folder(
+    out: Path | None, config: RunConfig, resume: bool, command: str = "train"
+) -> Path:
+    """:func:`plan_folder` then :func:`create_folder` with ``config.yaml`` (for callers that have
+    nothing to check in between, e.g. rank 0 of ``metaloss train --distributed``)."""
+    return create_folder(plan_folder(out, config, command, resume), config)
 
 
 @dataclass

@@ -4,9 +4,13 @@
     metaloss inspect robust-regression --out loss.png      # a zoo name instead of a file
 
 The figure is the one TensorBoard shows under ``shape/figure`` (for regression: the loss and
-``d loss / d pred`` against the residual for several targets, beside MSE, L1 and Huber). The
-summary names the input features and, where the loss kind has a description, the growth at
-large residuals (bounded / linear / quadratic), the symmetry and the value at zero residual.
+``d loss / d pred`` against the residual for several targets, beside MSE, L1 and Huber), titled
+with the loss's name, at 120 dpi or more. The summary names the input features and, where the
+loss kind has a description, the growth at large residuals (bounded / linear / quadratic), the
+symmetry, the value at zero residual, the minimum for each target (a target-dependent loss may
+have its minimum away from zero residual) and whether the shape depends on the target. A kind
+without a shape view (e.g. ``multitask``) gets the text summary; ``--out`` then writes nothing
+and says so.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from metaloss.atomic import atomic_path
 from metaloss.commands.common import figure_path
 from metaloss.errors import printable
 from metaloss.export import load_loss, read_metadata
-from metaloss.plots import SHAPE_VIEWS, shape_view
+from metaloss.plots import has_shape_view, shape_view
+from metaloss.plots.base import FIGURE_DPI, titled
 
 __all__ = ["register", "run", "summary_lines"]
 
@@ -65,23 +70,37 @@ def summary_lines(meta: dict[str, Any], description: list[str] | None) -> list[s
     return lines
 
 
+def _loss_title(source: str, meta: dict[str, Any]) -> str:
+    """The figure's title: the file or zoo name, and the run it came from."""
+    config = meta.get("config") or {}
+    name = Path(source).name if Path(source).exists() else source
+    trained = config.get("name")
+    return f"{name} (trained on {trained})" if trained and trained not in name else name
+
+
 def run(args: argparse.Namespace) -> int:
     figure_file = figure_path(args.out) if args.out is not None else None  # checked first
     meta = read_metadata(args.loss)
     loss = load_loss(args.loss, reduction="none")
     kind = str(loss.kind)
-    view = SHAPE_VIEWS.get(kind)
-    if view is None and figure_file is not None:
-        shape_view(kind)  # raises: no figure for this kind (names the known kinds)
+    view = shape_view(kind) if has_shape_view(kind) else None
     description = view.describe(loss) if view is not None and view.describe else None
     # A file's metadata is untrusted text: no escapes or newlines reach the terminal.
     print(f"{printable(str(args.loss), 200)}:")
     for line in summary_lines(meta, description):
         print(f"  {printable(line, 1000)}")
-    if view is not None and figure_file is not None:
-        figure_file.parent.mkdir(parents=True, exist_ok=True)
-        figure = view.figure(view.curves(loss))
-        with atomic_path(figure_file) as tmp:
-            figure.savefig(tmp, format=figure_file.suffix.lstrip(".").lower())
-        print(f"figure: {printable(str(figure_file), 200)}")
+    if figure_file is None:
+        return 0
+    if view is None:
+        print(
+            f"figure: none written (loss kind {printable(kind, 40)!r} has no shape view: text summary only)"
+        )
+        return 0
+    figure_file.parent.mkdir(parents=True, exist_ok=True)
+    figure = titled(view.figure(view.curves(loss)), printable(_loss_title(args.loss, meta), 200))
+    with atomic_path(figure_file) as tmp:
+        figure.savefig(
+            tmp, format=figure_file.suffix.lstrip(".").lower(), dpi=max(FIGURE_DPI, figure.dpi)
+        )
+    print(f"figure: {printable(str(figure_file), 200)}")
     return 0

@@ -9,11 +9,13 @@ import sys
 from metaloss.atomic import write_text_atomic
 from metaloss.cli import EXIT_DIVERGED
 from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
+from metaloss.commands.config import config_epilog
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
 from metaloss.evaluation.training_health import diagnose_training
 from metaloss.export import save_loss
+from metaloss.outer.supervised import supervised_family
 from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer
 from metaloss.rl.config import is_rl_config
 from metaloss.summary import SummaryCallback
@@ -26,15 +28,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "train",
         help="meta-train a learned loss (default: the built-in sine job)",
         description=__doc__,
+        epilog=config_epilog(),
     )
     p.add_argument(
-        "config", nargs="?", default=None, help="YAML config (default: built-in sine settings)"
+        "config",
+        nargs="?",
+        default=None,
+        help="config file or shipped name, e.g. outliers (default: built-in sine settings)",
     )
     add_out(p, "run folder")
     add_overrides(p, "outer.steps=50")
     p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
     p.add_argument(
         "--no-eval", action="store_true", help="skip the comparison with MSE after training"
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel meta-training: launch with torchrun (see docs/tuning.md)",
     )
     p.set_defaults(func=run)
 
@@ -45,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         from metaloss.commands.rl_train import run as run_rl_train
 
         return run_rl_train(args)
+    if args.distributed:  # under torchrun: every process trains its shard (commands/distributed.py)
+        from metaloss.commands.distributed import run_distributed
+
+        return run_distributed(args, config)
     plan = plan_folder(args.out, config, "train", args.resume)  # checks only
     progress = ProgressCallback()
     trainer = MetaTrainer(config, plan.path, callbacks=[progress])
@@ -65,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
         result.loss,
         out / "loss.safetensors",
         to_dict(config),
-        {"best_step": result.best_step, "best_valid_objective": result.best_value},
+        {
+            "best_step": result.best_step,
+            "best_valid_objective": result.best_value,
+            "argv": getattr(args, "argv", ["metaloss", *sys.argv[1:]]),
+        },
     )
     print(
         f"best meta-validation objective {result.best_value:.4g} at step {result.best_step}; "
@@ -76,12 +95,13 @@ def run(args: argparse.Namespace) -> int:
             f"warning: the learned loss has collapsed: {result.degeneracy.reason}", file=sys.stderr
         )
     outputs = [loss_path, out / "config.yaml", out / CHECKPOINT_NAME]
+    family = supervised_family(trainer)
     if not args.no_eval:
         print(
-            f"meta-testing against {'MSE' if trainer.family.kind == 'regression' else 'CE'} ...",
+            f"meta-testing against {'MSE' if family.kind == 'regression' else 'CE'} ...",
             file=sys.stderr,
         )
-        comparison = compare_with_mse(result.loss.per_sample, trainer.family, config)
+        comparison = compare_with_mse(result.loss.per_sample, family, config)
         table = comparison.markdown()
         write_text_atomic(out / "results.md", table)
         write_text_atomic(out / "results.json", json.dumps(comparison.to_dict(), indent=2))

@@ -15,11 +15,24 @@ row and contender:
 
 Scores are per task (averaged over seeds): means with 95% CIs over tasks, win rates and paired
 t-tests over tasks, and the fraction of the best-baseline-to-oracle gap a learned loss closes.
+
+**Transfer.** ``benchmark.split=transfer`` runs the rows of ``benchmark.transfer`` instead of
+``benchmark.rows``: conditions a user's own project changes and meta-training never saw (a real
+data set, a linear learner or an MLP of another shape, the other inner optimiser, a longer
+horizon, another batch size). A row may override any run setting (``set:``, validated like
+``--set``) besides the task (``task:``); selection and meta-test are exactly as above, on
+meta-train and meta-test tasks *of that condition*, so every loss's learning rate and every
+baseline's parameter is selected for the condition on rows or tasks that no test score reads.
+Some contenders are not losses of the inner loop: a classical robust fit
+(:mod:`metaloss.evaluation.fits`) enters rows with a linear learner only, and a baseline whose
+own parameters are learned with the model (Barron's adaptive loss) gets a learner with free
+outputs for them (:data:`metaloss.losses.baselines.FREE_OUTPUTS`).
 Families plug in through the task-family interface only; classification, multi-task or RL
 families reuse the harness unchanged (the metric is the family's ``objective``). A kind may add
-metrics of the final learners (:data:`METRICS_BY_KIND`: accuracy and the cross-entropy
-decomposition for classification) and its own oracle (:data:`ORACLES`: MSE on the clean samples
-for regression, cross-entropy on the clean labels for classification).
+metrics of the final learners (accuracy and the cross-entropy
+decomposition for classification) and its own oracle (MSE on the clean samples for regression,
+cross-entropy on the clean labels for classification): both come from the family's
+:class:`~metaloss.tasks.registry.FamilySpec`.
 """
 
 from __future__ import annotations
@@ -32,37 +45,34 @@ import torch
 from torch import Tensor
 
 from metaloss.config import BenchmarkRow, ConfigError, RunConfig, apply_overrides, parse, to_dict
-from metaloss.evaluation.decomposition import classification_metrics
-from metaloss.evaluation.diagnostics import count_diagnoses
-from metaloss.evaluation.meta_test import EvalSet, Metric, eval_set, run_loss, select_lr
+from metaloss.evaluation.diagnostics import DIAGNOSES, count_diagnoses
+from metaloss.evaluation.fits import FITS, Fit, fit_scores
+from metaloss.evaluation.meta_test import EvalSet, eval_set, run_loss, select_lr
 from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
-from metaloss.losses import BASELINES, baseline
-from metaloss.tasks import Split, Task, TaskFamily, make_family
+from metaloss.losses import baseline
+from metaloss.losses.baselines import FREE_OUTPUTS, baseline_table
+from metaloss.seeds import GRID_INIT_SEED, INIT_SEED_STRIDE, TEST_INIT_SEED
+from metaloss.tasks import Split, Task, TaskFamily, family_spec, make_family
+from metaloss.typing import PerSampleLoss
 
 __all__ = [
-    "METRICS_BY_KIND",
-    "ORACLES",
     "BenchmarkResult",
     "Comparison",
     "Contender",
     "Entry",
     "Row",
-    "clean_labels",
-    "clean_only",
     "compare",
     "contenders_from_config",
+    "describe_condition",
     "plan_size",
     "rows_from_config",
     "run_benchmark",
     "select",
     "tested_split",
-    "weighted_mse",
 ]
 
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 Progress = Callable[[str], None]
 Role = Literal["learned", "baseline", "oracle"]
-_INIT_SEED_STRIDE = 7919
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,9 @@ class Contender:
         view: how this contender sees a task (the oracle's clean-only view); ``None``: as is.
         lr_grid: this contender's learning rates (empty: ``evaluation.lr_grid``); one rate and
             one value skip selection, as for losses tuned by ``metaloss tune``.
+        fit: a classical fit (:data:`metaloss.evaluation.fits.FITS`) instead of a loss: entered
+            on linear-learner rows only, with its parameter selected like a loss's.
+        free_outputs: learner outputs this loss trains with the model (its own parameters).
     """
 
     name: str
@@ -87,10 +100,20 @@ class Contender:
     values: tuple[float, ...] = ()
     view: Callable[[Task], Task] | None = None
     lr_grid: tuple[float, ...] = ()
+    fit: Fit | None = None
+    free_outputs: int = 0
 
     def loss(self, value: float | None) -> PerSampleLoss:
         """The per-sample loss with its parameter set to ``value`` (``None``: no parameter)."""
         return self.make() if value is None else self.make(**{self.param: value})
+
+    def params(self, value: float | None) -> dict[str, float]:
+        """The keyword arguments that set the parameter to ``value``."""
+        return {} if value is None else {self.param: value}
+
+    def enters(self, row: Row) -> bool:
+        """Whether this contender runs on ``row`` (a classical fit needs a linear learner)."""
+        return self.fit is None or not row.config.learner.hidden
 
 
 @dataclass(frozen=True)
@@ -122,7 +145,7 @@ class Entry:
         diagnoses: how many runs' curves were diagnosed as each of
             :data:`metaloss.evaluation.diagnostics.DIAGNOSES`.
         diverged: runs whose inner gradients became NaN/Inf.
-        metrics: extra final metrics per task (see :data:`METRICS_BY_KIND`), ``[tasks]`` each.
+        metrics: extra final metrics per task (the family spec's ``metrics``), ``[tasks]`` each.
     """
 
     row: str
@@ -205,47 +228,6 @@ class BenchmarkResult:
 # Building contenders and rows from a config.
 
 
-def clean_only(tasks: Task) -> Task:
-    """The oracle's view of tasks: each training target carries, as a second column, the weight
-    ``clean * n / n_clean``, so :func:`weighted_mse` is MSE over the clean samples only."""
-    train = tasks.train
-    if "clean" not in train.extras:
-        raise ValueError(
-            "benchmark.oracle: the task family gives no train.extras['clean'] mask; set oracle: false"
-        )
-    mask = train.extras["clean"].to(train.y.dtype)
-    weight = mask * mask.shape[-2] / mask.sum(-2, keepdim=True).clamp_min(1.0)
-    return tasks._replace(train=train._replace(y=torch.cat([train.y, weight], -1)))
-
-
-def weighted_mse(pred: Tensor, target: Tensor) -> Tensor:
-    """Squared error of ``pred`` against ``target[..., :1]``, weighted by ``target[..., 1:]``."""
-    return (pred - target[..., :1]) ** 2 * target[..., 1:]
-
-
-def clean_labels(tasks: Task) -> Task:
-    """The classification oracle's view of tasks: the inner-training labels are the clean ones
-    (``train.extras['clean_y']``), i.e. the same samples without label noise."""
-    train = tasks.train
-    if "clean_y" not in train.extras:
-        raise ValueError(
-            "benchmark.oracle: the task family gives no train.extras['clean_y']; set oracle: false"
-        )
-    return tasks._replace(train=train._replace(y=train.extras["clean_y"]))
-
-
-ORACLES: dict[str, tuple[str, Callable[[], PerSampleLoss], Callable[[Task], Task]]] = {
-    "regression": ("oracle (mse on clean)", lambda: weighted_mse, clean_only),
-    "classification": ("oracle (ce on clean labels)", lambda: baseline("ce"), clean_labels),
-}
-"""Per task kind: the oracle's report name, its loss and its view of the tasks."""
-
-METRICS_BY_KIND: dict[str, Callable[[TaskFamily], dict[str, Metric]]] = {
-    "classification": classification_metrics,
-}
-"""Per task kind: the metrics of the final learners reported besides the family objective."""
-
-
 def contenders_from_config(
     config: RunConfig,
     learned: dict[str, PerSampleLoss],
@@ -259,9 +241,10 @@ def contenders_from_config(
     contenders += [
         Contender(name, "baseline", _constant(fn)) for name, fn in (learned_baselines or {}).items()
     ]
+    baselines = baseline_table()
     for i, spec in enumerate(config.benchmark.baselines):
-        if spec.name not in BASELINES:
-            known = ", ".join(sorted(BASELINES))
+        if spec.name not in baselines and spec.name not in FITS:
+            known = ", ".join(sorted({*baselines, *FITS}))
             raise ConfigError(
                 f"benchmark.baselines[{i}].name: expected one of {known}, got {spec.name!r}"
             )
@@ -270,14 +253,23 @@ def contenders_from_config(
                 f"benchmark.baselines[{i}]: expected both param and values, or neither"
             )
         contenders.append(
-            Contender(spec.name, "baseline", _named_baseline(spec.name), spec.param, spec.values)
+            Contender(
+                spec.name,
+                "baseline",
+                _named_baseline(spec.name),
+                spec.param,
+                spec.values,
+                fit=FITS.get(spec.name),
+                free_outputs=FREE_OUTPUTS.get(spec.name, 0),
+            )
         )
     if config.benchmark.oracle:
-        kind = family.kind if family is not None else "regression"
-        if kind not in ORACLES:
-            raise ConfigError(f"benchmark.oracle: no oracle for {kind!r} tasks; set oracle: false")
-        name, make, view = ORACLES[kind]
-        contenders.append(Contender(name, "oracle", make, view=view))
+        oracle = family_spec(config.task.family).oracle
+        if oracle is None:
+            raise ConfigError(
+                f"benchmark.oracle: the {config.task.family} family has no oracle; set oracle: false"
+            )
+        contenders.append(Contender(oracle.name, "oracle", oracle.loss, view=oracle.view))
     names = [c.name for c in contenders]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -294,21 +286,47 @@ def _named_baseline(name: str) -> Callable[..., PerSampleLoss]:
 
 
 def rows_from_config(config: RunConfig) -> list[Row]:
-    """The rows of ``benchmark.rows`` (default: one row, the configured task)."""
+    """The rows of ``benchmark.rows`` (default: one row, the configured task), or with
+    ``benchmark.split=transfer`` those of ``benchmark.transfer``."""
+    if config.benchmark.split == "transfer":
+        if not config.benchmark.transfer:
+            raise ConfigError(
+                "benchmark.transfer: expected at least one transfer row for benchmark.split=transfer"
+            )
+        return [
+            _row(config, i, spec, "transfer") for i, spec in enumerate(config.benchmark.transfer)
+        ]
     specs = config.benchmark.rows or (BenchmarkRow("default", ()),)
     return [_row(config, i, spec) for i, spec in enumerate(specs)]
 
 
-def _row(config: RunConfig, index: int, spec: BenchmarkRow) -> Row:
+def _row(config: RunConfig, index: int, spec: BenchmarkRow, section: str = "rows") -> Row:
+    where = f"benchmark.{section}[{index}] ({spec.name})"
+    task = list(spec.task)
+    others = []
+    for item in spec.set:
+        key = item.partition("=")[0].strip()
+        if key == "benchmark" or key.startswith("benchmark."):
+            raise ConfigError(
+                f"{where}: set: a row cannot change the benchmark section, got {item!r}"
+            )
+        if key in ("evaluation.test_tasks", "evaluation.seeds", "evaluation"):
+            raise ConfigError(
+                f"{where}: set: every row is tested on the same number of tasks and seeds; "
+                f"expected no {key} override, got {item!r}"
+            )
+        if key.startswith("task."):
+            task.append(item.strip()[len("task.") :])
+        else:
+            others.append(item)
     data = to_dict(config)
-    keys = [item.partition("=")[0].strip() for item in spec.task]
-    if "family" in keys:
+    if "family" in [item.partition("=")[0].strip() for item in task]:
         data["task"] = {}
     try:
-        row_config = parse(apply_overrides(data, [f"task.{item}" for item in spec.task]))
+        row_config = parse(apply_overrides(data, [f"task.{item}" for item in task] + others))
         family = make_family(row_config.task)
     except (ConfigError, ValueError) as error:
-        raise ConfigError(f"benchmark.rows[{index}] ({spec.name}): {error}") from None
+        raise ConfigError(f"{where}: {error}") from None
     return Row(spec.name, family, row_config)
 
 
@@ -329,11 +347,13 @@ def select(
         raise ValueError(
             "select: expected meta-train or meta-validation tasks, got meta-test tasks"
         )
+    row, data = _prepared(contender, row, data)
+    if contender.fit is not None:
+        return _select_fit(contender, row, data, progress)
     grid = contender.lr_grid or row.config.evaluation.lr_grid
     values: Sequence[float | None] = contender.values or (None,)
     if len(values) == 1 and len(grid) == 1:
         return Selection(grid[0], values[0], {})
-    data = _view(data, contender.view)
     best: tuple[float, float, float | None] = (float("inf"), grid[0], values[0])
     scores: dict[str, float] = {}
     for value in values:
@@ -347,14 +367,79 @@ def select(
     return Selection(best[1], best[2], scores)
 
 
+def _select_fit(
+    contender: Contender, row: Row, data: EvalSet, progress: Progress | None
+) -> Selection:
+    """A classical fit's parameter value with the lowest mean ``outer_valid`` objective."""
+    assert contender.fit is not None
+    values: Sequence[float | None] = contender.values or (None,)
+    scores: dict[str, float] = {}
+    best: tuple[float, float | None] = (float("inf"), values[0])
+    for value in values:
+        per_run = fit_scores(
+            contender.fit, contender.params(value), data.tasks, "outer_valid", row.family.objective
+        )
+        score = float(torch.where(torch.isfinite(per_run), per_run, torch.inf).mean())
+        scores["" if value is None else f"{contender.param}={value:g}"] = score
+        if score < best[0]:
+            best = (score, value)
+        if progress:
+            progress(f"{row.name}: select {contender.name}")
+    return Selection(float("nan"), best[1], scores)
+
+
+class _LeadingOutputs(TaskFamily):
+    """A family whose learners carry extra free outputs: its objective reads the first
+    ``out_features`` outputs (the prediction) only."""
+
+    def __init__(self, family: TaskFamily) -> None:
+        super().__init__(family.seed)
+        self.base = family
+        self.kind = family.kind
+        self.in_features = family.in_features
+        self.out_features = family.out_features
+
+    def make_task(self, generator: torch.Generator, split: Split) -> Task:
+        return self.base.make_task(generator, split)
+
+    def task(self, split: Split, index: int) -> Task:
+        return self.base.task(split, index)
+
+    def objective(self, pred: Tensor, target: Tensor) -> Tensor:  # type: ignore[override]
+        return self.base.objective(pred[..., : self.out_features], target)
+
+
+def _prepared(contender: Contender, row: Row, data: EvalSet) -> tuple[Row, EvalSet]:
+    """The row and data ``contender`` runs on: its view of the tasks, and a learner with its free
+    outputs (zero at initialisation; every other initial parameter is shared) if it has any."""
+    data = _view(data, contender.view)
+    if not contender.free_outputs:
+        return row, data
+    if row.family.kind != "regression" or row.config.learner.log_variances:
+        raise ConfigError(
+            f"benchmark.baselines: {contender.name} trains free learner outputs, which needs a "
+            f"regression row whose learner has none (row {row.name!r})"
+        )
+    learner = replace(row.config.learner, log_variances=contender.free_outputs)
+    config = replace(row.config, learner=learner)
+    first = next(iter(data.inits.values()))
+    free = torch.zeros((data.runs, contender.free_outputs), dtype=first.dtype)
+    return (
+        Row(row.name, _LeadingOutputs(row.family), config),
+        replace(data, inits={**data.inits, "log_variances": free}),
+    )
+
+
 def tested_split(config: RunConfig) -> Split:
-    """The split whose tasks are tested (``benchmark.split``): meta-test, or meta-validation for
-    choosing between candidates without reading a meta-test task."""
+    """The split whose tasks are tested (``benchmark.split``): meta-test (also for transfer
+    rows: their held-out tasks), or meta-validation for choosing between candidates without
+    reading a meta-test task."""
     return Split.META_VALID if config.benchmark.split == "meta_valid" else Split.META_TEST
 
 
 def _init_seed(split: Split, seed: int) -> int:
-    return (2_000_033 if split is Split.META_TEST else 3_000_017) + _INIT_SEED_STRIDE * seed
+    base = TEST_INIT_SEED if split is Split.META_TEST else GRID_INIT_SEED
+    return base + INIT_SEED_STRIDE * seed
 
 
 def run_row(
@@ -374,17 +459,23 @@ def run_row(
     test_set = eval_set(
         row.family, row.config, split, ev.test_tasks, ev.seeds, _init_seed(split, seed)
     )
+    contenders = [c for c in contenders if c.enters(row)]
     selections = [select(c, row, grid_set, progress) for c in contenders]
-    maker = METRICS_BY_KIND.get(row.family.kind)
+    maker = family_spec(row.config.task.family).metrics
     metrics = maker(row.family) if maker else {}
     entries = []
     for contender, chosen in zip(contenders, selections, strict=True):
-        data = _view(test_set, contender.view)
+        if contender.fit is not None:
+            entries.append(_fit_entry(contender, chosen, row, test_set))
+            if progress:
+                progress(f"{row.name}: test {contender.name}")
+            continue
+        own_row, data = _prepared(contender, row, test_set)
         run = run_loss(
             contender.name,
             contender.loss(chosen.value),
-            row.family,
-            row.config,
+            own_row.family,
+            own_row.config,
             data,
             chosen.lr,
             metrics=metrics,
@@ -410,13 +501,39 @@ def run_row(
     return entries
 
 
+def _fit_entry(contender: Contender, chosen: Selection, row: Row, test_set: EvalSet) -> Entry:
+    """A classical fit on the test runs: no inner steps, so its curve is flat at its score and
+    no curve is diagnosed."""
+    assert contender.fit is not None
+    ev = row.config.evaluation
+    per_run = fit_scores(
+        contender.fit, contender.params(chosen.value), test_set.tasks, "test", row.family.objective
+    ).to(torch.float32)
+    per_task = per_run.reshape(ev.seeds, ev.test_tasks).mean(0)
+    curve = torch.full((row.config.inner.steps + 1,), float(per_task.mean()))
+    return Entry(
+        row.name,
+        contender.name,
+        contender.role,
+        chosen,
+        contender.param,
+        per_task,
+        curve,
+        dict.fromkeys(DIAGNOSES, 0),
+        int((~torch.isfinite(per_run)).sum()),
+    )
+
+
 def plan_size(rows: Sequence[Row], contenders: Sequence[Contender]) -> int:
     """How many progress steps :func:`run_benchmark` reports (one per selection value and test)."""
-    per_row = 0
-    for c in contenders:
-        values = len(c.values) or 1
-        per_row += 1 + (values if values > 1 or len(rows[0].config.evaluation.lr_grid) > 1 else 0)
-    return per_row * len(rows)
+    total = 0
+    for row in rows:
+        for c in (c for c in contenders if c.enters(row)):
+            values = len(c.values) or 1
+            grid = len(c.lr_grid or row.config.evaluation.lr_grid)
+            selects = values > 1 or (c.fit is None and grid > 1) or c.fit is not None
+            total += 1 + (values if selects else 0)
+    return total
 
 
 def run_benchmark(
@@ -427,16 +544,16 @@ def run_benchmark(
     for row in rows:
         entries += run_row(row, contenders, progress)
     first = rows[0].config
-    kind = rows[0].family.kind
-    metric = {"regression": "test MSE", "classification": "test cross-entropy"}.get(
-        kind, "test objective"
-    )
+    metric = family_spec(first.task.family).metric
     directions: dict[str, bool] = {}
     for row in rows:
-        maker = METRICS_BY_KIND.get(row.family.kind)
+        maker = family_spec(row.config.task.family).metrics
         directions |= {
             k: m.higher_is_better for k, m in (maker(row.family) if maker else {}).items()
         }
+    extra: dict[str, Any] = {}
+    if first.benchmark.split == "transfer":
+        extra["conditions"] = {r.name: describe_condition(r) for r in rows}
     return BenchmarkResult(
         entries,
         [r.name for r in rows],
@@ -444,9 +561,27 @@ def run_benchmark(
         first.evaluation.test_tasks,
         first.evaluation.seeds,
         {r.name: r.config.inner.steps for r in rows},
+        extra=extra,
         metrics=directions,
         split=first.benchmark.split,
     )
+
+
+def describe_condition(row: Row) -> dict[str, Any]:
+    """What a row trains on and with: task family (and data set), learner, inner optimiser,
+    horizon, training samples per task, learning-rate grid."""
+    task, c = row.config.task, row.config
+    dataset = getattr(task, "dataset", None)
+    return {
+        "task": task.family + (f" ({dataset})" if dataset else ""),
+        "learner": "linear"
+        if not c.learner.hidden
+        else f"MLP {'-'.join(map(str, c.learner.hidden))} {c.learner.activation}",
+        "optimizer": c.inner.optimizer,
+        "steps": c.inner.steps,
+        "train_samples": getattr(row.family, "n_train", getattr(task, "n_train", None)),
+        "lr_grid": list(c.evaluation.lr_grid),
+    }
 
 
 def compare(result: BenchmarkResult) -> list[Comparison]:

@@ -149,7 +149,38 @@ def _p(p: float) -> str:
 _TESTED = {
     "meta_test": "held-out tasks",
     "meta_valid": "meta-validation tasks (screening: no meta-test task was read)",
+    "transfer": "held-out tasks of each transfer condition",
 }
+
+
+def _cell(result: BenchmarkResult, row: str, name: str, text: Callable[[Entry], str]) -> str:
+    """``text(entry)``, or a dash where the loss did not run on the row (a classical fit on a
+    row whose learner is not linear)."""
+    entry = _find(result, row, name)
+    return "—" if entry is None else text(entry)
+
+
+def _find(result: BenchmarkResult, row: str, name: str) -> Entry | None:
+    return next((e for e in result.row_entries(row) if e.name == name), None)
+
+
+def _conditions_table(result: BenchmarkResult) -> list[str]:
+    conditions = result.extra.get("conditions")
+    if not conditions:
+        return []
+    lines = [
+        "## Transfer conditions (none of them seen in meta-training)",
+        "",
+        "| row | task | learner | inner optimiser | steps | train samples per task | lr grid |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row, c in conditions.items():
+        grid = ", ".join(f"{v:g}" for v in c["lr_grid"])
+        lines.append(
+            f"| {row} | {c['task']} | {c['learner']} | {c['optimizer']} | {c['steps']} | "
+            f"{c['train_samples']} | {grid} |"
+        )
+    return [*lines, ""]
 
 
 def markdown(result: BenchmarkResult) -> str:
@@ -157,16 +188,16 @@ def markdown(result: BenchmarkResult) -> str:
     names = list(dict.fromkeys(e.name for e in result.entries))
 
     def score(row: str, name: str) -> str:
-        entry = result.entry(row, name)
         contenders = (x for x in result.row_entries(row) if x.role != "oracle")
         best = min(contenders, key=lambda x: x.score.mean)
-        return _bold_if(str(entry.score), entry is best)
+        return _cell(result, row, name, lambda e: _bold_if(str(e.score), e is best))
 
     title = (
         f"## {result.metric} after training (mean ± 95% CI over {result.test_tasks} "
         f"{_TESTED[result.split]} × {result.seeds} seed(s), averaged per task)"
     )
-    lines = _loss_by_row_table(title, result.rows, names, score)
+    lines = _conditions_table(result)
+    lines += _loss_by_row_table(title, result.rows, names, score)
     lines += ["", "Bold: lowest mean among non-oracle losses in the column.", ""]
     lines += _metric_tables(result, names)
     lines += _comparison_table(result, compare(result))
@@ -227,8 +258,9 @@ def _metric_tables(result: BenchmarkResult, names: list[str]) -> list[str]:
     for metric, higher in result.metrics.items():
 
         def cell(row: str, name: str, metric: str = metric, higher: bool = higher) -> str:
-            if metric not in result.entry(row, name).metrics:
-                return "—"  # the row's family does not give this metric
+            entry = _find(result, row, name)
+            if entry is None or metric not in entry.metrics:
+                return "—"  # the row's family does not give this metric, or the loss did not run
             entries = [
                 x for x in result.row_entries(row) if x.role != "oracle" and metric in x.metrics
             ]
@@ -276,13 +308,7 @@ def _gaps_per_baseline(result: BenchmarkResult) -> dict[str, dict[str, dict[str,
 def _selection_table(result: BenchmarkResult, names: list[str]) -> list[str]:
 
     def selected(row: str, name: str) -> str:
-        e = result.entry(row, name)
-        param = (
-            f"{e.param}={e.selection.value:g}, "
-            if e.param and e.selection.value is not None
-            else ""
-        )
-        return f"{param}lr={e.selection.lr:g}"
+        return _cell(result, row, name, _selected)
 
     title = "## Selected on meta-train tasks (outer_valid split; never a test split)"
     lines = _loss_by_row_table(title, result.rows, names, selected)
@@ -299,6 +325,12 @@ def _selection_table(result: BenchmarkResult, names: list[str]) -> list[str]:
             + ".",
         ]
     return [*lines, ""]
+
+
+def _selected(e: Entry) -> str:
+    param = f"{e.param}={e.selection.value:g}" if e.param and e.selection.value is not None else ""
+    lr = f"lr={e.selection.lr:g}" if math.isfinite(e.selection.lr) else ""  # a classical fit: none
+    return ", ".join(part for part in (param, lr) if part) or "—"
 
 
 def _diagnosis_table(result: BenchmarkResult, names: list[str]) -> list[str]:

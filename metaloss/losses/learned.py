@@ -9,27 +9,26 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.features import check_features, compute_features, feature_width
+from metaloss.losses.module import LossModule, init_uniform_, reduce, register_architecture
+from metaloss.typing import Reduction
 
 __all__ = [
     "FORMS",
-    "LOSS_CLASSES",
     "OUTPUTS",
     "LearnedLoss",
     "cross_entropy",
     "init_uniform_",
     "reduce",
 ]
-
-Reduction = Literal["mean", "sum", "none"]
 
 OUTPUTS = {
     "identity": lambda h: h,
@@ -45,25 +44,10 @@ weight (of detached features) multiplying cross-entropy (classification, as in M
 or the squared residual (regression, as in iteratively re-weighted least squares)."""
 
 
-LOSS_CLASSES: dict[str, type[LearnedLoss]] = {}
-"""Loss kinds whose learned loss is a subclass of :class:`LearnedLoss` with its own inputs (e.g.
-``"multitask"``: :class:`metaloss.losses.multitask.MultiTaskLoss`); filled by those modules."""
-
-
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Per-sample cross-entropy of logits ``[..., C]`` and integer labels ``[...]`` (vmap-safe)."""
     log_probs = torch.log_softmax(logits, dim=-1)
     return -log_probs.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
-
-
-def init_uniform_(module: nn.Module, generator: torch.Generator, scale: float = 1.0) -> None:
-    """Re-draw every parameter of ``module`` in place from ``U(-b, b)``, ``b = scale / sqrt(fan_in)``
-    (PyTorch's ``nn.Linear`` bound, scaled), using ``generator`` so runs are reproducible."""
-    with torch.no_grad():
-        for p in module.parameters():
-            fan_in = p.shape[-1] if p.dim() > 1 else p.numel()
-            bound = scale / max(fan_in, 1) ** 0.5
-            p.copy_((2 * torch.rand(p.shape, generator=generator, dtype=p.dtype) - 1) * bound)
 
 
 def _base_loss(kind: str, pred: Tensor, target: Tensor) -> Tensor:
@@ -73,18 +57,8 @@ def _base_loss(kind: str, pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target) ** 2
 
 
-def reduce(values: Tensor, reduction: str) -> Tensor:
-    """Apply a torch-style reduction (``"mean"``, ``"sum"`` or ``"none"``)."""
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    if reduction == "none":
-        return values
-    raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-class LearnedLoss(nn.Module):
+@register_architecture
+class LearnedLoss(LossModule):
     """A per-sample loss network, used like a torch loss: ``loss(pred, target)``.
 
     For regression the loss is applied elementwise (like ``nn.MSELoss``): each element of
@@ -126,6 +100,8 @@ class LearnedLoss(nn.Module):
         torch.Size([])
     """
 
+    default_kind = "regression"
+
     def __init__(
         self,
         features: tuple[str, ...] = ("residual", "abs_residual", "target"),
@@ -162,43 +138,28 @@ class LearnedLoss(nn.Module):
         self.net = MLP(feature_width(kind, self.features, num_classes), self.hidden, 1, activation)
 
     @classmethod
-    def from_config(
-        cls,
-        config: LossConfig,
-        kind: str = "regression",
-        generator: torch.Generator | None = None,
-        num_classes: int | None = None,
-    ) -> LearnedLoss:
-        """Build the loss of a run config, initialised from ``generator`` (scaled by ``init_scale``).
-
-        ``num_classes`` is used by classification losses only (ignored for regression). A kind
-        registered in :data:`LOSS_CLASSES` (e.g. ``"multitask"``) is built by its own class."""
-        if kind in LOSS_CLASSES and cls is LearnedLoss:
-            return LOSS_CLASSES[kind].from_config(config, kind, generator, num_classes)
-        classes = num_classes if kind == "classification" else None
-        loss = cls(
-            config.features,
-            config.hidden,
-            config.activation,
-            config.output,
-            config.zero_at_target,
-            kind,
-            num_classes=classes,
-            form=config.form,
-        )
-        if generator is not None:
-            init_uniform_(loss, generator, config.init_scale)
-        return loss
+    def config_arguments(
+        cls, config: LossConfig, kind: str, num_classes: int | None
+    ) -> dict[str, Any]:
+        """The constructor arguments of a run config's ``loss`` section; ``num_classes`` is kept
+        for classification losses only."""
+        return {
+            "features": config.features,
+            "hidden": config.hidden,
+            "activation": config.activation,
+            "output": config.output,
+            "zero_at_target": config.zero_at_target,
+            "kind": kind,
+            "num_classes": num_classes if kind == "classification" else None,
+            "form": config.form,
+        }
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild this loss without its trainer."""
         return {
-            "features": list(self.features),
-            "hidden": list(self.hidden),
-            "activation": self.activation,
+            **self.network_architecture(),
             "output": self.output,
             "zero_at_target": self.zero_at_target,
-            "kind": self.kind,
             **({"num_classes": self.num_classes} if self.num_classes is not None else {}),
             **({"form": self.form} if self.form != "loss" else {}),
         }
@@ -231,10 +192,6 @@ class LearnedLoss(nn.Module):
         if self.zero_at_target and self.kind == "regression":
             values = values - self._raw(target, target)
         return values
-
-    def forward(self, pred: Tensor, target: Tensor, reduction: Reduction | None = None) -> Tensor:
-        """The loss of ``pred`` against ``target``, reduced by ``reduction`` (default: the module's)."""
-        return reduce(self.per_sample(pred, target), reduction or self.reduction)
 
     def extra_repr(self) -> str:
         form = f", form={self.form}" if self.form != "loss" else ""

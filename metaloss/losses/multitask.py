@@ -24,13 +24,15 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.baselines import BASELINES
-from metaloss.losses.learned import LOSS_CLASSES, LearnedLoss, Reduction, init_uniform_, reduce
+from metaloss.losses.kinds import KindSpec, register_kind
+from metaloss.losses.module import LossModule, reduce, register_architecture
 from metaloss.tasks.multitask import ABSENT, CLASSIFICATION, REGRESSION, head_losses, log_variances
+from metaloss.typing import Reduction
 
 __all__ = [
     "MT_FEATURES",
@@ -106,7 +108,8 @@ _TASK_LEVEL = (
 )
 
 
-class MultiTaskLoss(LearnedLoss):
+@register_architecture
+class MultiTaskLoss(LossModule):
     """A learned task-and-sample weighting of multi-task losses.
 
     The total loss of sample i is ``sum_t w_it * L_it + track_t`` over the active heads t, where
@@ -140,6 +143,8 @@ class MultiTaskLoss(LearnedLoss):
         torch.Size([5])
     """
 
+    default_kind = "multitask"
+
     def __init__(
         self,
         features: tuple[str, ...] = (
@@ -155,7 +160,7 @@ class MultiTaskLoss(LearnedLoss):
         reduction: Reduction = "mean",
         max_log_weight: float = 20.0,
     ) -> None:
-        nn.Module.__init__(self)
+        super().__init__()
         if kind != "multitask":
             raise ValueError(f"kind: expected 'multitask', got {kind!r}")
         if not features:
@@ -169,41 +174,29 @@ class MultiTaskLoss(LearnedLoss):
         self.features = tuple(features)
         self.hidden = tuple(hidden)
         self.activation = activation
-        self.output = "exp"
-        self.zero_at_target = False
         self.kind = kind
         self.reduction: Reduction = reduction
-        self.num_classes = None
-        self.form = "weight"
         self.max_log_weight = max_log_weight
         self.tracks = any(n in ("log_variance", "loss_trend") for n in self.features)
         self.per_sample_weights = any(n not in _TASK_LEVEL for n in self.features)
         self.net = MLP(len(self.features), self.hidden, 1, activation)
 
     @classmethod
-    def from_config(
-        cls,
-        config: LossConfig,
-        kind: str = "multitask",
-        generator: torch.Generator | None = None,
-        num_classes: int | None = None,
-    ) -> MultiTaskLoss:
-        """Build the loss of a run config (``loss.features``, ``hidden``, ``activation``),
-        initialised from ``generator`` with weights scaled by ``loss.init_scale``."""
-        loss = cls(config.features, config.hidden, config.activation, kind)
-        if generator is not None:
-            init_uniform_(loss, generator, config.init_scale)
-        return loss
+    def config_arguments(
+        cls, config: LossConfig, kind: str, num_classes: int | None
+    ) -> dict[str, Any]:
+        """The constructor arguments of a run config's ``loss`` section (``loss.features``,
+        ``hidden``, ``activation``)."""
+        return {
+            "features": config.features,
+            "hidden": config.hidden,
+            "activation": config.activation,
+            "kind": kind,
+        }
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild this loss without its trainer."""
-        return {
-            "features": list(self.features),
-            "hidden": list(self.hidden),
-            "activation": self.activation,
-            "kind": self.kind,
-            "max_log_weight": self.max_log_weight,
-        }
+        return {**self.network_architecture(), "max_log_weight": self.max_log_weight}
 
     def _weights(self, context: _Context) -> Tensor:
         inputs = torch.stack([MT_FEATURES[n](context) for n in self.features], dim=-1)
@@ -228,4 +221,4 @@ class MultiTaskLoss(LearnedLoss):
         return f"kind={self.kind}, features={self.features}, reduction={self.reduction}"
 
 
-LOSS_CLASSES["multitask"] = MultiTaskLoss
+register_kind(KindSpec("multitask", MultiTaskLoss, reference="equal_weights"))

@@ -15,7 +15,10 @@ import torch
 
 from metaloss.atomic import atomic_path
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_NAME", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+"""The checkpoint's file name in a run folder."""
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -4,6 +4,7 @@ and write the outputs. ``metaloss tune`` is a thin command-line wrapper around :
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from metaloss.tuning.objective import make_objective
 from metaloss.tuning.report import HParamsCallback, write_best, write_trials
 from metaloss.tuning.space import check_target
 from metaloss.tuning.storage import corrupt_journal, journal_path, make_storage
-from metaloss.tuning.study import open_study, run_worker, study_name
+from metaloss.tuning.study import TrialCallback, open_study, run_worker, study_name
 
 __all__ = ["TuneResult", "tune"]
 
@@ -45,6 +46,7 @@ def tune(
     family: TaskFamily | None = None,
     heartbeat_interval: int = 30,
     grace_period: int | None = None,
+    callbacks: Sequence[TrialCallback] = (),
     storage: BaseStorage | None = None,
 ) -> TuneResult:
     """Tune ``target`` (``learned`` or a baseline) over ``config.tune.space`` until the study
@@ -60,6 +62,8 @@ def tune(
         name: the study name (default ``<config.name>-<target>``).
         heartbeat_interval: seconds between a running trial's heartbeats.
         grace_period: seconds without heartbeat before a trial is retried (default 4 intervals).
+        callbacks: more ``callback(study, trial)`` hooks called after each trial (e.g. a
+            progress bar).
         storage: an opened storage (:func:`~metaloss.tuning.storage.make_storage`) instead of
             ``storage_url``.
 
@@ -76,7 +80,7 @@ def tune(
     except (json.JSONDecodeError, UnicodeDecodeError) as error:  # not a journal Optuna wrote
         raise corrupt_journal(journal_path(out_dir), error) from None
     target_dir = Path(out_dir) / target
-    callbacks = [HParamsCallback(target_dir / "tensorboard", target)]
+    callbacks = [HParamsCallback(target_dir / "tensorboard", target), *callbacks]
     ran = run_worker(study, objective, trials, callbacks, poll_seconds=0.5)
     md, csv_path = write_trials(study, target_dir)
     best = write_best(study, config, target, target_dir)
