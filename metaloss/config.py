@@ -262,6 +262,14 @@ class EvalConfig:
     grid_tasks: int = setting(
         64, "meta-train tasks used to select learning rates", ge=1, le=1_000_000
     )
+    min_pairs: int = setting(
+        6,
+        "fewest pairs (e.g. meta-test tasks) on which a report may call a difference better or "
+        "worse (fewer: 'too few pairs'); 6 is the least at which the two-sided Wilcoxon test "
+        "can reach p < 0.05",
+        ge=6,
+        le=1_000_000,
+    )
 
 
 @dataclass(frozen=True)

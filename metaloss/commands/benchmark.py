@@ -1,5 +1,7 @@
 """``metaloss benchmark``: learned losses against hand-designed baselines (and an oracle) on
-fixed held-out tasks, with learning rates and loss parameters selected on meta-train tasks."""
+fixed held-out tasks, with learning rates and loss parameters selected on meta-train tasks.
+``--meta-seeds N`` meta-trains the config with N seeds first and reports claims across them
+(:mod:`metaloss.commands.meta_seeds`)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from metaloss.commands.common import (
+    FolderPlan,
     add_out,
     add_overrides,
     plan_folder,
@@ -18,9 +21,10 @@ from metaloss.commands.common import (
     write_marker,
 )
 from metaloss.commands.config import config_epilog
-from metaloss.config import ConfigError, load_config, to_dict
+from metaloss.config import ConfigError, RunConfig, load_config, to_dict
 from metaloss.errors import LossFileError, printable
 from metaloss.evaluation.benchmark import (
+    BenchmarkResult,
     PerSampleLoss,
     Row,
     contenders_from_config,
@@ -33,7 +37,7 @@ from metaloss.export import load_loss, zoo_names
 from metaloss.rl.config import is_rl_config
 from metaloss.tasks import family_spec
 
-__all__ = ["register", "run"]
+__all__ = ["benchmark_and_report", "load_learned", "register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -60,6 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=None,
         metavar="DIR",
         help="tuning folder of `metaloss tune`: losses tuned there use their tuned lr and parameter",
+    )
+    p.add_argument(
+        "--meta-seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="meta-train the config with seeds 0..N-1 into OUT/seed-k/ (resumable), benchmark "
+        "all N losses and report the spread and claims across seeds (needs --out)",
     )
     add_overrides(p, "evaluation.test_tasks=200")
     p.set_defaults(func=run)
@@ -130,10 +142,32 @@ def run(args: argparse.Namespace) -> int:
                 "'meta_test' for an RL config"
             )
         return run_rl(args, config)
-    rows = rows_from_config(config)
+    rows_from_config(config)  # checks the rows before anything is trained or written
+    if args.meta_seeds is not None:  # claims across meta-training seeds
+        from metaloss.commands.meta_seeds import run_meta_seeds
+
+        return run_meta_seeds(args, config)
     plan = plan_folder(args.out, config, "benchmark", resumable=False)  # checks only
     sources = _sources(args, config.benchmark.losses, family_spec(config.task.family).zoo_loss)
     learned = load_learned(sources)
+    benchmark_and_report(args, config, learned, sources, plan)
+    return 0
+
+
+def benchmark_and_report(
+    args: argparse.Namespace,
+    config: RunConfig,
+    learned: dict[str, PerSampleLoss],
+    sources: list[str],
+    out: FolderPlan | Path,
+) -> BenchmarkResult:
+    """Benchmark ``learned`` (loaded from ``sources``) against the config's baselines, write the
+    report and print it; ``args.tuned`` applies a tuning folder.
+
+    ``out`` is either a checked :class:`FolderPlan` (the report is staged: it appears complete in
+    its folder or not at all) or a folder the caller owns and already checked (``--meta-seeds``
+    writes the report beside its seed folders)."""
+    rows = rows_from_config(config)
     references = load_learned(list(config.benchmark.learned_baselines))
     named = list(zip(sources, learned.values(), strict=True))
     named += zip(config.benchmark.learned_baselines, references.values(), strict=True)
@@ -145,11 +179,11 @@ def run(args: argparse.Namespace) -> int:
 
         contenders, tuned_notes = apply_tuned(contenders, read_tuned(args.tuned))
         print("\n".join(f"  {name}: {note}" for name, note in tuned_notes.items()), file=sys.stderr)
-    out = staged_target(plan)
+    shown = staged_target(out) if isinstance(out, FolderPlan) else out
     print(
         f"metaloss benchmark: {len(contenders)} losses x {len(rows)} rows, {config.evaluation.test_tasks} "
         f"{'meta-validation' if config.benchmark.split == 'meta_valid' else 'test'} tasks x "
-        f"{config.evaluation.seeds} seed(s), writing to {out}",
+        f"{config.evaluation.seeds} seed(s), writing to {shown}",
         file=sys.stderr,
     )
     bar = tqdm(
@@ -166,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(message, refresh=False)
         bar.update(1)
 
-    with staged_folder(plan, out) as staged:  # the report appears complete, or not at all
+    def benchmark() -> BenchmarkResult:
         try:
             result = run_benchmark(rows, contenders, progress)
         finally:
@@ -174,12 +208,21 @@ def run(args: argparse.Namespace) -> int:
         result.extra["losses"] = dict(zip(learned, sources, strict=True))
         if tuned_notes:
             result.extra["tuned"] = {"folder": str(args.tuned), **tuned_notes}
-        write_marker(staged.staging, plan)
-        written = write_report(result, staged.staging, to_dict(config))
-    assert staged.final is not None
-    out = staged.final
-    paths = [out / p.relative_to(staged.staging) for p in written]
-    print((out / "results.md").read_text())
+        return result
+
+    if isinstance(out, FolderPlan):
+        with staged_folder(out, shown) as staged:  # the report appears complete, or not at all
+            result = benchmark()
+            write_marker(staged.staging, out)
+            written = write_report(result, staged.staging, to_dict(config))
+        assert staged.final is not None
+        folder = staged.final
+        paths = [folder / p.relative_to(staged.staging) for p in written]
+    else:
+        result = benchmark()
+        folder = out
+        paths = write_report(result, folder, to_dict(config))
+    print((folder / "results.md").read_text())
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths))
-    print(f"  {out}/events.out.tfevents.*  (view: tensorboard --logdir {out})")
-    return 0
+    print(f"  {folder}/events.out.tfevents.*  (view: tensorboard --logdir {folder})")
+    return result

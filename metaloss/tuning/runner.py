@@ -82,7 +82,7 @@ def tune(
     target_dir = Path(out_dir) / target
     callbacks = [HParamsCallback(target_dir / "tensorboard", target), *callbacks]
     ran = run_worker(study, objective, trials, callbacks, poll_seconds=0.5)
-    md, csv_path = write_trials(study, target_dir)
+    md, csv_path = write_trials(study, target_dir, config.evaluation.min_pairs)
     best = write_best(study, config, target, target_dir)
     best_value = study.best_value if best is not None else None
     return TuneResult(study, target, ran, target_dir, best, best_value, md, csv_path)
