@@ -8,7 +8,9 @@ Every failure ends in exactly one line on stderr, never a traceback (``--debug``
 - 2: a bad config, override or command-line argument, refused before any work;
 - 3: ``metaloss train`` finished, but meta-training diverged (see the warnings it printed);
 - 130: interrupted (Ctrl-C), 143: terminated (SIGTERM); finished work is in the last
-  checkpoint, and no file is left half-written.
+  checkpoint, and no file is left half-written;
+- 141: the reader of the output went away (``metaloss config NAME | head -1``): the rest of the
+  output is dropped without a word, as for a program the shell's SIGPIPE ends.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from metaloss.errors import ConfigError, InputError, printable
 __all__ = ["EXIT_DIVERGED", "error_line", "main"]
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 130, 143
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program a closed pipe ended
 DEBUG_ENV = "METALOSS_DEBUG"
 _MAX_LINE = 400
 
@@ -197,9 +200,16 @@ def _main(argv: Sequence[str] | None) -> int:
         import torch
 
         torch.set_num_threads(threads)
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a broken pipe surfaces here, not at interpreter exit
+        return status
     except SystemExit as done:  # argparse: --help and --version exit; a usage error returns 2
         if done.code in (0, None):
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _silence_stdout()
+                return EXIT_BROKEN_PIPE
             raise
         return done.code if isinstance(done.code, int) else EXIT_ERROR
     except KeyboardInterrupt:
@@ -217,7 +227,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_TERMINATED
     except BrokenPipeError:
         _silence_stdout()
-        return EXIT_ERROR
+        return EXIT_BROKEN_PIPE
     except Exception as error:
         line, status = error_line(error)
         _report(line, error, debug)

@@ -396,25 +396,35 @@ class RunConfig:
 # Parsing.
 
 
-def _describe(tp: Any) -> str:
+_SCALARS: dict[Any, tuple[str, str]] = {
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    bool: ("true or false", "true/false values"),
+    str: ("a string", "strings"),
+    type(None): ("null", "nulls"),
+}
+"""How an expected scalar type is named in a message: (one value, several values)."""
+
+
+def _describe(tp: Any, plural: bool = False) -> str:
+    """The expected type ``tp`` in words: ``a list of integers``, ``an integer or null``; with
+    ``plural``, the words for several values of it (``lists of 2 values (...)``)."""
     origin = get_origin(tp)
     if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+        choices = ", ".join(repr(a) for a in get_args(tp))
+        return f"values, each one of {choices}" if plural else f"one of {choices}"
     if origin is tuple:
         args = get_args(tp)
+        head = "lists" if plural else "a list"
         if len(args) == 2 and args[1] is Ellipsis:
-            one = _describe(args[0])
-            return "a list of " + (
-                one.split(" ", 1)[1] + "s" if one.startswith(("a ", "an ")) else f"({one})"
-            )
-        return f"a list of {len(args)} values ({', '.join(_describe(a) for a in args)})"
+            return f"{head} of {_describe(args[0], plural=True)}"
+        return f"{head} of {len(args)} values ({', '.join(_describe(a) for a in args)})"
     if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in get_args(tp))
-    if tp is type(None):
-        return "null"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
+        return " or ".join(_describe(a, plural) for a in get_args(tp))
+    if tp in _SCALARS:
+        return _SCALARS[tp][1 if plural else 0]
+    name = getattr(tp, "__name__", str(tp))
+    return f"{name} values" if plural else name
 
 
 def _fail(path: str, expected: str, value: Any) -> typing.NoReturn:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import resource
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from _hostile import SINE, assert_one_line, make_workdir, refused, run_subprocess
 
-from metaloss.config import ConfigError, load_config, parse
+from metaloss.config import ConfigError, _describe, load_config, parse
 
 pytestmark = pytest.mark.timeout(120)
 workdir = pytest.fixture(make_workdir)
@@ -100,6 +101,32 @@ OVERRIDES = [
     ("learner.hidden=" + "[" * 2000 + "]" * 2000, "nested too deeply"),
     ("outer={estimator: truncated_grad, truncation: 10}", "outer.truncation: expected fewer than"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("tp", "words"),
+    [
+        (int, "an integer"),
+        (tuple[int, ...], "a list of integers"),
+        (tuple[float, ...], "a list of numbers"),
+        (tuple[str, ...], "a list of strings"),
+        (tuple[bool, ...], "a list of true/false values"),
+        (int | None, "an integer or null"),
+        (tuple[int | None, ...], "a list of integers or nulls"),
+        (tuple[float, float], "a list of 2 values (a number, a number)"),
+        (tuple[tuple[float, float], ...], "a list of lists of 2 values (a number, a number)"),
+        (tuple[Literal["sgd", "adam"], ...], "a list of values, each one of 'sgd', 'adam'"),
+    ],
+)
+def test_expected_types_are_named_with_the_right_article_and_plural(tp: Any, words: str) -> None:
+    assert _describe(tp) == words
+
+
+def test_a_list_setting_is_described_in_plural_in_its_error() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse({"learner": {"hidden": [8] * 100}})
+    assert "learner.hidden: expected a list of integers with at most" in str(error.value)
+    assert " of an " not in str(error.value) and " of a " not in str(error.value)
 
 
 @pytest.mark.parametrize(("override", "message"), OVERRIDES, ids=[o[:30] for o, _ in OVERRIDES])

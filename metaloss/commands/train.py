@@ -115,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
     print("outputs:\n" + "\n".join(f"  {p}" for p in outputs))
     print(f"  {out}/events.out.tfevents.*  (view: tensorboard --logdir {out.parent})")
     log_scale = config.outer.objective_transform == "log"
-    health = diagnose_training(result.steps, result.validations, log_scale)
-    for finding in health.findings:  # last, so they are seen (training health, exit status 3)
+    diagnosis = diagnose_training(result.steps, result.validations, log_scale)
+    for finding in diagnosis.findings:  # last, so they are seen (training health, exit status 3)
         print(f"warning: {finding.message}", file=sys.stderr)
-    if health.diverged:
+    if diagnosis.diverged:
         print(
             f"metaloss train: meta-training diverged (exit status {EXIT_DIVERGED})", file=sys.stderr
         )
