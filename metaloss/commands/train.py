@@ -13,7 +13,6 @@ from metaloss.commands.config import config_epilog
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
-from metaloss.evaluation.training_health import diagnose_training
 from metaloss.evaluation.training_summary import assess_training
 from metaloss.export import save_loss
 from metaloss.losses.kinds import kind_spec
@@ -92,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
         f"best meta-validation objective {result.best_value:.4g} at step {result.best_step}; "
         f"skipped steps: {result.skipped_steps}"
     )
-    health = assess_training(result.steps, result.validations, config.outer.grad_clip)
-    print("meta-training health:\n" + "\n".join(f"  {line}" for line in health.lines()))
+    log_scale = config.outer.objective_transform == "log"
+    report = assess_training(result.steps, result.validations, config.outer.grad_clip, log_scale)
+    print("meta-training health:\n" + "\n".join(f"  {line}" for line in report.lines()))
     if result.degeneracy.collapsed:
         print(
             f"warning: the learned loss has collapsed: {result.degeneracy.reason}", file=sys.stderr
@@ -114,11 +114,9 @@ def run(args: argparse.Namespace) -> int:
         print(table)
     print("outputs:\n" + "\n".join(f"  {p}" for p in outputs))
     print(f"  {out}/events.out.tfevents.*  (view: tensorboard --logdir {out.parent})")
-    log_scale = config.outer.objective_transform == "log"
-    diagnosis = diagnose_training(result.steps, result.validations, log_scale)
-    for finding in diagnosis.findings:  # last, so they are seen (training health, exit status 3)
+    for finding in report.health.findings:  # last, so they are seen (exit status 3 on an error)
         print(f"warning: {finding.message}", file=sys.stderr)
-    if diagnosis.diverged:
+    if report.diverged:
         print(
             f"metaloss train: meta-training diverged (exit status {EXIT_DIVERGED})", file=sys.stderr
         )
