@@ -22,6 +22,7 @@ from metaloss.commands.common import (
 )
 from metaloss.commands.config import config_epilog
 from metaloss.config import ConfigError, RunConfig, load_config, to_dict
+from metaloss.device import resolve_device
 from metaloss.errors import LossFileError, printable
 from metaloss.evaluation.benchmark import (
     BenchmarkResult,
@@ -88,11 +89,12 @@ def _loss_name(source: str, taken: set[str]) -> str:
     return name
 
 
-def load_learned(sources: list[str]) -> dict[str, PerSampleLoss]:
-    """Learned losses by report name, each as its per-sample function."""
+def load_learned(sources: list[str], device: str = "cpu") -> dict[str, PerSampleLoss]:
+    """Learned losses by report name, each as its per-sample function, on ``device`` (the
+    ``device`` setting's name)."""
     losses: dict[str, PerSampleLoss] = {}
     for source in sources:
-        module = load_loss(source, reduction="none")
+        module = load_loss(source, reduction="none", map_location=resolve_device(device))
         losses[_loss_name(source, set(losses))] = module
     return losses
 
@@ -149,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         return run_meta_seeds(args, config)
     plan = plan_folder(args.out, config, "benchmark", resumable=False)  # checks only
     sources = _sources(args, config.benchmark.losses, family_spec(config.task.family).zoo_loss)
-    learned = load_learned(sources)
+    learned = load_learned(sources, config.device)
     benchmark_and_report(args, config, learned, sources, plan)
     return 0
 
@@ -168,7 +170,7 @@ def benchmark_and_report(
     its folder or not at all) or a folder the caller owns and already checked (``--meta-seeds``
     writes the report beside its seed folders)."""
     rows = rows_from_config(config)
-    references = load_learned(list(config.benchmark.learned_baselines))
+    references = load_learned(list(config.benchmark.learned_baselines), config.device)
     named = list(zip(sources, learned.values(), strict=True))
     named += zip(config.benchmark.learned_baselines, references.values(), strict=True)
     check_kinds(named, rows)

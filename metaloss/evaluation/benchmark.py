@@ -450,7 +450,7 @@ def _prepared(contender: Contender, row: Row, data: EvalSet) -> tuple[Row, EvalS
     learner = replace(row.config.learner, log_variances=contender.free_outputs)
     config = replace(row.config, learner=learner)
     first = next(iter(data.inits.values()))
-    free = torch.zeros((data.runs, contender.free_outputs), dtype=first.dtype)
+    free = torch.zeros((data.runs, contender.free_outputs), dtype=first.dtype, device=first.device)
     return (
         Row(row.name, _LeadingOutputs(row.family), config),
         replace(data, inits={**data.inits, "log_variances": free}),
@@ -537,7 +537,7 @@ def _fit_entry(contender: Contender, chosen: Selection, row: Row, test_set: Eval
         contender.fit, contender.params(chosen.value), test_set.tasks, "test", row.family.objective
     ).to(torch.float32)
     per_task = per_run.reshape(ev.seeds, ev.test_tasks).mean(0)
-    curve = torch.full((row.config.inner.steps + 1,), float(per_task.mean()))
+    curve = torch.full((row.config.inner.steps + 1,), float(per_task.mean()), device="cpu")
     return Entry(
         row.name,
         contender.name,

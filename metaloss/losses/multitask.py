@@ -189,7 +189,7 @@ class MultiTaskLoss(LossModule):
                 raise ValueError(
                     f"loss.features: expected names from {', '.join(sorted(MT_FEATURES))}, got {name!r}"
                 )
-        reduce(torch.zeros(()), reduction)  # validates the name
+        reduce(torch.zeros((), device="cpu"), reduction)  # validates the name
         self.features = tuple(features)
         self.hidden = tuple(hidden)
         self.activation = activation
