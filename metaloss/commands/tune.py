@@ -22,8 +22,8 @@ from tqdm import tqdm
 from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
 from metaloss.commands.config import config_epilog
 from metaloss.config import load_config
-from metaloss.tuning import known_targets, resolve_space, tune
-from metaloss.tuning.space import check_target
+from metaloss.tuning import known_targets, tune
+from metaloss.tuning.objective import search_space
 from metaloss.tuning.storage import journal_path, make_storage
 from metaloss.tuning.study import check_study, study_name
 
@@ -129,8 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.heartbeat < 1:
         raise ValueError(f"--heartbeat: expected an integer >= 1, got {args.heartbeat}")
     config = load_config(args.config, args.overrides)
-    check_target(args.target)
-    space = resolve_space(config, args.target)  # checked before anything is written
+    space = search_space(config, args.target)  # checked before anything is written
     plan = plan_folder(args.out, config, "tune", shared=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = None
