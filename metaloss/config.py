@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
+
+from metaloss.errors import ConfigError, elide, printable
 
 __all__ = [
     "BaselineSpec",
@@ -40,6 +45,7 @@ __all__ = [
     "apply_overrides",
     "derive_config",
     "load_config",
+    "load_yaml",
     "parse",
     "register_task_config",
     "setting",
@@ -47,8 +53,20 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown, of the wrong type or out of range."""
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest config file read (1 MiB; the shipped configs are a few KiB)."""
+MAX_YAML_NODES = 10_000
+"""Most YAML nodes in a config or override, counted while parsing and again with every alias
+expanded (a few-hundred-byte "billion laughs" file expands to ~10^9 nodes and is refused before
+it is built); the largest shipped config has about 200."""
+MAX_INT = 2**31 - 1
+"""Upper bound of every integer setting that declares none (sizes beyond it never fit memory)."""
+MAX_SEED = 2**32 - 1
+"""Largest seed: both torch.Generator and numpy (Optuna's samplers, gymnasium) accept it."""
+MAX_WIDTH = 4096
+"""Widest hidden layer of the learner and loss networks (a width-4096 layer is 16M weights)."""
+MAX_STRING = 10_000
+"""Longest string setting."""
 
 
 def setting(
@@ -59,11 +77,16 @@ def setting(
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
+    min_items: int | None = None,
+    max_items: int | None = None,
 ) -> Any:
     """Declare a config field with its documentation and numeric bounds (inclusive ``ge``/``le``,
-    exclusive ``gt``/``lt``). Bounds apply to numbers and to every element of a tuple."""
+    exclusive ``gt``/``lt``). Bounds apply to numbers and to every element of a tuple;
+    ``min_items``/``max_items`` bound the length of a tuple. Integers without an upper bound are
+    bounded by :data:`MAX_INT`."""
     bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
-    return field(default=default, metadata={"doc": doc, **bounds})
+    sizes = {"min_items": min_items, "max_items": max_items}
+    return field(default=default, metadata={"doc": doc, **bounds, **sizes})
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,7 +98,9 @@ class TaskConfig:
     """Options of a task family. Subclasses add the family's own fields."""
 
     family: str = setting("sine", "name of the task family")
-    seed: int = setting(0, "seed of the family's fixed parameters (not of the sampled tasks)")
+    seed: int = setting(
+        0, "seed of the family's fixed parameters (not of the sampled tasks)", ge=0, le=MAX_SEED
+    )
 
     unused: ClassVar[tuple[str, ...]] = ()
     """Sections or dotted settings of a run config that this family does not read; a config
@@ -102,13 +127,16 @@ def register_task_config(name: str) -> Any:
 class LearnerConfig:
     """The inner model trained on each task (see :mod:`metaloss.learners`)."""
 
-    hidden: tuple[int, ...] = setting((40, 40), "hidden layer widths of the learner MLP", ge=1)
+    hidden: tuple[int, ...] = setting(
+        (40, 40), "hidden layer widths of the learner MLP", ge=1, le=MAX_WIDTH, max_items=32
+    )
     activation: Literal["relu", "tanh"] = setting("relu", "hidden activation")
     log_variances: int = setting(
         0,
         "free learner parameters (zero at init) appended to every output row: per-task "
         "log-variances for uncertainty weighting; multi-task families need task.max_heads",
         ge=0,
+        le=1024,
     )
 
 
@@ -117,9 +145,14 @@ class LossConfig:
     """The learned per-sample loss network (see :class:`metaloss.losses.LearnedLoss`)."""
 
     features: tuple[str, ...] = setting(
-        ("residual", "abs_residual", "target"), "named per-sample input features of the loss"
+        ("residual", "abs_residual", "target"),
+        "named per-sample input features of the loss",
+        min_items=1,
+        max_items=64,
     )
-    hidden: tuple[int, ...] = setting((32, 32), "hidden layer widths of the loss network", ge=1)
+    hidden: tuple[int, ...] = setting(
+        (32, 32), "hidden layer widths of the loss network", ge=1, le=MAX_WIDTH, max_items=32
+    )
     activation: Literal["relu", "tanh", "softplus", "elu"] = setting("elu", "hidden activation")
     output: Literal["identity", "softplus", "square", "abs", "sigmoid"] = setting(
         "softplus", "transform applied to the network's output"
@@ -177,9 +210,9 @@ class Variant:
 class OuterConfig:
     """The outer loop: meta-optimiser, gradient estimator, guards, validation, checkpoints."""
 
-    steps: int = setting(1000, "meta-training steps", ge=1)
+    steps: int = setting(1000, "meta-training steps", ge=1, le=100_000_000)
     lr: float = setting(3e-3, "meta learning rate (Adam)", gt=0)
-    meta_batch: int = setting(16, "tasks per meta-step", ge=1)
+    meta_batch: int = setting(16, "tasks per meta-step", ge=1, le=65_536)
     prefetch: bool = setting(
         True,
         "draw the next meta-batch in a background thread during the current meta-step (same "
@@ -188,14 +221,18 @@ class OuterConfig:
     estimator: Literal["full_grad", "truncated_grad", "antithetic_es"] = setting(
         "full_grad", "meta-gradient estimator"
     )
-    truncation: int = setting(5, "truncated_grad: back-propagate through the last T steps", ge=1)
-    es_population: int = setting(16, "antithetic_es: number of perturbation pairs", ge=1)
+    truncation: int = setting(
+        5, "truncated_grad: back-propagate through the last T steps", ge=1, le=10_000
+    )
+    es_population: int = setting(
+        16, "antithetic_es: number of perturbation pairs", ge=1, le=100_000
+    )
     es_sigma: float = setting(0.05, "antithetic_es: perturbation scale", gt=0)
     es_rank_shaping: bool = setting(True, "antithetic_es: use centred ranks as fitness")
     grad_clip: float = setting(1.0, "clip the meta-gradient to this norm; 0 disables", ge=0)
     max_nonfinite: int = setting(20, "stop after this many skipped non-finite steps", ge=0)
     val_every: int = setting(25, "validate on meta-validation tasks every N steps", ge=1)
-    val_tasks: int = setting(32, "number of fixed meta-validation tasks", ge=1)
+    val_tasks: int = setting(32, "number of fixed meta-validation tasks", ge=1, le=1_000_000)
     patience: int = setting(0, "early stopping: validations without improvement; 0 disables", ge=0)
     checkpoint_every: int = setting(25, "write a checkpoint every N steps", ge=1)
     shape_every: int = setting(50, "log the learned loss shape every N steps", ge=1)
@@ -226,18 +263,25 @@ class OuterConfig:
 class EvalConfig:
     """Meta-testing: fresh learners trained on held-out tasks."""
 
-    test_tasks: int = setting(100, "number of fixed held-out meta-test tasks", ge=1)
-    seeds: int = setting(1, "learner initialisations per test task", ge=1)
+    test_tasks: int = setting(100, "number of fixed held-out meta-test tasks", ge=1, le=1_000_000)
+    seeds: int = setting(1, "learner initialisations per test task", ge=1, le=10_000)
     lr_grid: tuple[float, ...] = setting(
-        (0.001, 0.003, 0.01, 0.03, 0.1, 0.3), "learning rates searched for each loss", gt=0
+        (0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
+        "learning rates searched for each loss",
+        gt=0,
+        min_items=1,
+        max_items=1000,
     )
-    grid_tasks: int = setting(64, "meta-train tasks used to select learning rates", ge=1)
+    grid_tasks: int = setting(
+        64, "meta-train tasks used to select learning rates", ge=1, le=1_000_000
+    )
     min_pairs: int = setting(
         6,
         "fewest pairs (e.g. meta-test tasks) on which a report may call a difference better or "
         "worse (fewer: 'too few pairs'); 6 is the least at which the two-sided Wilcoxon test "
         "can reach p < 0.05",
         ge=6,
+        le=1_000_000,
     )
 
 
@@ -259,7 +303,7 @@ class TuneConfig:
     """Hyper-parameter search with Optuna (``metaloss tune``); ignored by other commands."""
 
     space: tuple[SearchParam, ...] = setting((), "the search space, one entry per setting")
-    seed: int = setting(0, "seed of the TPE sampler")
+    seed: int = setting(0, "seed of the TPE sampler", ge=0, le=MAX_SEED)
     startup_trials: int = setting(5, "random trials before TPE; trials before pruning", ge=0)
     warmup_steps: int = setting(0, "median pruner: never prune before this meta-step", ge=0)
     penalty: float = setting(1e6, "objective reported for a diverged trial (finite)", gt=0)
@@ -333,7 +377,9 @@ class RunConfig:
     """Everything a meta-training run needs; ``metaloss train`` reads one from YAML."""
 
     name: str = setting("sine", "run name, used in reports")
-    seed: int = setting(0, "seed of the run (task sampling, initialisations, ES noise)")
+    seed: int = setting(
+        0, "seed of the run (task sampling, initialisations, ES noise)", ge=0, le=MAX_SEED
+    )
     dtype: Literal["float32", "float64"] = setting("float32", "floating point precision")
     device: str = setting(
         "auto",
@@ -375,26 +421,56 @@ class RunConfig:
 # Parsing.
 
 
-def _describe(tp: Any) -> str:
+_SCALARS: dict[Any, tuple[str, str]] = {
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    bool: ("true or false", "true/false values"),
+    str: ("a string", "strings"),
+    type(None): ("null", "nulls"),
+}
+"""How an expected scalar type is named in a message: (one value, several values)."""
+
+
+def _describe(tp: Any, plural: bool = False) -> str:
+    """The expected type ``tp`` in words: ``a list of integers``, ``an integer or null``; with
+    ``plural``, the words for several values of it (``lists of 2 values (...)``)."""
     origin = get_origin(tp)
     if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+        choices = ", ".join(repr(a) for a in get_args(tp))
+        return f"values, each one of {choices}" if plural else f"one of {choices}"
     if origin is tuple:
         args = get_args(tp)
+        head = "lists" if plural else "a list"
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0])}s"
-        return f"a list of {len(args)} values ({', '.join(_describe(a) for a in args)})"
+            return f"{head} of {_describe(args[0], plural=True)}"
+        return f"{head} of {len(args)} values ({', '.join(_describe(a) for a in args)})"
     if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in get_args(tp))
-    if tp is type(None):
-        return "null"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
+        return " or ".join(_describe(a, plural) for a in get_args(tp))
+    if tp in _SCALARS:
+        return _SCALARS[tp][1 if plural else 0]
+    name = getattr(tp, "__name__", str(tp))
+    return f"{name} values" if plural else name
 
 
 def _fail(path: str, expected: str, value: Any) -> typing.NoReturn:
-    raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+    raise ConfigError(f"{path}: expected {expected}, got {elide(value)}")
+
+
+_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+"""Decimal numbers, ``1e-3`` and ``.5E2`` included: YAML 1.1 (PyYAML) reads a number in
+scientific notation without a dot as a string, YAML 1.2 and every user as a number."""
+
+
+def _bounded(tp: Any, meta: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``meta`` with the implicit bounds of an integer setting that declares none."""
+    if tp is not int:
+        return meta
+    extra: dict[str, Any] = {}
+    if meta.get("le") is None and meta.get("lt") is None:
+        extra["le"] = MAX_INT
+    if meta.get("ge") is None and meta.get("gt") is None:
+        extra["ge"] = -MAX_INT
+    return {**meta, **extra} if extra else meta
 
 
 def _check_bounds(path: str, tp: Any, value: float, meta: Mapping[str, Any]) -> None:
@@ -407,13 +483,23 @@ def _check_bounds(path: str, tp: Any, value: float, meta: Mapping[str, Any]) -> 
     for key, ok in checks.items():
         bound = meta.get(key)
         if bound is not None and not ok(value, bound):
-            _fail(path, _describe(tp) + _bounds_text(meta), value)
+            _fail(path, _describe(tp) + _bounds_text({key: bound}), value)
+
+
+def _check_items(
+    path: str, tp: Any, value: list[Any] | tuple[Any, ...], meta: Mapping[str, Any]
+) -> None:
+    low, high = meta.get("min_items"), meta.get("max_items")
+    if low is not None and len(value) < low:
+        _fail(path, f"{_describe(tp)} with at least {low} item{'s' if low > 1 else ''}", value)
+    if high is not None and len(value) > high:
+        _fail(path, f"{_describe(tp)} with at most {high} items", f"{len(value)} items")
 
 
 def _convert(path: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
     origin = get_origin(tp)
     if origin is Literal:
-        if value not in get_args(tp):
+        if isinstance(value, (list, dict)) or value not in get_args(tp):
             _fail(path, _describe(tp), value)
         return value
     if origin in (Union, types.UnionType):
@@ -424,19 +510,7 @@ def _convert(path: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
                 continue
         _fail(path, _describe(tp), value)
     if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            value = [value] if get_args(tp)[-1] is Ellipsis else value
-        if not isinstance(value, (list, tuple)):
-            _fail(path, _describe(tp), value)
-        args = get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(f"{path}[{i}]", args[0], v, meta) for i, v in enumerate(value))
-        if len(value) != len(args):
-            _fail(path, _describe(tp), value)
-        return tuple(
-            _convert(f"{path}[{i}]", a, v, meta)
-            for i, (a, v) in enumerate(zip(args, value, strict=True))
-        )
+        return _convert_tuple(path, tp, value, meta)
     if tp is type(None):
         if value is not None:
             _fail(path, "null", value)
@@ -450,20 +524,50 @@ def _convert(path: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             _fail(path, _describe(tp) + _bounds_text(meta), value)
-        _check_bounds(path, tp, value, meta)
+        _check_bounds(path, tp, value, _bounded(tp, meta))
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _fail(path, _describe(tp) + _bounds_text(meta), value)
-        if not math.isfinite(value):
-            _fail(path, "a finite number", value)
-        _check_bounds(path, tp, float(value), meta)
-        return float(value)
+        return _convert_float(path, value, meta)
     if tp is str:
         if not isinstance(value, str):
             _fail(path, "a string", value)
+        if len(value) > MAX_STRING:
+            _fail(path, f"a string of at most {MAX_STRING} characters", f"{len(value)} characters")
         return value
     raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug in a config class
+
+
+def _convert_tuple(path: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> tuple[Any, ...]:
+    args = get_args(tp)
+    variadic = len(args) == 2 and args[1] is Ellipsis
+    if not isinstance(value, (list, tuple)):
+        if not variadic:
+            _fail(path, _describe(tp), value)
+        value = [value]  # a single value is a list of one
+    _check_items(path, tp, value, meta)
+    if variadic:
+        return tuple(_convert(f"{path}[{i}]", args[0], v, meta) for i, v in enumerate(value))
+    if len(value) != len(args):
+        _fail(path, _describe(tp), value)
+    return tuple(
+        _convert(f"{path}[{i}]", a, v, meta)
+        for i, (a, v) in enumerate(zip(args, value, strict=True))
+    )
+
+
+def _convert_float(path: str, value: Any, meta: Mapping[str, Any]) -> float:
+    if isinstance(value, str) and len(value) < 64 and _FLOAT.fullmatch(value.strip()):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(path, "a number" + _bounds_text(meta), value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        _fail(path, "a finite number", value)
+    if not math.isfinite(number):
+        _fail(path, "a finite number", value)
+    _check_bounds(path, float, number, meta)
+    return number
 
 
 def _bounds_text(meta: Mapping[str, Any]) -> str:
@@ -486,15 +590,16 @@ def _build(path: str, cls: type, data: Any) -> Any:
         _fail(path or "config", "a mapping of settings", data)
     if cls is TaskConfig or (isinstance(cls, type) and issubclass(cls, TaskConfig)):
         family = data.get("family", "sine")
-        if family not in TaskConfig._registry:
+        if not isinstance(family, str) or family not in TaskConfig._registry:
             known = ", ".join(sorted(TaskConfig._registry))
             _fail(f"{prefix}family", f"one of {known}", family)
         cls = TaskConfig._registry[family]
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
-        if key not in fields:
-            _fail(f"{prefix}{key}", f"a known setting ({', '.join(fields)})", "unknown key")
+        if not isinstance(key, str) or key not in fields:
+            name = printable(str(key), 60)
+            _fail(f"{prefix}{name}", f"a known setting ({', '.join(fields)})", "unknown key")
     kwargs = {
         name: _convert(f"{prefix}{name}", hints[name], data.get(name), fields[name].metadata)
         for name in fields
@@ -548,23 +653,108 @@ def to_dict(config: Any) -> dict[str, Any]:
     return typing.cast(dict[str, Any], plain(config))
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys (a second ``outer:`` section would silently
+    replace the first)."""
+
+    composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """Count the nodes as they are parsed, so a huge document stops being parsed early."""
+        self.composed += 1
+        if self.composed > MAX_YAML_NODES:
+            raise ConfigError(f"{{where}}: expected at most {MAX_YAML_NODES} YAML values")
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in seen and key != "<<":
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"{{where}}: duplicate key {elide(key)} (line {line})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """How many nodes ``node`` stands for with every alias expanded (memoised, so a billion-laughs
+    graph is measured in linear time); raises on a recursive alias."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise ConfigError("{where}: a YAML alias refers to itself (recursive structure)")
+    open_.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes, open_) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_)
+    open_.discard(key)
+    sizes[key] = size
+    return size
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse YAML text safely and in bounded work: no Python tags, no duplicate keys, at most
+    :data:`MAX_YAML_NODES` nodes with aliases expanded, bounded nesting. Errors are
+    :class:`ConfigError` naming ``where`` (a file or ``--set key``)."""
+    loader: _ConfigLoader | None = None
+    try:
+        loader = _ConfigLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {}, set())
+        if size > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{where}: expected at most {MAX_YAML_NODES} YAML values with aliases expanded, "
+                f"got {size:.3g} (an alias bomb?)"
+            )
+        return loader.construct_document(node)
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("{where}", where)) from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply (expected a config, not a puzzle)") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or getattr(error, "reason", None)
+        reason = f": {elide(problem, 60)[1:-1]}" if isinstance(problem, str) else ""
+        raise ConfigError(f"{where}: not valid YAML{line}{reason}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested mapping."""
     result = to_nested_copy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. outer.steps=50")
+            raise ConfigError(f"--set {elide(item)}: expected key=value, e.g. outer.steps=50")
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"--set {elide(key)}: expected a value of at most 1 MiB")
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+            value = load_yaml(raw, f"--set {printable(key, 60)}")
+        except ConfigError as error:
+            if "not valid YAML" not in str(error):
+                raise
+            value = raw  # e.g. --set name=a:b: not YAML, taken as the string it is
+        parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {elide(key)}: expected a dotted key such as outer.steps")
         node = result
-        parts = key.strip().split(".")
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"{key}: '{part}' is a value, not a group of settings")
+                raise ConfigError(
+                    f"{printable(key, 60)}: '{printable(part, 60)}' is a value, not a group of settings"
+                )
             node = child
         node[parts[-1]] = value
     return result
@@ -598,23 +788,64 @@ def to_nested_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: to_nested_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
+def _not_a_config(info: os.stat_result) -> str | None:
+    if stat.S_ISDIR(info.st_mode):
+        return "is a folder, expected a YAML file"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a pipe or device?), expected a YAML file"
+    if info.st_size > MAX_CONFIG_BYTES:
+        return f"is {info.st_size} bytes, expected a YAML file of at most 1 MiB"
+    return None
+
+
+def read_config_text(path: Path) -> str:
+    """The text of a config file: a regular file (not a pipe, device or folder), at most
+    :data:`MAX_CONFIG_BYTES`, UTF-8. Checked with ``stat`` before it is opened (without
+    blocking) and again on the open descriptor."""
+    name = printable(str(path), 200)
+    try:
+        problem = _not_a_config(os.stat(path))
+    except FileNotFoundError:
+        raise ConfigError(f"config: no such file {name!r}") from None
+    except OSError as error:
+        raise ConfigError(f"config: cannot read {name} ({error.strerror})") from None
+    if problem is not None:
+        raise ConfigError(f"config: {name} {problem}")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as error:
+        raise ConfigError(f"config: cannot open {name} ({error.strerror})") from None
+    problem = _not_a_config(os.fstat(fd))  # the path may have been swapped since the stat
+    if problem is not None:
+        os.close(fd)
+        raise ConfigError(f"config: {name} {problem}")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(MAX_CONFIG_BYTES + 1)  # /proc files report size 0
+        except OSError as error:
+            raise ConfigError(f"config: cannot read {name} ({error.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config: {name} is larger than 1 MiB, expected a YAML config")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config: {name} is not UTF-8 text (byte {error.start})") from None
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config (a file, a shipped name such as ``outliers``, or ``None``: the
     built-in defaults), apply overrides and validate."""
     data: dict[str, Any] = {}
     if path is not None:
-        from metaloss.named_configs import resolve_config
+        path = Path(path)
+        if not os.path.lexists(path):  # not a file here: the name of a shipped config?
+            from metaloss.named_configs import resolve_config
 
-        path = resolve_config(path)  # a file, or the name of a shipped config
-        if not path.is_file():
-            raise ConfigError(f"config: no such file {str(path)!r}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            line = getattr(getattr(error, "problem_mark", None), "line", None)
-            where = f" (line {line + 1})" if line is not None else ""
-            raise ConfigError(f"config: {path} is not valid YAML{where}") from None
+            path = resolve_config(path)
+        loaded = load_yaml(read_config_text(path), f"config: {printable(str(path), 200)}") or {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"config: expected a mapping of settings in {path}")
+            raise ConfigError(
+                f"config: expected a mapping of settings in {printable(str(path), 200)}"
+            )
         data = loaded
     return parse(apply_overrides(data, overrides or []))

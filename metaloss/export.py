@@ -12,14 +12,16 @@ trainer.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from metaloss._safe_read import parse_loss_file, read_regular_file
+from metaloss.atomic import atomic_path
+from metaloss.errors import LossFileError, elide, printable
 from metaloss.losses.module import ARCHITECTURES, LossModule
-from metaloss.zoo import LossFileError, resolve, zoo_names
+from metaloss.zoo import resolve, zoo_names
 
 __all__ = [
     "FORMAT_VERSION",
@@ -31,7 +33,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol >= 2, torch.save zip archives
 
 
 def _package_version() -> str:
@@ -47,7 +48,7 @@ def save_loss(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``loss`` to ``path`` (atomically) with its architecture and training config."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     architecture = type(loss).__name__
@@ -68,106 +69,23 @@ def save_loss(
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in loss.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"metaloss": json.dumps(meta, sort_keys=True)})
-    os.replace(tmp, path)
+    data = save(tensors, metadata={"metaloss": json.dumps(meta, sort_keys=True)})
+    with atomic_path(path) as tmp:  # a full disk leaves no half-written loss file
+        tmp.write_bytes(data)
     return path
+
+
+def _read(source: str | Path) -> tuple[Path, bytes, dict[str, Any]]:
+    """The file, its bytes (read once, bounded) and its checked metadata."""
+    path = resolve(source)
+    data = read_regular_file(path)
+    contents = parse_loss_file(path, data, tuple(ARCHITECTURES), FORMAT_VERSION)
+    return path, data, contents.meta
 
 
 def read_metadata(source: str | Path) -> dict[str, Any]:
     """The JSON metadata of a loss file or zoo name, validated (no weights are built)."""
-    path = resolve(source)
-    if path.is_dir():
-        raise LossFileError(f"loss file: {path} is a folder, expected a .safetensors file")
-    with open(path, "rb") as handle:
-        head = handle.read(9)
-    header_len = int.from_bytes(head[:8], "little")
-    size = path.stat().st_size
-    plausible = 0 < header_len <= min(size - 8, 100_000_000) and head[8:9] == b"{"
-    # A safetensors header length can begin with the byte 0x80 too (e.g. 640 = 80 02 00 ..),
-    # so the pickle magic only decides for files that are not plausibly safetensors.
-    if not plausible and head.startswith(_PICKLE_MAGIC):
-        raise LossFileError(
-            f"loss file: {path} is a pickle/torch.save file; refusing to load it (it could run code)"
-        )
-    if len(head) < 8:
-        raise LossFileError(f"loss file: {path} is truncated or empty (not a safetensors file)")
-    if not plausible:
-        raise LossFileError(f"loss file: {path} is not a safetensors file, or is truncated")
-    with open(path, "rb") as handle:
-        handle.seek(8)
-        try:
-            header = json.loads(handle.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise LossFileError(
-                f"loss file: {path} has an unreadable header (not a safetensors file)"
-            ) from None
-    if not isinstance(header, dict):
-        raise LossFileError(
-            f"loss file: {path} has a header that is not a JSON object (not a safetensors file)"
-        )
-    metadata = header.get("__metadata__")
-    raw = metadata.get("metaloss") if isinstance(metadata, dict) else None
-    if raw is None:
-        raise LossFileError(
-            f"loss file: {path} is a safetensors file without metaloss metadata (not a loss file)"
-        )
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError:
-        raise LossFileError(f"loss file: {path} has corrupt metaloss metadata") from None
-    _check_metadata(path, meta, header, size - 8 - header_len)
-    return meta  # type: ignore[no-any-return]
-
-
-def _check_metadata(path: Path, meta: Any, header: dict[str, Any], data_size: int) -> None:
-    if not isinstance(meta, dict):
-        raise LossFileError(f"loss file: {path} metadata: expected a JSON object")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise LossFileError(
-            f"loss file: {path} metadata format_version: expected an integer >= 1, got {version!r}"
-        )
-    if version > FORMAT_VERSION:
-        raise LossFileError(
-            f"loss file: {path} was written by a newer format (version {version}; this metaloss "
-            f"reads up to {FORMAT_VERSION}); upgrade metaloss"
-        )
-    if meta.get("architecture") not in ARCHITECTURES:
-        raise LossFileError(
-            f"loss file: {path} names an unknown architecture {meta.get('architecture')!r} "
-            f"(known: {', '.join(ARCHITECTURES)})"
-        )
-    if not isinstance(meta.get("arguments"), dict):
-        raise LossFileError(f"loss file: {path} metadata arguments: expected a JSON object")
-    ends = [
-        _data_end(path, name, entry) for name, entry in header.items() if name != "__metadata__"
-    ]
-    if ends and max(ends) > data_size:
-        raise LossFileError(
-            f"loss file: {path} is truncated (tensor data ends past the end of the file)"
-        )
-
-
-def _data_end(path: Path, name: str, entry: Any) -> int:
-    """Where tensor ``name``'s bytes end, after checking its header entry is well formed."""
-    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-    shape = entry.get("shape") if isinstance(entry, dict) else None
-    well_formed = (
-        isinstance(entry, dict)
-        and isinstance(entry.get("dtype"), str)
-        and isinstance(shape, list)
-        and all(isinstance(d, int) and d >= 0 for d in shape)
-        and isinstance(offsets, list)
-        and len(offsets) == 2
-        and all(isinstance(o, int) and o >= 0 for o in offsets)
-        and offsets[0] <= offsets[1]
-    )
-    if not well_formed:
-        raise LossFileError(
-            f"loss file: {path} tensor {name!r}: expected dtype, shape and data_offsets in the header"
-        )
-    return int(offsets[1])  # type: ignore[index]
+    return _read(source)[2]
 
 
 def load_loss(
@@ -185,27 +103,31 @@ def load_loss(
     fine-tune it). Its ``metadata`` is the file's; its repr and :meth:`~LossModule.model_card`
     say what it was trained on and with which command.
 
+    A string without a folder and without the ``.safetensors`` suffix that is a zoo entry is
+    the zoo entry (``./NAME`` is the file ``NAME``). The file is read once, in bounded work, and
+    never executes code (see :mod:`metaloss._safe_read`).
+
     Example:
         >>> from metaloss import load_loss
         >>> criterion = load_loss("loss.safetensors")  # doctest: +SKIP
         >>> loss = criterion(pred, target)             # doctest: +SKIP
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_tensors
 
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
-    meta = read_metadata(source)
-    path = resolve(source)
+        raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {elide(reduction)}")
+    path, data, meta = _read(source)
     cls = ARCHITECTURES[meta["architecture"]]
     arguments = {**meta["arguments"], "reduction": reduction}
     with torch.device("meta"):  # shapes only: a file cannot make us allocate huge layers
         expected = _build(path, cls, arguments).state_dict()
     try:
-        tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as error:
+        tensors = load_tensors(data)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        reason = printable(str(error).splitlines()[0] if str(error) else type(error).__name__, 120)
         raise LossFileError(
-            f"loss file: {path} could not be read ({str(error).splitlines()[0]})"
+            f"loss file: {printable(str(path), 200)} could not be read ({reason})"
         ) from None
     _check_tensors(path, tensors, expected)
     module = _build(path, cls, arguments)
@@ -222,9 +144,10 @@ def load_loss(
 def _build(path: Path, cls: type[LossModule], arguments: dict[str, Any]) -> LossModule:
     try:
         return cls(**arguments)
-    except (TypeError, ValueError) as error:
+    except Exception as error:  # any failure to build from the file's arguments is the file's
+        reason = printable(str(error).splitlines()[0] if str(error) else type(error).__name__, 120)
         raise LossFileError(
-            f"loss file: {path} has invalid architecture arguments ({error})"
+            f"loss file: {printable(str(path), 200)} has invalid architecture arguments ({reason})"
         ) from None
 
 
@@ -232,20 +155,23 @@ def _check_tensors(
     path: Path, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
 ) -> None:
     """Names, shapes and dtypes of the stored weights must match the architecture; all finite."""
+    where = printable(str(path), 200)
     if set(tensors) != set(expected):
         missing = sorted(set(expected) - set(tensors))
         unexpected = sorted(set(tensors) - set(expected))
         raise LossFileError(
-            f"loss file: {path} tensors do not match the architecture (missing {missing}, unexpected {unexpected})"
+            f"loss file: {where} tensors do not match the architecture (missing "
+            f"{elide(missing, 100)}, unexpected {elide(unexpected, 100)})"
         )
     for name, tensor in tensors.items():
         if tensor.shape != expected[name].shape:
             raise LossFileError(
-                f"loss file: {path} tensor {name}: expected shape {tuple(expected[name].shape)}, got {tuple(tensor.shape)}"
+                f"loss file: {where} tensor {name}: expected shape "
+                f"{tuple(expected[name].shape)}, got {elide(tuple(tensor.shape), 60)}"
             )
         if not tensor.is_floating_point():
             raise LossFileError(
-                f"loss file: {path} tensor {name}: expected floating point, got {tensor.dtype}"
+                f"loss file: {where} tensor {name}: expected floating point, got {tensor.dtype}"
             )
         if not bool(torch.isfinite(tensor).all()):
-            raise LossFileError(f"loss file: {path} tensor {name}: contains NaN or Inf")
+            raise LossFileError(f"loss file: {where} tensor {name}: contains NaN or Inf")

@@ -2,8 +2,9 @@
 
 The YAML files live in ``metaloss/configs/`` (package data, so an installed wheel has them);
 the clone's ``configs/`` is a link to that folder, so ``configs/outliers.yaml`` and ``outliers``
-name the same file there. The rule for names against paths is the zoo's
-(:func:`metaloss.zoo.resolve`): an existing file first, a shipped name otherwise.
+name the same file there. For configs an existing file wins over a shipped name (a config is
+a file users copy and edit in place); for loss names the zoo's rule applies
+(:func:`metaloss.zoo.resolve`: a bare zoo name is the zoo entry).
 """
 
 from __future__ import annotations

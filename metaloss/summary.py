@@ -25,7 +25,8 @@ Tag groups written into the run folder (``tensorboard --logdir runs`` shows them
   its table as text and the paired difference to the tuned reference loss as a scalar.
 * ``health/summary`` (text): the health of meta-training
   (:func:`metaloss.evaluation.training_summary.assess_training`: a meta-validation objective
-  rising after its best step, meta-gradient norm spikes, skipped steps).
+  rising after its best step, meta-gradient norm spikes, skipped steps; the verdicts are
+  :mod:`metaloss.evaluation.training_health`'s).
 * ``config`` (text, YAML) and an HParams session with a dozen settings and metrics that are the
   run's own scalar series (:mod:`metaloss.summary_layout`), so no single-point cards are added.
 
@@ -256,7 +257,9 @@ class SummaryCallback(Callback):
         label = name if name.endswith("inner loss") else f"{name} as the inner loss"
         curves[label] = self.log_inner_curve("inner/objective_curve", reference)
         self.log_inner_figure(trainer, curves)
-        health = assess_training(result.steps, result.validations, trainer.config.outer.grad_clip)
+        outer = trainer.config.outer
+        log_scale = outer.objective_transform == "log"
+        health = assess_training(result.steps, result.validations, outer.grad_clip, log_scale)
         text = "\n".join(f"- {line}" for line in health.lines())
         self.writer.add_text("health/summary", text, trainer.step)
         self.seconds += time.perf_counter() - start

@@ -15,7 +15,10 @@ from metaloss.config import ConfigError, apply_overrides, load_config, parse, to
     ("data", "message"),
     [
         ({"outer": {"steps": -3}}, "outer.steps: expected an integer >= 1, got -3"),
-        ({"outer": {"steps": "many"}}, "outer.steps: expected an integer >= 1, got 'many'"),
+        (
+            {"outer": {"steps": "many"}},
+            "outer.steps: expected an integer >= 1 and <= 100000000, got 'many'",
+        ),
         ({"inner": {"lr": 0}}, "inner.lr: expected a number > 0, got 0.0"),
         (
             {"inner": {"optimizer": "rmsprop"}},

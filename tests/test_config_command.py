@@ -50,7 +50,7 @@ def test_config_prints_value_default_range_and_documentation(
     assert lines[at + 1].strip() == "inner optimisation steps K"
     assert "  inner.lr = 0.02 *   (default 0.01; number > 0)" in lines
     assert "  inner.optimizer = adam *   (default sgd; one of 'sgd' | 'adam')" in lines
-    assert "  outer.meta_batch = 16   (default 16; integer >= 1)" in lines  # unchanged: no star
+    assert "  outer.meta_batch = 16   (default 16; integer >= 1 and <= 65536)" in lines  # no star
     # the task section is the outlier family's own class, and says so
     assert any(line.startswith("  task.epsilon = [0.0, 0.5] *") for line in lines)
     assert any("family 'outliers' uses OutliersConfig" in line for line in lines)

@@ -1,6 +1,7 @@
-"""The health of meta-training: overfitting of the meta-objective, gradient-norm spikes, skipped
-steps, divergence — on histories whose right answer is known, and in a real ``metaloss train``
-run (printed and in TensorBoard)."""
+"""The description of meta-training: overfitting of the meta-objective, the meta-gradient norm,
+skipped steps, divergence — on histories whose right answer is known, and in a real ``metaloss
+train`` run (printed and in TensorBoard). Spikes and divergence are the detector's
+(:mod:`metaloss.evaluation.training_health`): the description has no rule of its own for them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import pytest
 from tbparse import SummaryReader
 
 from metaloss.cli import main
-from metaloss.evaluation.training_summary import HealthThresholds, assess_training, find_spikes
+from metaloss.evaluation.training_health import (
+    EXPLODE_RATIO,
+    SPIKE_RATIO,
+    diagnose_training,
+    find_spikes,
+    gradient_jumps,
+)
+from metaloss.evaluation.training_summary import assess_training
 from metaloss.outer.trainer import StepRecord, ValidationRecord
 
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")  # tbparse and pandas
@@ -77,39 +85,68 @@ def test_still_improving_at_the_end() -> None:
 def test_spikes_are_found_exactly_where_they_are() -> None:
     norms = list(0.4 + np.abs(_noise(600, 2, 0.05)))
     for step in (120, 553, 871 - 300):
-        norms[step - 1] = 4.0  # 10x the median
+        norms[step - 1] = 60.0  # ~140x the median
+    norms[299] = 4.0  # ~10x: a jump, not a spike
     spikes = find_spikes(_steps(norms))
     assert [s.step for s in spikes] == [120, 553, 571]
     for spike in spikes:
         median = float(np.median(norms[spike.step - 51 : spike.step - 1]))
-        assert spike.ratio == pytest.approx(4.0 / median)
-    # a slow climb is not a spike; the window must be full before anything counts
+        assert spike.ratio == pytest.approx(60.0 / median)
+    jumps = {j.step: j.ratio for j in gradient_jumps(_steps(norms))}
+    assert 8 < jumps[300] < SPIKE_RATIO
+    # a slow climb is not a spike; a spike needs 10 finite norms before it
     climb = [0.1 * 1.01**i for i in range(300)]
     assert find_spikes(_steps(climb)) == []
-    early = [1.0] * 10 + [50.0] + [1.0] * 100
-    assert find_spikes(_steps(early), HealthThresholds(window=50)) == []
+    assert find_spikes(_steps([1.0] * 9 + [500.0])) == []
+    assert [s.step for s in find_spikes(_steps([1.0] * 10 + [500.0]))] == [11]
+
+
+def test_the_description_reports_the_detectors_spikes_and_verdict() -> None:
+    norms = list(0.4 + np.abs(_noise(300, 5, 0.05)))
+    norms[199] = 80.0
+    steps, validations = _steps(norms), _validations([3.0, 2.0, 2.5, 2.0 * EXPLODE_RATIO])
+    report = assess_training(steps, validations)
+    assert report.health == diagnose_training(steps, validations)
+    assert report.spikes == tuple(find_spikes(steps)) and [s.step for s in report.spikes] == [200]
+    assert report.diverged and report.lines()[0].startswith("meta-validation: DIVERGED (exploded)")
 
 
 def test_gradient_and_skipped_lines() -> None:
     norms = [0.5] * 200
-    norms[149] = 6.0
+    norms[149] = 6.0  # 12x its running median: described, not a spike
     report = assess_training(_steps(norms, skipped=(30, 31)), _validations([1.0] * 9), 1.0)
     text = report.lines()
     assert text[1].startswith(
-        "meta-gradient norm: 1 spike(s) above 5x the median of its previous 50"
+        "meta-gradient norm: no spikes (largest jump 12x its running median, at step 150; a "
+        "spike is >= 100x)"
     )
-    assert "first at step 150" in text[1] and "on 0% of steps" not in text[1]
+    assert "on 0% of steps" not in text[1]
     assert text[2] == "skipped (non-finite) meta-steps: 2 (steps 30, 31)"
-    assert not report.healthy
+    assert not report.healthy and report.health.skipped == (30, 31)
+    norms[149] = 60.0  # 120x
+    text = assess_training(_steps(norms), _validations([1.0] * 9), 1.0).lines()
+    assert text[1].startswith(
+        "meta-gradient norm: 1 spike(s) at or above 100x the median of its previous 50 steps, "
+        "first at step 150 (largest 120x at step 150)"
+    )
 
 
 def test_a_blown_up_or_non_finite_validation_is_divergence() -> None:
-    blown = assess_training(_steps([0.5] * 100), _validations([1.0, 0.9, 0.8, 30.0]))
-    assert blown.diverged and "DIVERGED" in blown.lines()[0]
+    rising = assess_training(_steps([0.5] * 100), _validations([1.0, 0.9, 0.8, 30.0]))
+    assert not rising.diverged and not rising.healthy  # the detector's warning, not an error
+    assert "DIVERGED" not in rising.lines()[0] and "(diverging)" in rising.lines()[0]
+    blown = assess_training(_steps([0.5] * 100), _validations([1.0, 0.9, 0.8, 0.8e7]))
+    assert blown.diverged and "DIVERGED (exploded)" in blown.lines()[0]
     nan = assess_training(_steps([0.5] * 100), _validations([1.0, 0.9, float("nan")]))
-    assert nan.diverged
+    assert nan.diverged and "DIVERGED (nonfinite)" in nan.lines()[0]
     nothing = assess_training(_steps([0.5] * 10), _validations([float("nan")]))
     assert nothing.diverged and "no finite meta-validation objective" in nothing.lines()
+
+
+def test_a_log_scale_objective_is_judged_on_its_errors() -> None:
+    values = [-1.0, -2.5, 12.0]  # mean log errors: the last is e^14.5 times the best error
+    assert not assess_training(_steps([0.5] * 50), _validations(values)).diverged
+    assert assess_training(_steps([0.5] * 50), _validations(values), log_scale=True).diverged
 
 
 def test_train_prints_the_health_and_writes_it_to_tensorboard(

@@ -111,8 +111,9 @@ def test_transfer_cli_end_to_end(tmp_path: Path, capsys) -> None:
         "epsilon=2",
     }
     # the in-family benchmark of the same config still runs its own rows
-    assert main([*args, "--set", "benchmark.split=meta_test"]) == 0
-    assert json.loads((out / "results.json").read_text())["rows"] == ["eps=0"]
+    again = tmp_path / "report-meta-test"  # a report folder is never overwritten
+    assert main([*args[:-1], str(again), "--set", "benchmark.split=meta_test"]) == 0
+    assert json.loads((again / "results.json").read_text())["rows"] == ["eps=0"]
 
 
 def test_row_overrides_reach_every_setting_and_are_validated() -> None:

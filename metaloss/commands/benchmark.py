@@ -11,13 +11,23 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from metaloss.commands.common import add_overrides
+from metaloss.commands.common import (
+    FolderPlan,
+    add_out,
+    add_overrides,
+    plan_folder,
+    staged_folder,
+    staged_target,
+    write_marker,
+)
 from metaloss.commands.config import config_epilog
 from metaloss.config import ConfigError, RunConfig, load_config, to_dict
 from metaloss.device import resolve_device
+from metaloss.errors import LossFileError, printable
 from metaloss.evaluation.benchmark import (
     BenchmarkResult,
     PerSampleLoss,
+    Row,
     contenders_from_config,
     plan_size,
     rows_from_config,
@@ -48,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="FILE|ZOO_NAME",
         help="learned losses: files or zoo names (default: benchmark.losses, else the family's zoo loss)",
     )
-    p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/<name>)")
+    add_out(p, "report folder")
     p.add_argument(
         "--tuned",
         type=Path,
@@ -89,6 +99,19 @@ def load_learned(sources: list[str], device: str = "cpu") -> dict[str, PerSample
     return losses
 
 
+def check_kinds(losses: list[tuple[str, PerSampleLoss]], rows: list[Row]) -> None:
+    """Every learned loss (source, module) must be of the kind of every row's family (a
+    classification loss on a regression benchmark is refused before any work, naming it)."""
+    for source, module in losses:
+        kind = getattr(module, "kind", None)
+        for row in rows:
+            if kind != row.family.kind:
+                raise LossFileError(
+                    f"--loss: {printable(str(source), 120)} is a {printable(str(kind), 40)} loss, "
+                    f"but benchmark row {printable(row.name, 60)!r} has {row.family.kind} tasks"
+                )
+
+
 def _sources(
     args: argparse.Namespace, configured: tuple[str, ...], default: str | None
 ) -> list[str]:
@@ -121,14 +144,15 @@ def run(args: argparse.Namespace) -> int:
                 "'meta_test' for an RL config"
             )
         return run_rl(args, config)
+    rows_from_config(config)  # checks the rows before anything is trained or written
     if args.meta_seeds is not None:  # claims across meta-training seeds
         from metaloss.commands.meta_seeds import run_meta_seeds
 
         return run_meta_seeds(args, config)
+    plan = plan_folder(args.out, config, "benchmark", resumable=False)  # checks only
     sources = _sources(args, config.benchmark.losses, family_spec(config.task.family).zoo_loss)
     learned = load_learned(sources, config.device)
-    out: Path = args.out or Path("reports") / config.name
-    benchmark_and_report(args, config, learned, sources, out)
+    benchmark_and_report(args, config, learned, sources, plan)
     return 0
 
 
@@ -137,12 +161,19 @@ def benchmark_and_report(
     config: RunConfig,
     learned: dict[str, PerSampleLoss],
     sources: list[str],
-    out: Path,
+    out: FolderPlan | Path,
 ) -> BenchmarkResult:
     """Benchmark ``learned`` (loaded from ``sources``) against the config's baselines, write the
-    report into ``out`` and print it; ``args.tuned`` applies a tuning folder."""
+    report and print it; ``args.tuned`` applies a tuning folder.
+
+    ``out`` is either a checked :class:`FolderPlan` (the report is staged: it appears complete in
+    its folder or not at all) or a folder the caller owns and already checked (``--meta-seeds``
+    writes the report beside its seed folders)."""
     rows = rows_from_config(config)
     references = load_learned(list(config.benchmark.learned_baselines), config.device)
+    named = list(zip(sources, learned.values(), strict=True))
+    named += zip(config.benchmark.learned_baselines, references.values(), strict=True)
+    check_kinds(named, rows)
     contenders = contenders_from_config(config, learned, rows[0].family, references)
     tuned_notes: dict[str, str] = {}
     if args.tuned is not None:  # tuned vs tuned (metaloss tune, docs/tuning.md)
@@ -150,10 +181,11 @@ def benchmark_and_report(
 
         contenders, tuned_notes = apply_tuned(contenders, read_tuned(args.tuned))
         print("\n".join(f"  {name}: {note}" for name, note in tuned_notes.items()), file=sys.stderr)
+    shown = staged_target(out) if isinstance(out, FolderPlan) else out
     print(
         f"metaloss benchmark: {len(contenders)} losses x {len(rows)} rows, {config.evaluation.test_tasks} "
         f"{'meta-validation' if config.benchmark.split == 'meta_valid' else 'test'} tasks x "
-        f"{config.evaluation.seeds} seed(s), writing to {out}",
+        f"{config.evaluation.seeds} seed(s), writing to {shown}",
         file=sys.stderr,
     )
     bar = tqdm(
@@ -170,15 +202,29 @@ def benchmark_and_report(
         bar.set_postfix_str(message, refresh=False)
         bar.update(1)
 
-    try:
-        result = run_benchmark(rows, contenders, progress)
-    finally:
-        bar.close()
-    result.extra["losses"] = dict(zip(learned, sources, strict=True))
-    if tuned_notes:
-        result.extra["tuned"] = {"folder": str(args.tuned), **tuned_notes}
-    paths = write_report(result, out, to_dict(config))
-    print((out / "results.md").read_text())
+    def benchmark() -> BenchmarkResult:
+        try:
+            result = run_benchmark(rows, contenders, progress)
+        finally:
+            bar.close()
+        result.extra["losses"] = dict(zip(learned, sources, strict=True))
+        if tuned_notes:
+            result.extra["tuned"] = {"folder": str(args.tuned), **tuned_notes}
+        return result
+
+    if isinstance(out, FolderPlan):
+        with staged_folder(out, shown) as staged:  # the report appears complete, or not at all
+            result = benchmark()
+            write_marker(staged.staging, out)
+            written = write_report(result, staged.staging, to_dict(config))
+        assert staged.final is not None
+        folder = staged.final
+        paths = [folder / p.relative_to(staged.staging) for p in written]
+    else:
+        result = benchmark()
+        folder = out
+        paths = write_report(result, folder, to_dict(config))
+    print((folder / "results.md").read_text())
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths))
-    print(f"  {out}/events.out.tfevents.*  (view: tensorboard --logdir {out})")
+    print(f"  {folder}/events.out.tfevents.*  (view: tensorboard --logdir {folder})")
     return result

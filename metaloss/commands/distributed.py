@@ -25,13 +25,14 @@ from metaloss.outer.distributed import DistributedMetaTrainer
 __all__ = ["prepared_folder", "run_distributed"]
 
 
-def prepared_folder(args: argparse.Namespace, config: RunConfig) -> Path:
-    """Rank 0 prepares the run folder; every rank gets it, or rank 0's refusal as its own."""
+def prepared_folder(args: argparse.Namespace, config: RunConfig, command: str = "train") -> Path:
+    """Rank 0 prepares the run folder of ``command``; every rank gets it, or rank 0's refusal
+    as its own."""
     outcome: list[object] = [None]
     if dist.get_rank() == 0:
         try:
-            outcome[0] = str(prepare_run_folder(args.out, config, args.resume))
-        except (FileExistsError, ValueError, OSError) as error:
+            outcome[0] = str(prepare_run_folder(args.out, config, args.resume, command))
+        except (ValueError, OSError) as error:  # RunFolderError is a ValueError
             outcome[0] = error
     dist.broadcast_object_list(outcome, src=0)
     if isinstance(outcome[0], Exception):

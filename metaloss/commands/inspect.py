@@ -19,6 +19,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from metaloss.atomic import atomic_path
+from metaloss.commands.common import figure_path
+from metaloss.errors import printable
 from metaloss.export import load_loss, read_metadata
 from metaloss.plots import has_shape_view, shape_view
 from metaloss.plots.base import FIGURE_DPI, titled
@@ -35,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("loss", help="a loss file (.safetensors) or a zoo name")
     p.add_argument(
-        "--out", type=Path, default=None, help="figure path, e.g. loss.png (default: no figure)"
+        "--out",
+        type=Path,
+        default=None,
+        help="figure file, e.g. loss.png (.png is added to a name without a suffix; default: no "
+        "figure)",
     )
     p.set_defaults(func=run)
 
@@ -72,21 +79,28 @@ def _loss_title(source: str, meta: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    figure_file = figure_path(args.out) if args.out is not None else None  # checked first
     meta = read_metadata(args.loss)
     loss = load_loss(args.loss, reduction="none")
     kind = str(loss.kind)
     view = shape_view(kind) if has_shape_view(kind) else None
     description = view.describe(loss) if view is not None and view.describe else None
-    print(f"{args.loss}:")
+    # A file's metadata is untrusted text: no escapes or newlines reach the terminal.
+    print(f"{printable(str(args.loss), 200)}:")
     for line in summary_lines(meta, description):
-        print(f"  {line}")
-    if args.out is None:
+        print(f"  {printable(line, 1000)}")
+    if figure_file is None:
         return 0
     if view is None:
-        print(f"figure: none written (loss kind {kind!r} has no shape view: text summary only)")
+        print(
+            f"figure: none written (loss kind {printable(kind, 40)!r} has no shape view: text summary only)"
+        )
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    figure = titled(view.figure(view.curves(loss)), _loss_title(args.loss, meta))
-    figure.savefig(args.out, dpi=max(FIGURE_DPI, figure.dpi))
-    print(f"figure: {args.out}")
+    figure_file.parent.mkdir(parents=True, exist_ok=True)
+    figure = titled(view.figure(view.curves(loss)), printable(_loss_title(args.loss, meta), 200))
+    with atomic_path(figure_file) as tmp:
+        figure.savefig(
+            tmp, format=figure_file.suffix.lstrip(".").lower(), dpi=max(FIGURE_DPI, figure.dpi)
+        )
+    print(f"figure: {printable(str(figure_file), 200)}")
     return 0

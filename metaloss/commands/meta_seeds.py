@@ -65,7 +65,8 @@ def train_seed(config: RunConfig, folder: Path) -> Path:
     write its loss file last, so that the file exists only for a finished seed."""
     from metaloss.summary import SummaryCallback
 
-    prepare_run_folder(folder, config, resume=True)
+    started = folder.is_dir() and any(folder.iterdir())  # a seed killed mid-run continues
+    prepare_run_folder(folder, config, resume=started)
     summary = SummaryCallback(folder)
     trainer = MetaTrainer(config, folder, callbacks=[ProgressCallback(), summary])
     try:

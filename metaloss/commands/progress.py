@@ -45,5 +45,10 @@ class ProgressCallback(Callback):
         self.valid = record.value
 
     def on_end(self, trainer: MetaTrainer, result: TrainResult) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the bar's line (also when training fails, so an error starts a line of its own)."""
         if self.bar is not None:
             self.bar.close()
+            self.bar = None

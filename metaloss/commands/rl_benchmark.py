@@ -10,7 +10,15 @@ import json
 import sys
 from pathlib import Path
 
-from metaloss.commands.common import add_overrides
+from metaloss.atomic import write_text_atomic
+from metaloss.commands.common import (
+    add_out,
+    add_overrides,
+    plan_folder,
+    staged_folder,
+    staged_target,
+    write_marker,
+)
 from metaloss.commands.config import config_epilog
 from metaloss.config import RunConfig, load_config, to_dict
 from metaloss.evaluation.benchmark import BenchmarkResult
@@ -40,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="FILE|ZOO_NAME",
         help="learned objectives: files or zoo names (default: the family's zoo objective)",
     )
-    p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/<name>)")
+    add_out(p, "report folder")
     add_overrides(p, "evaluation.seeds=3")
     p.set_defaults(func=run)
 
@@ -142,32 +150,37 @@ def run_rl(args: argparse.Namespace, config: RunConfig) -> int:
     """Run the RL benchmark for ``config`` with the command's ``--loss`` and ``--out``."""
     task = rl_task_config(config)
     check_rl_settings(config)
+    plan = plan_folder(args.out, config, "benchmark", resumable=False)  # checks only
     sources = _sources(args, config)
     drifts = load_drifts(sources)
     contenders = policy_contenders(config, drifts)  # refuses bad baselines before any output
-    out: Path = args.out or Path("reports") / config.name
-    out.mkdir(parents=True, exist_ok=True)
+    out = staged_target(plan)
     ev = config.evaluation
     print(
         f"metaloss benchmark (RL): {', '.join(c.name for c in contenders)} × {1 + ev.test_tasks} rows × "
         f"{ev.seeds} seeds at {task.bench_total_steps} env steps, writing to {out}",
         file=sys.stderr,
     )
-    result = run_rl_benchmark(
-        config, drifts, progress=lambda message: print(message, file=sys.stderr, flush=True)
-    )
-    result.extra["losses"] = dict(zip(drifts, sources, strict=True))
-    table = report_markdown(result)
-    data = finite_json(to_json(result, to_dict(config)))
-    (out / "results.md").write_text(table)
-    write_csv(result, out / "results.csv")
-    (out / "results.json").write_text(json.dumps(data, indent=2, allow_nan=False))
-    _curves_png(result, out / "learning_curves.png")
-    paths = [out / n for n in ("results.md", "results.csv", "results.json", "learning_curves.png")]
-    for name, drift in drifts.items():
-        path = out / f"shape_{name.replace(':', '_')}.png"
-        policy_figure(policy_curves(drift)).savefig(path)
-        paths.append(path)
+    with staged_folder(plan, out) as staged:  # the report appears complete, or not at all
+        result = run_rl_benchmark(
+            config, drifts, progress=lambda message: print(message, file=sys.stderr, flush=True)
+        )
+        result.extra["losses"] = dict(zip(drifts, sources, strict=True))
+        tmp = staged.staging
+        table = report_markdown(result)
+        data = finite_json(to_json(result, to_dict(config)))
+        write_marker(tmp, plan)
+        write_text_atomic(tmp / "results.md", table)
+        write_csv(result, tmp / "results.csv")
+        write_text_atomic(tmp / "results.json", json.dumps(data, indent=2, allow_nan=False))
+        _curves_png(result, tmp / "learning_curves.png")
+        names = ["results.md", "results.csv", "results.json", "learning_curves.png"]
+        for name, drift in drifts.items():
+            names.append(f"shape_{name.replace(':', '_')}.png")
+            policy_figure(policy_curves(drift)).savefig(tmp / names[-1])
+    assert staged.final is not None
+    out = staged.final
+    paths = [out / name for name in names]
     print(table)
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths))
     return 0

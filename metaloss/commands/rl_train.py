@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from metaloss.commands.common import add_overrides, prepare_run_folder
+from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
 from metaloss.commands.config import config_epilog
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import RunConfig, load_config, to_dict
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         epilog=config_epilog(),
     )
     p.add_argument("config", help="config file or shipped name of an RL family, e.g. cartpole")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<name>)")
+    add_out(p, "run folder")
     add_overrides(p, "outer.steps=5")
     p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
     p.add_argument(
@@ -56,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
     problem = RLProblem(config)  # refuses unused settings before the run folder is written
     if getattr(args, "distributed", False):
         return _run_distributed(args, config)
-    trainer = MetaTrainer(config, None, problem=problem)
-    out = prepare_run_folder(args.out, config, args.resume)
+    plan = plan_folder(args.out, config, "rl-train", args.resume)  # checks only
+    trainer = MetaTrainer(config, plan.path, problem=problem)
+    out = create_folder(plan, config)  # the first side effect, after every check
     trainer.out_dir = out
     _announce(config, out, 1)
     summary = RLSummaryCallback(out)
@@ -79,7 +80,7 @@ def _run_distributed(args: argparse.Namespace, config: RunConfig) -> int:
 
     dist.init_process_group("gloo")
     try:
-        out = prepared_folder(args, config)
+        out = prepared_folder(args, config, "rl-train")
         rank0, world = dist.get_rank() == 0, dist.get_world_size()
         summary = RLSummaryCallback(out) if rank0 else None
         if rank0:

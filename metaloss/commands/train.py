@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from metaloss.commands.common import add_overrides, prepare_run_folder
+from metaloss.atomic import write_text_atomic
+from metaloss.cli import EXIT_DIVERGED
+from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
 from metaloss.commands.config import config_epilog
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=None,
         help="config file or shipped name, e.g. outliers (default: built-in sine settings)",
     )
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<name>)")
+    add_out(p, "run folder")
     add_overrides(p, "outer.steps=50")
     p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
     p.add_argument(
@@ -60,16 +61,21 @@ def run(args: argparse.Namespace) -> int:
         from metaloss.commands.distributed import run_distributed
 
         return run_distributed(args, config)
-    out = prepare_run_folder(args.out, config, args.resume)
+    plan = plan_folder(args.out, config, "train", args.resume)  # checks only
+    progress = ProgressCallback()
+    trainer = MetaTrainer(config, plan.path, callbacks=[progress])
+    out = create_folder(plan, config)  # the first side effect, after every check
+    trainer.out_dir = out
     print(
         f"metaloss train: {config.name}, {config.outer.steps} meta-steps, writing to {out}",
         file=sys.stderr,
     )
     summary = SummaryCallback(out)
-    trainer = MetaTrainer(config, out, callbacks=[ProgressCallback(), summary])
+    trainer.callbacks.append(summary)
     try:
         result = trainer.train(resume=args.resume)
     finally:
+        progress.close()
         summary.close()
     loss_path = save_loss(
         result.loss,
@@ -85,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
         f"best meta-validation objective {result.best_value:.4g} at step {result.best_step}; "
         f"skipped steps: {result.skipped_steps}"
     )
-    health = assess_training(result.steps, result.validations, config.outer.grad_clip)
-    print("meta-training health:\n" + "\n".join(f"  {line}" for line in health.lines()))
+    log_scale = config.outer.objective_transform == "log"
+    report = assess_training(result.steps, result.validations, config.outer.grad_clip, log_scale)
+    print("meta-training health:\n" + "\n".join(f"  {line}" for line in report.lines()))
     backend = getattr(trainer.problem, "backend", None)
     compiled = backend.report() if backend is not None else {}
     if compiled:  # inner.compile
@@ -109,10 +116,17 @@ def run(args: argparse.Namespace) -> int:
         comparison = compare_with_mse(result.loss.per_sample, family, config)
         summary.log_comparison(comparison)
         table = comparison.markdown()
-        (out / "results.md").write_text(table)
-        (out / "results.json").write_text(json.dumps(comparison.to_dict(), indent=2))
+        write_text_atomic(out / "results.md", table)
+        write_text_atomic(out / "results.json", json.dumps(comparison.to_dict(), indent=2))
         outputs += [out / "results.md", out / "results.json"]
         print(table)
     print("outputs:\n" + "\n".join(f"  {p}" for p in outputs))
     print(f"  {out}/events.out.tfevents.*  (view: tensorboard --logdir {out.parent})")
+    for finding in report.health.findings:  # last, so they are seen (exit status 3 on an error)
+        print(f"warning: {finding.message}", file=sys.stderr)
+    if report.diverged:
+        print(
+            f"metaloss train: meta-training diverged (exit status {EXIT_DIVERGED})", file=sys.stderr
+        )
+        return EXIT_DIVERGED
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -18,12 +19,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from metaloss.commands.common import add_overrides
+from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
 from metaloss.commands.config import config_epilog
 from metaloss.config import load_config
 from metaloss.tuning import known_targets, tune
 from metaloss.tuning.objective import search_space
-from metaloss.tuning.storage import journal_path
+from metaloss.tuning.storage import journal_path, make_storage
+from metaloss.tuning.study import check_study, study_name
 
 __all__ = ["TrialProgress", "dashboard_hint", "register", "run"]
 
@@ -53,8 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         required=True,
         help="trial budget of the study (shared by all workers)",
     )
-    p.add_argument(
-        "--out", type=Path, required=True, help="tuning folder (study journal, best.yaml, tables)"
+    add_out(
+        p,
+        "tuning folder: study journal, best.yaml, tables; shared by targets and workers, so an "
+        "earlier tuning folder is continued",
     )
     p.add_argument(
         "--storage",
@@ -126,8 +130,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--heartbeat: expected an integer >= 1, got {args.heartbeat}")
     config = load_config(args.config, args.overrides)
     space = search_space(config, args.target)  # checked before anything is written
+    plan = plan_folder(args.out, config, "tune", shared=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    where = args.storage or journal_path(args.out)
+    storage = None
+    if args.storage is not None:  # connect (and create the schema) before writing anything
+        storage = make_storage(args.storage, Path("."), heartbeat_interval=args.heartbeat)
+    elif plan.path is not None and os.path.lexists(journal_path(plan.path)):
+        storage = make_storage(None, plan.path, heartbeat_interval=args.heartbeat)  # reads only
+    if storage is not None:
+        check_study(storage, study_name(config, args.target, args.study), args.target)
+    out = create_folder(plan)
+    where = args.storage or journal_path(out)
+    if args.out is None:
+        print(
+            f"metaloss tune: new tuning folder {out} (more workers: --out {out})", file=sys.stderr
+        )
     print(
         f"metaloss tune: {args.target} on {config.name}, study budget {args.trials} trials, "
         f"storage {where}\nsearch space:\n" + "\n".join(f"  {d.describe()}" for d in space),
@@ -139,11 +156,12 @@ def run(args: argparse.Namespace) -> int:
             config,
             args.target,
             args.trials,
-            args.out,
+            out,
             args.storage,
             args.study,
             heartbeat_interval=args.heartbeat,
             callbacks=[progress],
+            storage=storage,
         )
     finally:
         progress.close()

@@ -1,27 +1,28 @@
-"""A summary of the health of a meta-training run, read off its history: does the
-meta-validation objective rise after its lowest point (the meta-objective overfits the
-meta-train tasks), does the meta-gradient norm spike or grow, were steps skipped as non-finite,
-did the run blow up. It describes every run, healthy or not; deciding that a run failed (a
-warning, an exit code) is not its job.
+"""A description of a meta-training run for the person who started it, read off its history:
+does the meta-validation objective rise after its lowest point (the meta-objective overfits the
+meta-train tasks), how does the meta-gradient norm move, were steps skipped, did the run blow up.
+It describes every run, healthy or not.
+
+The verdicts a run can fail on — divergence, explosion, meta-gradient spikes, skipped steps —
+are :mod:`metaloss.evaluation.training_health`'s (its rules and thresholds; ``metaloss train``
+prints its findings as warnings and exits with status 3 on an error). This module reports them
+and adds only what that detector does not judge:
+
+- ``overfitting`` (a trend, not a failure): validations are noisy (a few dozen fixed tasks), so
+  it is judged on their running median over ``smooth`` validations, not on the single best
+  one: at least ``min_after`` validations follow the lowest point of the running median, the
+  running median ends more than ``rise_fraction`` of ``|lowest|`` above it, and the
+  least-squares trend of the raw validations from that point on is positive with a one-sided
+  p-value below ``trend_p`` (:func:`scipy.stats.linregress`) — constants of
+  :class:`HealthThresholds`;
+- norm growth: the median meta-gradient norm of the last tenth of the steps against that of the
+  first tenth, the largest jump of the norm over its running median (spike or not), and the
+  share of steps clipped at ``outer.grad_clip``.
 
 :mod:`metaloss.evaluation.diagnostics` judges a *learner's* training curve inside one task; this
-module judges the *meta*-training curve of the loss itself. Validations are noisy (a few dozen
-fixed tasks), so the trend is judged on their running median over ``smooth`` validations, not
-on the single best one. Rules, with the constants of :class:`HealthThresholds`:
-
-- ``overfitting``: at least ``min_after`` validations follow the lowest point of the running
-  median, the running median ends more than ``rise_fraction`` of ``|lowest|`` above it, and
-  the least-squares trend of the raw validations from that point on is positive with a
-  one-sided p-value below ``trend_p`` (:func:`scipy.stats.linregress`);
-- ``spike``: a step whose meta-gradient norm exceeds ``spike_factor`` times the median of the
-  ``window`` steps before it (needs ``window`` finite steps of history); the report also gives
-  the median norm of the last tenth of the steps against that of the first tenth;
-- ``diverged``: a non-finite last validation, or a last validation further above the best
-  than ``blowup_factor`` times the improvement made up to the best (at least a tenth of
-  ``|best|``): the run went somewhere it should not.
-
-Nothing here prints; ``metaloss train`` prints :meth:`HealthReport.lines` and TensorBoard shows
-them as the text ``health/summary``.
+module and training_health judge the *meta*-training curve of the loss itself. Nothing here
+prints; ``metaloss train`` prints :meth:`HealthReport.lines` and TensorBoard shows them as the
+text ``health/summary``.
 """
 
 from __future__ import annotations
@@ -33,31 +34,27 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from metaloss.evaluation.training_health import (
+    RISE_RATIO,
+    SPIKE_RATIO,
+    SPIKE_WINDOW,
+    GradientJump,
+    TrainingHealth,
+    diagnose_training,
+)
 from metaloss.outer.trainer import StepRecord, ValidationRecord
 
-__all__ = ["HealthReport", "HealthThresholds", "Spike", "assess_training", "find_spikes"]
+__all__ = ["HealthReport", "HealthThresholds", "assess_training"]
 
 
 @dataclass(frozen=True)
 class HealthThresholds:
-    """The constants of the rules in the module docstring."""
+    """The constants of the overfitting trend (see the module docstring)."""
 
     smooth: int = 5
     min_after: int = 3
     rise_fraction: float = 0.01
     trend_p: float = 0.05
-    spike_factor: float = 5.0
-    window: int = 50
-    blowup_factor: float = 10.0
-
-
-@dataclass(frozen=True)
-class Spike:
-    """A meta-step whose gradient norm is ``ratio`` times the running median before it."""
-
-    step: int
-    grad_norm: float
-    ratio: float
 
 
 @dataclass(frozen=True)
@@ -74,20 +71,33 @@ class HealthReport:
     trend_per_100_steps: float
     trend_p: float
     overfitting: bool
-    spikes: tuple[Spike, ...]
     norm_growth: float
-    skipped_steps: tuple[int, ...]
     clipped_fraction: float
     grad_clip: float
-    diverged: bool
     last_value: float
+    health: TrainingHealth
     notes: tuple[str, ...] = field(default=())
     thresholds: HealthThresholds = field(default=HealthThresholds())
 
     @property
+    def spikes(self) -> tuple[GradientJump, ...]:
+        """The detector's meta-gradient spikes."""
+        return self.health.spikes
+
+    @property
+    def skipped_steps(self) -> tuple[int, ...]:
+        """The meta-steps skipped for non-finite meta-gradients."""
+        return self.health.skipped
+
+    @property
+    def diverged(self) -> bool:
+        """The detector's verdict: the meta-validation objective became non-finite or exploded."""
+        return self.health.diverged
+
+    @property
     def healthy(self) -> bool:
-        """No overfitting, spikes, skipped steps or divergence."""
-        return not (self.overfitting or self.spikes or self.skipped_steps or self.diverged)
+        """No finding of the detector and no overfitting trend."""
+        return self.health.healthy and not self.overfitting
 
     def lines(self) -> list[str]:
         """The summary as short lines (what ``metaloss train`` prints)."""
@@ -99,11 +109,21 @@ class HealthReport:
         ]
 
     def _validation_line(self) -> str:
+        codes = [f.code for f in self.health.findings if f.code in ("nonfinite", "exploded")]
         if self.diverged:
             return (
-                f"meta-validation: DIVERGED: best {self.best_value:.4g} at step {self.best_step}, "
-                f"last {self.last_value:.4g}"
+                f"meta-validation: DIVERGED ({', '.join(codes)}): best {self.best_value:.4g} at "
+                f"step {self.best_step}, last {self.last_value:.4g}"
             )
+        rising = any(f.code == "diverging" for f in self.health.findings)
+        warned = (
+            f"; the last validation is at least {RISE_RATIO:g}x the best (diverging)"
+            if rising
+            else ""
+        )
+        return self._trend_line() + warned
+
+    def _trend_line(self) -> str:
         smooth = self.thresholds.smooth
         head = (
             f"meta-validation: best {self.best_value:.4g} at step {self.best_step} of "
@@ -148,14 +168,20 @@ class HealthReport:
             if self.grad_clip
             else ""
         )
+        largest = self.health.largest_jump
         if not self.spikes:
-            return f"meta-gradient norm: no spikes{growth}{clipped}"
-        largest = max(self.spikes, key=lambda s: s.ratio)
+            jump = (
+                f" (largest jump {largest.ratio:.2g}x its running median, at step "
+                f"{largest.step}; a spike is >= {SPIKE_RATIO:g}x)"
+                if largest is not None
+                else ""
+            )
+            return f"meta-gradient norm: no spikes{jump}{growth}{clipped}"
+        assert largest is not None
         return (
-            f"meta-gradient norm: {len(self.spikes)} spike(s) above "
-            f"{self.thresholds.spike_factor:g}x the median of its previous "
-            f"{self.thresholds.window} steps, first at step {self.spikes[0].step} (largest "
-            f"{largest.ratio:.0f}x at step {largest.step}){growth}{clipped}"
+            f"meta-gradient norm: {len(self.spikes)} spike(s) at or above {SPIKE_RATIO:g}x the "
+            f"median of its previous {SPIKE_WINDOW} steps, first at step {self.spikes[0].step} "
+            f"(largest {largest.ratio:.3g}x at step {largest.step}){growth}{clipped}"
         )
 
     def _skipped_line(self) -> str:
@@ -164,24 +190,6 @@ class HealthReport:
         shown = ", ".join(str(s) for s in self.skipped_steps[:10])
         more = f" and {len(self.skipped_steps) - 10} more" if len(self.skipped_steps) > 10 else ""
         return f"skipped (non-finite) meta-steps: {len(self.skipped_steps)} (steps {shown}{more})"
-
-
-def find_spikes(
-    steps: Sequence[StepRecord], thresholds: HealthThresholds = HealthThresholds()
-) -> list[Spike]:
-    """Steps whose meta-gradient norm exceeds ``spike_factor`` times the median of the
-    ``window`` finite norms before it."""
-    spikes = []
-    history: list[float] = []
-    for record in steps:
-        norm = record.grad_norm
-        if len(history) >= thresholds.window and math.isfinite(norm):
-            median = float(np.median(history[-thresholds.window :]))
-            if median > 0 and norm > thresholds.spike_factor * median:
-                spikes.append(Spike(record.step, norm, norm / median))
-        if math.isfinite(norm):
-            history.append(norm)
-    return spikes
 
 
 def _running_median(values: np.ndarray, width: int) -> np.ndarray:
@@ -216,21 +224,23 @@ def assess_training(
     steps: Sequence[StepRecord],
     validations: Sequence[ValidationRecord],
     grad_clip: float = 0.0,
+    log_scale: bool = False,
     thresholds: HealthThresholds = HealthThresholds(),
 ) -> HealthReport:
-    """Judge a meta-training history (a :class:`~metaloss.outer.trainer.TrainResult`'s
-    ``steps`` and ``validations``; ``grad_clip`` is ``outer.grad_clip``)."""
+    """Describe a meta-training history (a :class:`~metaloss.outer.trainer.TrainResult`'s
+    ``steps`` and ``validations``; ``grad_clip`` is ``outer.grad_clip``; ``log_scale``: the
+    objective is a mean log error, ``outer.objective_transform: log``). The detector's
+    findings are in ``report.health``."""
     t = thresholds
-    spikes = tuple(find_spikes(steps, t))
-    skipped = tuple(r.step for r in steps if r.skipped)
+    health = diagnose_training(steps, validations, log_scale)
     norms = [r.grad_norm for r in steps if not r.skipped and math.isfinite(r.grad_norm)]
     clipped = sum(n > grad_clip for n in norms) / len(norms) if grad_clip and norms else 0.0
     finite = [r for r in validations if math.isfinite(r.value)]
     nan = float("nan")
     if not finite:
         return HealthReport(
-            len(steps), -1, nan, -1, nan, nan, 0, nan, nan, False, spikes, _norm_growth(steps),
-            skipped, clipped, grad_clip, True, nan, ("no finite meta-validation objective",), t,
+            len(steps), -1, nan, -1, nan, nan, 0, nan, nan, False, _norm_growth(steps), clipped,
+            grad_clip, nan, health, ("no finite meta-validation objective",), t,
         )  # fmt: skip
     best = min(finite, key=lambda r: (r.value, r.step))
     x = np.array([r.step for r in finite], dtype=float)
@@ -246,9 +256,6 @@ def assess_training(
         and slope > 0
         and p < t.trend_p
     )
-    last = validations[-1].value
-    scale = max(float(y[0]) - best.value, 0.1 * abs(best.value), 1e-12)
-    diverged = not math.isfinite(last) or last - best.value > t.blowup_factor * scale
     return HealthReport(
         steps=len(steps),
         best_step=best.step,
@@ -260,12 +267,10 @@ def assess_training(
         trend_per_100_steps=slope,
         trend_p=p,
         overfitting=overfitting,
-        spikes=spikes,
         norm_growth=_norm_growth(steps),
-        skipped_steps=skipped,
         clipped_fraction=clipped,
         grad_clip=grad_clip,
-        diverged=diverged,
-        last_value=last,
+        last_value=validations[-1].value,
+        health=health,
         thresholds=t,
     )

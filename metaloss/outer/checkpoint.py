@@ -7,11 +7,13 @@ lists and dicts only, never arbitrary objects.
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from metaloss.atomic import atomic_path
 
 __all__ = ["CHECKPOINT_NAME", "load_checkpoint", "save_checkpoint"]
 
@@ -22,12 +24,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # serialised first: a full disk then fails as an OSError naming the file
+    torch.save(state, buffer)
+    with atomic_path(path) as tmp:  # removed on failure (a full disk leaves no partial file)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -3,18 +3,20 @@ and write the outputs. ``metaloss tune`` is a thin command-line wrapper around :
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna.storages import BaseStorage
 
 from metaloss.config import RunConfig
 from metaloss.tasks import TaskFamily
 from metaloss.tuning.objective import make_objective
 from metaloss.tuning.report import HParamsCallback, write_best, write_trials
 from metaloss.tuning.space import check_target
-from metaloss.tuning.storage import make_storage
+from metaloss.tuning.storage import corrupt_journal, journal_path, make_storage
 from metaloss.tuning.study import TrialCallback, open_study, run_worker, study_name
 
 __all__ = ["TuneResult", "tune"]
@@ -45,6 +47,7 @@ def tune(
     heartbeat_interval: int = 30,
     grace_period: int | None = None,
     callbacks: Sequence[TrialCallback] = (),
+    storage: BaseStorage | None = None,
 ) -> TuneResult:
     """Tune ``target`` (``learned`` or a baseline) over ``config.tune.space`` until the study
     holds ``trials`` trials, then write ``best.yaml``, ``best.json``, ``trials.md``,
@@ -61,6 +64,8 @@ def tune(
         grace_period: seconds without heartbeat before a trial is retried (default 4 intervals).
         callbacks: more ``callback(study, trial)`` hooks called after each trial (e.g. a
             progress bar).
+        storage: an opened storage (:func:`~metaloss.tuning.storage.make_storage`) instead of
+            ``storage_url``.
 
     Example:
         >>> config = load_config("configs/sine_tune.yaml")
@@ -68,8 +73,12 @@ def tune(
     """
     check_target(target)
     objective = make_objective(config, target, family)
-    storage = make_storage(storage_url, out_dir, heartbeat_interval, grace_period)
-    study = open_study(storage, study_name(config, target, name), target, config.tune)
+    if storage is None:
+        storage = make_storage(storage_url, out_dir, heartbeat_interval, grace_period)
+    try:
+        study = open_study(storage, study_name(config, target, name), target, config.tune)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # not a journal Optuna wrote
+        raise corrupt_journal(journal_path(out_dir), error) from None
     target_dir = Path(out_dir) / target
     callbacks = [HParamsCallback(target_dir / "tensorboard", target), *callbacks]
     ran = run_worker(study, objective, trials, callbacks, poll_seconds=0.5)

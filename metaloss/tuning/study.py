@@ -33,6 +33,7 @@ __all__ = [
     "BudgetReached",
     "TrialSeededTPE",
     "budget_left",
+    "check_study",
     "open_study",
     "run_worker",
     "study_name",
@@ -103,12 +104,30 @@ def study_name(config: RunConfig, target: str, name: str | None = None) -> str:
     return name or f"{config.name}-{target}"
 
 
+def check_study(storage: BaseStorage, name: str, target: str) -> None:
+    """Refuse, without writing anything, a study ``name`` that exists and tunes another target.
+
+    Raises:
+        ValueError: the study exists and tunes another target.
+    """
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return
+    existing = storage.get_study_user_attrs(study_id).get("target")
+    if existing is not None and existing != target:
+        raise ValueError(
+            f"--study: study {name!r} tunes {existing!r}, not {target!r}; choose another --study"
+        )
+
+
 def open_study(storage: BaseStorage, name: str, target: str, tune: TuneConfig) -> optuna.Study:
     """Create or load the study ``name`` (minimising), tagged with its target.
 
     Raises:
         ValueError: the study exists and tunes another target.
     """
+    check_study(storage, name, target)
     study = optuna.create_study(
         storage=storage,
         study_name=name,
