@@ -354,6 +354,15 @@ class BenchmarkConfig:
     oracle: bool = setting(
         False, "also run MSE on the clean training samples only (train.extras['clean'])"
     )
+    learned_mix: tuple[float, ...] = setting(
+        (),
+        "mixing weights m in [0, 1]: each learned loss L also enters as (1 - m) * reference + "
+        "m * L (the kind's reference loss: CE, MSE, equal weights), m selected on meta-train "
+        "tasks with the learning rate like a baseline's parameter (m = 0 is the reference loss "
+        "itself, m = 1 the learned loss); empty: no mixed contender",
+        ge=0,
+        le=1,
+    )
     rows: tuple[BenchmarkRow, ...] = setting(
         (), "conditions; empty: one row, the task as configured"
     )

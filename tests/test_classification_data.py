@@ -16,7 +16,14 @@ from metaloss.losses import baseline
 from metaloss.losses.learned import cross_entropy
 from metaloss.tasks import Split, make_family
 
-SIZES = {"digits": (1797, 64, 10), "anes96": (944, 9, 7), "fair": (6366, 8, 2)}
+SIZES = {
+    "digits": (1797, 64, 10),
+    "anes96": (944, 9, 7),
+    "fair": (6366, 8, 2),
+    "wine": (178, 13, 3),
+    "breast_cancer": (569, 30, 2),
+    "iris": (150, 4, 3),
+}
 
 
 def family(dataset: str, **task: object):  # type: ignore[no-untyped-def]

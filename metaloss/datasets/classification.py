@@ -16,6 +16,11 @@ them with the statistics of the rows they may train on) and integer labels ``[n]
   8 informative, 2 clusters per class, 2,000 samples, drawn from a fixed seed so that the data
   set is the same everywhere.
 
+Out-of-distribution *meta-validation* data sets (choosing checkpoints and candidate losses; no
+transfer test row uses them): scikit-learn's ``wine`` (178 wines, 3 cultivars, 13 chemical
+measurements), ``breast_cancer`` (569 tumours, benign / malignant, 30 features) and ``iris``
+(150 flowers, 3 species, 4 measurements).
+
 References:
     Fair, "A Theory of Extramarital Affairs", Journal of Political Economy, 1978.
     Rosenstone, Kinder and Miller, American National Election Study 1996.
@@ -106,11 +111,22 @@ def _make_classification() -> tuple[Tensor, Tensor]:
     return torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
 
 
+def _sklearn_bundled(loader: str) -> Callable[[], tuple[Tensor, Tensor]]:
+    def load() -> tuple[Tensor, Tensor]:
+        data = getattr(_sklearn(loader), loader)()
+        return torch.tensor(data.data, dtype=torch.float32), torch.tensor(data.target).long()
+
+    return load
+
+
 CLASSIFICATION_DATASETS: dict[str, Callable[[], tuple[Tensor, Tensor]]] = {
     "digits": _digits,
     "anes96": _anes96,
     "fair": _fair,
     "make_classification": _make_classification,
+    "wine": _sklearn_bundled("load_wine"),
+    "breast_cancer": _sklearn_bundled("load_breast_cancer"),
+    "iris": _sklearn_bundled("load_iris"),
 }
 """Loader of every bundled classification data set, by name."""
 

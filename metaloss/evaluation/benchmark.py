@@ -57,6 +57,7 @@ from metaloss.evaluation.stats import (
 )
 from metaloss.losses import baseline
 from metaloss.losses.baselines import FREE_OUTPUTS, baseline_table
+from metaloss.losses.kinds import kind_spec
 from metaloss.seeds import GRID_INIT_SEED, INIT_SEED_STRIDE, TEST_INIT_SEED
 from metaloss.tasks import Split, Task, TaskFamily, family_spec, make_family
 from metaloss.typing import PerSampleLoss
@@ -71,6 +72,7 @@ __all__ = [
     "compare",
     "contenders_from_config",
     "describe_condition",
+    "mixed_loss",
     "plan_size",
     "rows_from_config",
     "run_benchmark",
@@ -266,6 +268,7 @@ def contenders_from_config(
     baselines, e.g. Meta-Weight-Net-style reweighting), then the oracle of ``family``'s kind
     (default: regression) if enabled."""
     contenders = [Contender(name, "learned", _constant(fn)) for name, fn in learned.items()]
+    contenders += _mixed_contenders(config, learned)
     contenders += [
         Contender(name, "baseline", _constant(fn)) for name, fn in (learned_baselines or {}).items()
     ]
@@ -304,6 +307,39 @@ def contenders_from_config(
     if duplicates:
         raise ValueError(f"--loss: expected distinct loss names, got {', '.join(duplicates)} twice")
     return contenders
+
+
+def _mixed_contenders(config: RunConfig, learned: dict[str, PerSampleLoss]) -> list[Contender]:
+    """``benchmark.learned_mix``: each learned loss as ``(1 - m) * reference + m * learned``, with
+    ``m`` selected on meta-train tasks like a baseline's parameter (named ``"<loss> + <ref> mix"``)."""
+    values = config.benchmark.learned_mix
+    if not values or not learned:
+        return []
+    reference = kind_spec(family_spec(config.task.family).kind).reference
+    if reference is None:
+        raise ConfigError(
+            f"benchmark.learned_mix: the {config.task.family} family's kind has no reference loss "
+            "to mix with; expected learned_mix: []"
+        )
+    return [
+        Contender(f"{name} + {reference} mix", "learned", mixed_loss(fn, reference), "mix", values)
+        for name, fn in learned.items()
+    ]
+
+
+def mixed_loss(learned: PerSampleLoss, reference: str) -> Callable[..., PerSampleLoss]:
+    """``make(mix=m)``: the per-sample loss ``(1 - m) * reference + m * learned`` (``m = 0``:
+    the reference loss alone, ``m = 1``: the learned loss alone, neither evaluating the other)."""
+    ref = baseline(reference)
+
+    def make(mix: float) -> PerSampleLoss:
+        if mix == 0.0:
+            return ref
+        if mix == 1.0:
+            return learned
+        return lambda pred, target: (1.0 - mix) * ref(pred, target) + mix * learned(pred, target)
+
+    return make
 
 
 def _constant(fn: PerSampleLoss) -> Callable[..., PerSampleLoss]:

@@ -47,9 +47,12 @@ class ClassificationDataConfig(TaskConfig):
     """Options of the bundled-data classification family."""
 
     family: str = setting("classification_data", "name of the task family")
-    dataset: Literal["digits", "anes96", "fair", "make_classification"] = setting(
+    dataset: Literal[
+        "digits", "anes96", "fair", "make_classification", "wine", "breast_cancer", "iris"
+    ] = setting(
         "digits",
-        "bundled data set: digits (10 classes), anes96 (7), fair (2), make_classification (4)",
+        "bundled data set: digits (10 classes), anes96 (7), fair (2), make_classification (4); "
+        "for out-of-distribution meta-validation only: wine (3), breast_cancer (2), iris (3)",
     )
     n_train: int = setting(200, "inner-training rows per task (noisy labels)", ge=2)
     n_outer_valid: int = setting(
