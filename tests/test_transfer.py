@@ -130,6 +130,12 @@ def test_row_overrides_reach_every_setting_and_are_validated() -> None:
             rows_from_config(_config(split="transfer", transfer=[{"name": "r", "set": [item]}]))
     with pytest.raises(ConfigError, match=r"benchmark\.transfer: expected at least one"):
         rows_from_config(_config(split="transfer", transfer=[]))
+    valid = [{"name": "engel", "task": ["family=tabular", "dataset=engel"]}]
+    screened = rows_from_config(_config(split="transfer_valid", transfer_valid=valid))
+    assert [r.name for r in screened] == ["engel"]
+    assert screened[0].config.task.dataset == "engel"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"benchmark\.transfer_valid: expected at least one"):
+        rows_from_config(_config(split="transfer_valid"))
     with pytest.raises(ConfigError, match=r"dataset: expected one of .*stackloss"):
         rows_from_config(
             _config(
@@ -307,3 +313,22 @@ def test_huber_regressor_recovers_a_line_despite_outliers() -> None:
     assert np.allclose(coef, [1.0, -2.0, 0.5], atol=0.1) and abs(intercept - 0.3) < 0.15
     ols = np.linalg.lstsq(np.column_stack([x, np.ones(200)]), y, rcond=None)[0]
     assert abs(ols[-1] - 0.3) > 3.0  # least squares is dragged by the outliers
+
+
+def test_shipped_config_keeps_validation_data_sets_out_of_the_transfer_table() -> None:
+    from metaloss.config import load_config
+    from metaloss.datasets.statsmodels_regression import VALIDATION
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "configs" / "outliers.yaml")
+    tested = {getattr(r.config.task, "dataset", None) for r in _rows_of(config, "transfer")}
+    screened = {getattr(r.config.task, "dataset", None) for r in _rows_of(config, "transfer_valid")}
+    assert tested >= {"diabetes", "fair", "macrodata", "statecrime", "ccard", "stackloss"}
+    assert not tested & set(VALIDATION)
+    assert screened == set(VALIDATION)
+
+
+def _rows_of(config, split: str) -> list[Row]:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    return rows_from_config(replace(config, benchmark=replace(config.benchmark, split=split)))

@@ -51,4 +51,5 @@ from metaloss.tasks import classification as _classification  # digits, gaussian
 from metaloss.tasks import learn2learn_adapter as _learn2learn_adapter  # learn2learn-style sources
 from metaloss.tasks import multitask as _multitask
 from metaloss.tasks import outliers as _outliers
+from metaloss.tasks import regression_mix as _regression_mix  # noisy, skewed, censored targets
 from metaloss.tasks import tabular as _tabular  # diabetes
