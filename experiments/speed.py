@@ -85,11 +85,8 @@ def measure_memory(
 ) -> float:
     """Peak RSS growth (MiB) of one meta-step, in this process."""
     trainer = trainer_for("func", meta_batch, steps, estimator, truncation, n_train)
-    tasks, inits = trainer.sample_meta_batch()
-    del (
-        tasks,
-        inits,
-    )  # lazy imports and data paths warmed; no meta-step yet (its memory would be pooled)
+    batch = trainer.problem.sample(trainer.generator)
+    del batch  # lazy imports and data paths warmed; no meta-step yet (its memory would be pooled)
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter
     before = _rss_kib("VmRSS")
     trainer.meta_step()

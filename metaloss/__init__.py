@@ -14,7 +14,8 @@ from metaloss.config import ConfigError, RunConfig, load_config, parse
 from metaloss.export import LossFileError, load_loss, read_metadata, save_loss, zoo_names
 from metaloss.losses import LearnedLoss, baseline
 from metaloss.outer import MetaTrainer, TrainResult
-from metaloss.tasks import Split, make_family  # registers every task family's config class
+from metaloss.rl import families as _rl_families  # noqa: F401  (registers cartpole, acrobot)
+from metaloss.tasks import Split, make_family  # registers the supervised task families
 
 __all__ = [
     "ConfigError",

@@ -36,7 +36,9 @@ __all__ = [
     "SearchParam",
     "TaskConfig",
     "TuneConfig",
+    "Variant",
     "apply_overrides",
+    "derive_config",
     "load_config",
     "parse",
     "register_task_config",
@@ -74,6 +76,10 @@ class TaskConfig:
 
     family: str = setting("sine", "name of the task family")
     seed: int = setting(0, "seed of the family's fixed parameters (not of the sampled tasks)")
+
+    unused: ClassVar[tuple[str, ...]] = ()
+    """Sections or dotted settings of a run config that this family does not read; a config
+    that sets one of them to anything but its default is refused (:func:`parse`)."""
 
     _registry: ClassVar[dict[str, type[TaskConfig]]] = {}
 
@@ -146,6 +152,20 @@ class InnerConfig:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A variant of the run's inner problem: overrides of its ``task.*``, ``learner.*`` and
+    ``inner.*`` settings (``task.family=NAME`` starts from that family's defaults). Used as a
+    meta-training variant (drawn per meta-step with probability proportional to ``weight``) or
+    as a meta-validation condition."""
+
+    name: str = setting("", "name used in logs and reports")
+    weight: float = setting(1.0, "relative probability of drawing this variant per meta-step", gt=0)
+    set: tuple[str, ...] = setting(
+        (), "overrides KEY=VALUE under task., learner. or inner., e.g. inner.optimizer=adam"
+    )
+
+
+@dataclass(frozen=True)
 class OuterConfig:
     """The outer loop: meta-optimiser, gradient estimator, guards, validation, checkpoints."""
 
@@ -166,6 +186,22 @@ class OuterConfig:
     patience: int = setting(0, "early stopping: validations without improvement; 0 disables", ge=0)
     checkpoint_every: int = setting(25, "write a checkpoint every N steps", ge=1)
     shape_every: int = setting(50, "log the learned loss shape every N steps", ge=1)
+    variants: tuple[Variant, ...] = setting(
+        (),
+        "meta-train over a mixture of inner problems: one variant is drawn per meta-step "
+        "(empty: the run's own settings at every step)",
+    )
+    inner_lr_scale: tuple[float, float] = setting(
+        (1.0, 1.0),
+        "per meta-step multiplier of inner.lr, drawn log-uniformly from this range, so the loss "
+        "works across learning rates (the benchmark selects each loss's rate); [1, 1]: no draw",
+        gt=0,
+    )
+    valid_variants: tuple[Variant, ...] = setting(
+        (),
+        "meta-validation conditions, averaged (e.g. held-out task families, for an "
+        "out-of-distribution choice of the best step; empty: the run's own settings)",
+    )
     objective_transform: Literal["none", "log"] = setting(
         "none",
         "transform of each task's meta-objective before averaging over tasks; 'log' weighs tasks "
@@ -298,6 +334,11 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
+        low, high = self.outer.inner_lr_scale
+        if low > high:
+            raise ConfigError(
+                f"outer.inner_lr_scale: expected [low, high] with low <= high, got {[low, high]}"
+            )
         if self.outer.estimator == "truncated_grad" and self.outer.truncation >= self.inner.steps:
             raise ConfigError(
                 f"outer.truncation: expected fewer than inner.steps={self.inner.steps} steps "
@@ -448,7 +489,25 @@ def parse(data: Mapping[str, Any] | None) -> RunConfig:
     Task families register their option classes when :mod:`metaloss.tasks` is imported, which
     the package's ``__init__`` does before any submodule (this one included) can be used.
     """
-    return typing.cast(RunConfig, _build("", RunConfig, data or {}))
+    config = typing.cast(RunConfig, _build("", RunConfig, data or {}))
+    _refuse_unused(config)
+    return config
+
+
+def _refuse_unused(config: RunConfig) -> None:
+    """A setting the task family does not read, set to anything but its default, is refused:
+    it would otherwise be silently dropped."""
+    defaults = to_dict(RunConfig(task=type(config.task)()))
+    given = to_dict(config)
+    for path in type(config.task).unused:
+        value, default = given, defaults
+        for part in path.split("."):
+            value, default = value.get(part, {}), default.get(part, {})
+        if value != default:
+            raise ConfigError(
+                f"{path}: not used by the {config.task.family} family; remove it "
+                f"(unused here: {', '.join(type(config.task).unused)})"
+            )
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -484,6 +543,29 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = child
         node[parts[-1]] = value
     return result
+
+
+def derive_config(
+    config: RunConfig,
+    overrides: tuple[str, ...] | list[str],
+    where: str,
+    sections: tuple[str, ...] = ("task", "learner", "inner"),
+) -> RunConfig:
+    """``config`` with dotted ``overrides`` (``KEY=VALUE``) applied under the allowed
+    ``sections``; ``task.family=NAME`` resets the task section to that family's defaults.
+    Errors name ``where`` (e.g. ``outer.variants[0]``)."""
+    data = to_dict(config)
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key.split(".")[0] not in sections:
+            allowed = ", ".join(f"{s}." for s in sections)
+            raise ConfigError(f"{where}: expected overrides under {allowed} got {item!r}")
+        if key == "task.family":
+            data["task"] = {}
+    try:
+        return parse(apply_overrides(data, list(overrides)))
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def to_nested_copy(data: Mapping[str, Any]) -> dict[str, Any]:

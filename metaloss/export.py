@@ -17,14 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from metaloss.losses import LearnedLoss
-from metaloss.losses.multitask import MultiTaskLoss
-from metaloss.rl.objectives import LearnedDrift
+from metaloss.losses.module import ARCHITECTURES, LossModule
+from metaloss.zoo import LossFileError, resolve, zoo_names
 
 __all__ = [
-    "ARCHITECTURES",
     "FORMAT_VERSION",
     "LossFileError",
     "load_loss",
@@ -34,15 +31,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-ARCHITECTURES: dict[str, type[nn.Module]] = {"LearnedLoss": LearnedLoss}
-ARCHITECTURES["LearnedDrift"] = LearnedDrift  # RL policy objective (metaloss.rl.objectives)
-ARCHITECTURES["MultiTaskLoss"] = MultiTaskLoss  # multi-task weighting (metaloss.losses.multitask)
-ZOO_DIR = Path(__file__).parent / "zoo"
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol >= 2, torch.save zip archives
-
-
-class LossFileError(ValueError):
-    """A file is not a loadable metaloss loss file."""
 
 
 def _package_version() -> str:
@@ -52,7 +41,7 @@ def _package_version() -> str:
 
 
 def save_loss(
-    loss: LearnedLoss,
+    loss: LossModule,
     path: str | Path,
     config: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
@@ -72,7 +61,7 @@ def save_loss(
         "arguments": loss.architecture(),
         "task_kind": loss.kind,
         "features": list(loss.features),
-        "output": loss.output,
+        "output": loss.architecture().get("output", "identity"),
         "config": config or {},
         "package_version": _package_version(),
         "extra": extra or {},
@@ -85,24 +74,9 @@ def save_loss(
     return path
 
 
-def zoo_names() -> list[str]:
-    """Names of the losses that ship with the package."""
-    return sorted(p.stem for p in ZOO_DIR.glob("*.safetensors"))
-
-
-def _resolve(source: str | Path) -> Path:
-    path = Path(source)
-    if path.exists():
-        return path
-    if isinstance(source, str) and source in zoo_names():
-        return ZOO_DIR / f"{source}.safetensors"
-    names = ", ".join(zoo_names()) or "none installed"
-    raise LossFileError(f"loss: {str(source)!r} is neither a file nor a zoo name (zoo: {names})")
-
-
 def read_metadata(source: str | Path) -> dict[str, Any]:
     """The JSON metadata of a loss file or zoo name, validated (no weights are built)."""
-    path = _resolve(source)
+    path = resolve(source)
     if path.is_dir():
         raise LossFileError(f"loss file: {path} is a folder, expected a .safetensors file")
     with open(path, "rb") as handle:
@@ -198,7 +172,7 @@ def _data_end(path: Path, name: str, entry: Any) -> int:
 
 def load_loss(
     source: str | Path, reduction: str = "mean", map_location: str | torch.device = "cpu"
-) -> nn.Module:
+) -> LossModule:
     """Load a learned loss from a file or zoo name as a plain ``torch.nn.Module``.
 
     Example:
@@ -212,7 +186,7 @@ def load_loss(
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
     meta = read_metadata(source)
-    path = _resolve(source)
+    path = resolve(source)
     cls = ARCHITECTURES[meta["architecture"]]
     arguments = {**meta["arguments"], "reduction": reduction}
     with torch.device("meta"):  # shapes only: a file cannot make us allocate huge layers
@@ -229,10 +203,11 @@ def load_loss(
     if len(dtypes) == 1:  # keep the precision the loss was trained in (e.g. float64)
         module = module.to(dtypes.pop())
     module.load_state_dict(tensors)
+    module.metadata = meta
     return module.to(map_location)
 
 
-def _build(path: Path, cls: type[nn.Module], arguments: dict[str, Any]) -> nn.Module:
+def _build(path: Path, cls: type[LossModule], arguments: dict[str, Any]) -> LossModule:
     try:
         return cls(**arguments)
     except (TypeError, ValueError) as error:

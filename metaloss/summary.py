@@ -35,12 +35,12 @@ from torch.func import functional_call, vmap
 
 from metaloss.config import to_dict
 from metaloss.inner.unroll import InnerResult
+from metaloss.losses.kinds import KINDS
+from metaloss.outer.supervised import SupervisedProblem
 from metaloss.outer.trainer import Callback, MetaTrainer, StepRecord, TrainResult, ValidationRecord
-from metaloss.plots import SHAPE_VIEWS, figure_to_array
+from metaloss.plots import figure_to_array, has_shape_view, shape_view
 
-__all__ = ["PER_SAMPLE_KINDS", "SummaryCallback", "hparams_of"]
-
-PER_SAMPLE_KINDS = ("regression", "classification")
+__all__ = ["SummaryCallback", "hparams_of"]
 """Loss kinds whose tasks are ``(x, y)`` batches: per-sample histograms are written for these."""
 
 
@@ -61,6 +61,17 @@ def hparams_of(config: Any) -> dict[str, Any]:
     return flat
 
 
+def _problem(trainer: MetaTrainer) -> SupervisedProblem:
+    """The supervised problem this summary describes (inner curves need a differentiable
+    unroll; reinforcement learning logs through :mod:`metaloss.rl.summary`)."""
+    problem = getattr(trainer.problem, "inner", trainer.problem)  # unwrap a sharded problem
+    if not isinstance(problem, SupervisedProblem):
+        raise TypeError(
+            f"SummaryCallback: expected a supervised problem, got {type(problem).__name__}"
+        )
+    return problem
+
+
 def _learned_loss_fn(trainer: MetaTrainer) -> Any:
     loss = trainer.loss
     return lambda pred, target: loss(pred, target, reduction="none")
@@ -68,14 +79,14 @@ def _learned_loss_fn(trainer: MetaTrainer) -> Any:
 
 def _inner_run(trainer: MetaTrainer, loss_fn: Any) -> InnerResult:
     """Train learners on the fixed meta-validation tasks, recording ``outer_valid`` per step."""
-    tasks, inits = trainer.validation_set()
+    tasks, inits = _problem(trainer).validation_set()
     with torch.no_grad():
-        return trainer.backend.run(loss_fn, inits, tasks, record="outer_valid")  # type: ignore[no-any-return]
+        return _problem(trainer).backend.run(loss_fn, inits, tasks, record="outer_valid")  # type: ignore[no-any-return]
 
 
 def _predict(trainer: MetaTrainer, params: dict[str, Tensor], x: Tensor) -> Tensor:
     def one(p: dict[str, Tensor], xi: Tensor) -> Tensor:
-        return functional_call(trainer.learner, p, (xi,))  # type: ignore[no-any-return]
+        return functional_call(_problem(trainer).learner, p, (xi,))  # type: ignore[no-any-return]
 
     with torch.no_grad():
         return vmap(one)(params, x)  # type: ignore[no-any-return]
@@ -119,14 +130,14 @@ class SummaryCallback(Callback):
     def log_shape(self, trainer: MetaTrainer, step: int, prefix: str = "shape/") -> None:
         """The loss-shape figure (image) and its curves (tensors) under ``prefix``."""
         kind = trainer.loss.kind
-        view = SHAPE_VIEWS.get(kind)
-        if view is None:
+        if not has_shape_view(kind):
             if not self._noted_kind:
                 self.writer.add_text(
                     "shape/note", f"no shape view registered for loss kind {kind!r}", step
                 )
                 self._noted_kind = True
             return
+        view = shape_view(kind)
         curves = view.curves(trainer.loss)
         for name, tensor in curves.items():
             self.writer.add_tensor(f"{prefix}{name}", tensor.detach().float().cpu(), step)
@@ -140,9 +151,10 @@ class SummaryCallback(Callback):
 
     def log_histograms(self, trainer: MetaTrainer, result: InnerResult, step: int) -> None:
         """Per-sample learned-loss values and weights on the validation tasks' train split."""
-        if trainer.loss.kind not in PER_SAMPLE_KINDS:
+        spec = KINDS.get(trainer.loss.kind)
+        if spec is None or not spec.per_sample_histograms:
             return
-        tasks, inits = trainer.validation_set()
+        tasks, inits = _problem(trainer).validation_set()
         batch = tasks.train
         clean = batch.extras.get("clean")
         for moment, params in (("inner_start", inits), ("inner_end", result.params)):
@@ -199,7 +211,7 @@ class SummaryCallback(Callback):
         step = max(result.best_step, 0)
         self.log_shape(trainer, step, prefix="best/shape_")
         self.log_inner_curve("inner/end_curve", _inner_run(trainer, _learned_loss_fn(trainer)))
-        reference = _inner_run(trainer, trainer.family.objective)
+        reference = _inner_run(trainer, _problem(trainer).family.objective)
         self.log_inner_curve("inner/objective_curve", reference)
         metrics = {
             "hparam/best_valid_objective": result.best_value,

@@ -13,12 +13,10 @@ from metaloss.cli import main
 from metaloss.config import ConfigError, parse
 from metaloss.evaluation.benchmark import (
     Row,
-    clean_only,
     contenders_from_config,
     rows_from_config,
     run_benchmark,
     select,
-    weighted_mse,
 )
 from metaloss.evaluation.diagnostics import count_diagnoses, diagnose
 from metaloss.evaluation.meta_test import eval_set
@@ -26,6 +24,7 @@ from metaloss.evaluation.report import markdown
 from metaloss.export import save_loss
 from metaloss.losses import LearnedLoss
 from metaloss.tasks import Split, Task
+from metaloss.tasks.oracles import clean_only, weighted_mse
 from metaloss.tasks.outliers import OutliersFamily
 
 TINY = {

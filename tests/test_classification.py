@@ -348,7 +348,7 @@ def test_tiny_meta_training_on_classification_tasks(tmp_path: Path, form: str) -
     logits, labels = torch.randn(5, 3), torch.randint(0, 3, (5,))
     torch.testing.assert_close(load_loss(path)(logits, labels), result.loss(logits, labels))
     comparison = compare_with_mse(
-        result.loss.per_sample, trainer.family, config
+        result.loss.per_sample, trainer.problem.family, config
     )  # `metaloss train` prints it
     assert [r.name for r in comparison.rows][1::2] == ["ce", "ce (tuned lr)"]
     assert "test CE" in comparison.markdown()
@@ -436,7 +436,7 @@ def test_benchmark_reports_accuracy_decomposition_and_the_clean_label_oracle(
 
 
 def test_classification_shape_view_and_degeneracy_check() -> None:
-    from metaloss.losses.shape import check_degenerate
+    from metaloss.losses.collapse import check_degenerate
     from metaloss.plots import figure_to_array, shape_view
 
     view = shape_view("classification")

@@ -14,8 +14,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from metaloss.config import ConfigError, RunConfig, parse
-from metaloss.distributed import DistributedMetaTrainer, shard_bounds
 from metaloss.outer import MetaTrainer
+from metaloss.outer.distributed import DistributedMetaTrainer, shard_bounds
 
 DATA = {
     "dtype": "float64",
@@ -47,11 +47,10 @@ def _free_port() -> int:
 
 
 def _gradients(trainer: MetaTrainer) -> dict[str, torch.Tensor]:
-    tasks, inits = trainer.sample_meta_batch()
+    batch = trainer.problem.sample(trainer.generator)
     params = dict(trainer.loss.named_parameters())
-    out = trainer.estimator.estimate(
-        params, trainer.meta_objective(tasks, inits), trainer.generator
-    )
+    objective = trainer.problem.objective(trainer.loss, batch)
+    out = trainer.estimator.estimate(params, objective, trainer.generator)
     return {"meta_loss": out.meta_loss, **{f"grad.{k}": v for k, v in out.grads.items()}}
 
 

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import metaloss.export as export
+import metaloss.zoo
 from metaloss import LossFileError, load_loss, read_metadata, save_loss, zoo_names
 from metaloss.cli import main
 from metaloss.config import parse, to_dict
@@ -169,7 +170,7 @@ def test_zoo_names_load_by_name(
     trained: tuple[LearnedLoss, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, path = trained
-    monkeypatch.setattr(export, "ZOO_DIR", tmp_path)
+    monkeypatch.setattr(metaloss.zoo, "ZOO_DIR", tmp_path)
     (tmp_path / "tiny-sine.safetensors").write_bytes(path.read_bytes())
     assert zoo_names() == ["tiny-sine"]
     pred, target = torch.randn(5, 1), torch.randn(5, 1)

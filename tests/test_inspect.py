@@ -8,16 +8,12 @@ import pytest
 import torch
 from torch import Tensor
 
-import metaloss.export as export
+import metaloss.zoo
 from metaloss import save_loss
 from metaloss.cli import main
 from metaloss.losses import LearnedLoss, baseline
-from metaloss.plots import (
-    describe_regression,
-    evaluate_in_batch,
-    growth_exponent,
-    regression_curves,
-)
+from metaloss.losses.regression import evaluate_in_batch, regression_curves
+from metaloss.plots.regression import describe_regression, growth_exponent
 
 
 @pytest.fixture
@@ -52,7 +48,7 @@ def test_inspect_accepts_a_zoo_name(
     zoo = tmp_path / "zoo"
     zoo.mkdir()
     (zoo / "demo.safetensors").write_bytes(loss_file.read_bytes())
-    monkeypatch.setattr(export, "ZOO_DIR", zoo)
+    monkeypatch.setattr(metaloss.zoo, "ZOO_DIR", zoo)
     assert main(["inspect", "demo"]) == 0
     assert capsys.readouterr().out.startswith("demo:")
 

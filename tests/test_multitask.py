@@ -12,7 +12,7 @@ from metaloss.config import ConfigError, parse
 from metaloss.evaluation.multitask import active_heads, delta_m, single_task_view
 from metaloss.export import load_loss, save_loss
 from metaloss.learners import LogVarianceMLP, init_params, make_learner
-from metaloss.losses import BASELINES, LearnedLoss
+from metaloss.losses import BASELINES, LossModule
 from metaloss.losses.multitask import MultiTaskLoss, equal_weights, uncertainty_weighting
 from metaloss.outer.trainer import MetaTrainer
 from metaloss.tasks import Split, make_family
@@ -190,7 +190,7 @@ def test_log_variances_are_learner_parameters_trained_by_the_inner_loop() -> Non
 def test_tiny_meta_training_and_export(tmp_path) -> None:  # type: ignore[no-untyped-def]
     config = parse(TINY)
     trainer = MetaTrainer(config)
-    assert isinstance(trainer.loss, MultiTaskLoss) and isinstance(trainer.loss, LearnedLoss)
+    assert isinstance(trainer.loss, MultiTaskLoss) and isinstance(trainer.loss, LossModule)
     result = trainer.train()
     assert len(result.steps) == 2 and result.skipped_steps == 0
     assert math.isfinite(result.best_value)
@@ -200,8 +200,8 @@ def test_tiny_meta_training_and_export(tmp_path) -> None:  # type: ignore[no-unt
     path = save_loss(result.loss, tmp_path / "mt.safetensors")
     loaded = load_loss(path, reduction="none")
     assert isinstance(loaded, MultiTaskLoss)
-    task = trainer.family.task(Split.META_TEST, 0)
-    pred = trainer.learner(task.test.x)
+    task = trainer.problem.family.task(Split.META_TEST, 0)
+    pred = trainer.problem.learner(task.test.x)
     torch.testing.assert_close(
         loaded(pred, task.test.y), result.loss(pred, task.test.y, reduction="none")
     )

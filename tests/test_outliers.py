@@ -180,8 +180,9 @@ def test_log_meta_objective_is_the_log_of_each_tasks_objective() -> None:
     plain, logged = (
         MetaTrainer(parse({**data, "outer": {"objective_transform": t}})) for t in ("none", "log")
     )
-    tasks, inits = plain.sample_meta_batch()
+    batch = plain.problem.sample(plain.generator)
     params = {k: v.detach() for k, v in plain.loss.named_parameters()}
     with torch.no_grad():
-        value = plain.meta_objective(tasks, inits)(params, None)
-        torch.testing.assert_close(logged.meta_objective(tasks, inits)(params, None), value.log())
+        value = plain.problem.objective(plain.loss, batch)(params, None)
+        got = logged.problem.objective(logged.loss, batch)(params, None)
+        torch.testing.assert_close(got, value.log())

@@ -12,6 +12,7 @@ import torch
 
 from metaloss.config import ConfigError, load_config, parse
 from metaloss.outer.estimators import AntitheticES
+from metaloss.outer.problem import MetaObjective
 from metaloss.rl.config import CartPoleConfig, PPOConfig
 from metaloss.rl.envs import PARAMETERS, EnvFamily, make_vec_env
 from metaloss.rl.meta import RLMetaTrainer
@@ -125,12 +126,11 @@ def test_antithetic_es_estimates_a_quadratic_gradient() -> None:
         return (scale * params["w"] ** 2).sum()[None]
 
     es = AntitheticES(population=4000, sigma=0.01, rank_shaping=False)
-    out = es.estimate(theta, objective, torch.Generator().manual_seed(0))
+    out = es.estimate(theta, MetaObjective(objective), torch.Generator().manual_seed(0))
     torch.testing.assert_close(out.grads["w"], 2 * scale * theta["w"], atol=0.1, rtol=0.05)
-    # the batched path sees the same candidates in the same order
-    batched = es.estimate_many(
-        theta, lambda cs: [objective(c, None) for c in cs], torch.Generator().manual_seed(0)
-    )
+    # a population evaluator sees the same candidates in the same order
+    population = MetaObjective(objective, lambda cs: torch.stack([objective(c, None) for c in cs]))
+    batched = es.estimate(theta, population, torch.Generator().manual_seed(0))
     torch.testing.assert_close(batched.grads["w"], out.grads["w"])
 
 

@@ -13,15 +13,11 @@ from tensorboard.util import tensor_util
 
 from metaloss.config import load_config, parse
 from metaloss.losses import LearnedLoss, baseline
+from metaloss.losses.kinds import KINDS, KindSpec, register_kind
+from metaloss.losses.regression import regression_curves
 from metaloss.outer.trainer import MetaTrainer
-from metaloss.plots import (
-    SHAPE_VIEWS,
-    ShapeView,
-    figure_to_array,
-    register_shape_view,
-    regression_curves,
-    shape_view,
-)
+from metaloss.plots import figure_to_array, shape_view
+from metaloss.plots.regression import REGRESSION_VIEW
 from metaloss.summary import SummaryCallback
 
 INNER_STEPS = 3
@@ -144,17 +140,18 @@ def test_regression_curves_match_a_known_loss() -> None:
 
 
 def test_shape_views_dispatch_on_kind_and_can_be_extended() -> None:
-    assert shape_view("regression") is SHAPE_VIEWS["regression"]
+    assert shape_view("regression") is REGRESSION_VIEW
     with pytest.raises(ValueError, match="no shape view for 'toy'"):
         shape_view("toy")
-    regression = SHAPE_VIEWS["regression"]
     try:
-        register_shape_view("toy", ShapeView(regression.curves, regression.figure))
+        register_kind(
+            KindSpec("toy", LearnedLoss, shape_view="metaloss.plots.regression:REGRESSION_VIEW")
+        )
         view = shape_view("toy")
         image = figure_to_array(view.figure(view.curves(LearnedLoss(("residual",), hidden=(4,)))))
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
     finally:
-        SHAPE_VIEWS.pop("toy", None)
+        KINDS.pop("toy", None)
 
 
 def test_clean_and_corrupted_weights_are_split_for_outlier_tasks(tmp_path: Path) -> None:

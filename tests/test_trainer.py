@@ -10,7 +10,7 @@ import torch
 from metaloss.config import parse
 from metaloss.evaluation import eval_set, paired_t_test, run_loss
 from metaloss.losses import LearnedLoss
-from metaloss.losses.shape import check_degenerate
+from metaloss.losses.collapse import check_degenerate
 from metaloss.outer import Callback, MetaTrainer, NonFiniteError
 from metaloss.outer.estimators import EstimatorOut
 from metaloss.tasks import Split
@@ -110,11 +110,11 @@ def test_a_collapsed_loss_is_detected() -> None:
 def test_meta_training_improves_the_meta_objective_on_held_out_tasks() -> None:
     config = parse({"outer": {"steps": 150, "val_every": 50}})
     trainer = MetaTrainer(config)
-    data = eval_set(trainer.family, config, Split.META_TEST, 64)
+    data = eval_set(trainer.problem.family, config, Split.META_TEST, 64)
     before = run_loss(
         "before",
         trainer.loss.per_sample,
-        trainer.family,
+        trainer.problem.family,
         config,
         data,
         config.inner.lr,
@@ -124,7 +124,7 @@ def test_meta_training_improves_the_meta_objective_on_held_out_tasks() -> None:
     after = run_loss(
         "after",
         result.loss.per_sample,
-        trainer.family,
+        trainer.problem.family,
         config,
         data,
         config.inner.lr,

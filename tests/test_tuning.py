@@ -350,7 +350,7 @@ def test_baselines_are_scored_on_the_tasks_meta_training_validates_on() -> None:
     config = parse(tiny([LR]))
     family = make_family(config.task)
     ours = validation_set(config, family)
-    tasks, inits = MetaTrainer(config, family=family).validation_set()
+    tasks, inits = MetaTrainer(config, family=family).problem.validation_set()  # type: ignore[attr-defined]
     assert ours.split is Split.META_VALID
     for key, value in inits.items():
         assert torch.equal(ours.inits[key], value)

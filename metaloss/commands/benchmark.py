@@ -21,6 +21,7 @@ from metaloss.evaluation.benchmark import (
 from metaloss.evaluation.report import write_report
 from metaloss.export import load_loss, zoo_names
 from metaloss.rl.config import is_rl_config
+from metaloss.tasks import family_spec
 
 __all__ = ["register", "run"]
 
@@ -71,12 +72,13 @@ def load_learned(sources: list[str]) -> dict[str, PerSampleLoss]:
     return losses
 
 
-def _sources(args: argparse.Namespace, configured: tuple[str, ...], family: object) -> list[str]:
+def _sources(
+    args: argparse.Namespace, configured: tuple[str, ...], default: str | None
+) -> list[str]:
     if args.loss:
         return list(args.loss)
     if configured:
         return list(configured)
-    default = getattr(family, "zoo_loss", None)
     if default is None:
         raise ValueError(
             "--loss: expected a loss file or zoo name (the config has no benchmark.losses)"
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             )
         return run_rl(args, config)
     rows = rows_from_config(config)
-    sources = _sources(args, config.benchmark.losses, rows[0].family)
+    sources = _sources(args, config.benchmark.losses, family_spec(config.task.family).zoo_loss)
     learned = load_learned(sources)
     references = load_learned(list(config.benchmark.learned_baselines))
     contenders = contenders_from_config(config, learned, rows[0].family, references)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from metaloss.export import load_loss, read_metadata
-from metaloss.plots import SHAPE_VIEWS, shape_view
+from metaloss.plots import has_shape_view, shape_view
 
 __all__ = ["register", "run", "summary_lines"]
 
@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     meta = read_metadata(args.loss)
     loss = load_loss(args.loss, reduction="none")
     kind = str(loss.kind)
-    view = SHAPE_VIEWS.get(kind)
-    if view is None and args.out is not None:
+    if args.out is not None and not has_shape_view(kind):
         shape_view(kind)  # raises: no figure for this kind (names the known kinds)
+    view = shape_view(kind) if has_shape_view(kind) else None
     description = view.describe(loss) if view is not None and view.describe else None
     print(f"{args.loss}:")
     for line in summary_lines(meta, description):

@@ -12,6 +12,7 @@ from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
 from metaloss.export import save_loss
+from metaloss.outer.supervised import supervised_family
 from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer
 from metaloss.rl.config import is_rl_config
 from metaloss.summary import SummaryCallback
@@ -34,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--no-eval", action="store_true", help="skip the comparison with MSE after training"
     )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel meta-training: launch with torchrun (see docs/tuning.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -43,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         from metaloss.commands.rl_train import run as run_rl_train
 
         return run_rl_train(args)
+    if args.distributed:  # under torchrun: every process trains its shard (commands/distributed.py)
+        from metaloss.commands.distributed import run_distributed
+
+        return run_distributed(args, config)
     out = prepare_run_folder(args.out, config, args.resume)
     print(
         f"metaloss train: {config.name}, {config.outer.steps} meta-steps, writing to {out}",
@@ -69,12 +79,13 @@ def run(args: argparse.Namespace) -> int:
             f"warning: the learned loss has collapsed: {result.degeneracy.reason}", file=sys.stderr
         )
     outputs = [loss_path, out / "config.yaml", out / CHECKPOINT_NAME]
+    family = supervised_family(trainer)
     if not args.no_eval:
         print(
-            f"meta-testing against {'MSE' if trainer.family.kind == 'regression' else 'CE'} ...",
+            f"meta-testing against {'MSE' if family.kind == 'regression' else 'CE'} ...",
             file=sys.stderr,
         )
-        comparison = compare_with_mse(result.loss.per_sample, trainer.family, config)
+        comparison = compare_with_mse(result.loss.per_sample, family, config)
         table = comparison.markdown()
         (out / "results.md").write_text(table)
         (out / "results.json").write_text(json.dumps(comparison.to_dict(), indent=2))

@@ -10,12 +10,17 @@ Regression sources: :mod:`metaloss.datasets.sklearn_regression` (diabetes) and
 needs the optional ``statsmodels`` package, ``pip install metaloss[data]``).
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from torch import Tensor
+from metaloss.datasets import (  # noqa: F401  (imported to register their loaders)
+    sklearn_regression,
+    statsmodels_regression,
+)
+from metaloss.datasets.registry import (
+    REGRESSION,
+    TabularData,
+    load_regression,
+    register_regression,
+    regression_names,
+)
 
 __all__ = [
     "REGRESSION",
@@ -24,57 +29,3 @@ __all__ = [
     "register_regression",
     "regression_names",
 ]
-
-
-@dataclass(frozen=True)
-class TabularData:
-    """A table of ``n`` rows: raw features ``x`` ``[n, d]`` and raw targets ``y`` ``[n]``
-    (float64, in the data set's own units), with the names of the columns they came from."""
-
-    name: str
-    x: Tensor
-    y: Tensor
-    features: tuple[str, ...]
-    target: str
-
-    def __post_init__(self) -> None:
-        if self.x.dim() != 2 or self.y.dim() != 1 or self.x.shape[0] != self.y.shape[0]:
-            raise ValueError(
-                f"{self.name}: expected x [n, d] and y [n], got {tuple(self.x.shape)} and "
-                f"{tuple(self.y.shape)}"
-            )
-        if self.x.shape[1] != len(self.features):
-            raise ValueError(
-                f"{self.name}: expected {self.x.shape[1]} feature names, got {len(self.features)}"
-            )
-
-    @property
-    def rows(self) -> int:
-        return int(self.y.shape[0])
-
-
-REGRESSION: dict[str, Callable[[], TabularData]] = {}
-"""Regression data sets by name: ``REGRESSION[name]() -> TabularData`` (filled by the source
-modules imported at the bottom of this file)."""
-
-
-def register_regression(name: str, loader: Callable[[], TabularData]) -> None:
-    """Make ``load_regression(name)`` call ``loader``."""
-    REGRESSION[name] = loader
-
-
-def regression_names() -> list[str]:
-    """The registered regression data sets, sorted."""
-    return sorted(REGRESSION)
-
-
-def load_regression(name: str) -> TabularData:
-    """The regression data set called ``name`` (see :func:`regression_names`)."""
-    if name not in REGRESSION:
-        raise ValueError(f"dataset: expected one of {', '.join(regression_names())}, got {name!r}")
-    return REGRESSION[name]()
-
-
-# Importing a source module registers its loaders (imports for their effect).
-from metaloss.datasets import sklearn_regression as _sklearn_regression  # noqa: E402, F401
-from metaloss.datasets import statsmodels_regression as _statsmodels_regression  # noqa: E402, F401

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from metaloss.datasets import TabularData, register_regression
+from metaloss.datasets.registry import TabularData, register_regression
 
 __all__ = ["diabetes"]
 

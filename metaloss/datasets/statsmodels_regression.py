@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metaloss.datasets import TabularData, register_regression
+from metaloss.datasets.registry import TabularData, register_regression
 
 __all__ = [
     "VALIDATION",

@@ -32,9 +32,10 @@ own parameters are learned with the model (Barron's adaptive loss) gets a learne
 outputs for them (:data:`metaloss.losses.baselines.FREE_OUTPUTS`).
 Families plug in through the task-family interface only; classification, multi-task or RL
 families reuse the harness unchanged (the metric is the family's ``objective``). A kind may add
-metrics of the final learners (:data:`METRICS_BY_KIND`: accuracy and the cross-entropy
-decomposition for classification) and its own oracle (:data:`ORACLES`: MSE on the clean samples
-for regression, cross-entropy on the clean labels for classification).
+metrics of the final learners (accuracy and the cross-entropy
+decomposition for classification) and its own oracle (MSE on the clean samples for regression,
+cross-entropy on the clean labels for classification): both come from the family's
+:class:`~metaloss.tasks.registry.FamilySpec`.
 """
 
 from __future__ import annotations
@@ -47,25 +48,22 @@ import torch
 from torch import Tensor
 
 from metaloss.config import BenchmarkRow, ConfigError, RunConfig, apply_overrides, parse, to_dict
-from metaloss.evaluation.decomposition import classification_metrics
 from metaloss.evaluation.diagnostics import DIAGNOSES, count_diagnoses
 from metaloss.evaluation.fits import FITS, Fit, fit_scores
-from metaloss.evaluation.meta_test import EvalSet, Metric, eval_set, run_loss, select_lr
+from metaloss.evaluation.meta_test import EvalSet, eval_set, run_loss, select_lr
 from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
-from metaloss.losses import BASELINES, baseline
-from metaloss.losses.baselines import FREE_OUTPUTS
-from metaloss.tasks import Split, Task, TaskFamily, make_family
+from metaloss.losses import baseline
+from metaloss.losses.baselines import FREE_OUTPUTS, baseline_table
+from metaloss.seeds import GRID_INIT_SEED, INIT_SEED_STRIDE, TEST_INIT_SEED
+from metaloss.tasks import Split, Task, TaskFamily, family_spec, make_family
+from metaloss.typing import PerSampleLoss
 
 __all__ = [
-    "METRICS_BY_KIND",
-    "ORACLES",
     "BenchmarkResult",
     "Comparison",
     "Contender",
     "Entry",
     "Row",
-    "clean_labels",
-    "clean_only",
     "compare",
     "contenders_from_config",
     "describe_condition",
@@ -74,13 +72,10 @@ __all__ = [
     "run_benchmark",
     "select",
     "tested_split",
-    "weighted_mse",
 ]
 
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 Progress = Callable[[str], None]
 Role = Literal["learned", "baseline", "oracle"]
-_INIT_SEED_STRIDE = 7919
 
 
 @dataclass(frozen=True)
@@ -153,7 +148,7 @@ class Entry:
         diagnoses: how many runs' curves were diagnosed as each of
             :data:`metaloss.evaluation.diagnostics.DIAGNOSES`.
         diverged: runs whose inner gradients became NaN/Inf.
-        metrics: extra final metrics per task (see :data:`METRICS_BY_KIND`), ``[tasks]`` each.
+        metrics: extra final metrics per task (the family spec's ``metrics``), ``[tasks]`` each.
     """
 
     row: str
@@ -236,47 +231,6 @@ class BenchmarkResult:
 # Building contenders and rows from a config.
 
 
-def clean_only(tasks: Task) -> Task:
-    """The oracle's view of tasks: each training target carries, as a second column, the weight
-    ``clean * n / n_clean``, so :func:`weighted_mse` is MSE over the clean samples only."""
-    train = tasks.train
-    if "clean" not in train.extras:
-        raise ValueError(
-            "benchmark.oracle: the task family gives no train.extras['clean'] mask; set oracle: false"
-        )
-    mask = train.extras["clean"].to(train.y.dtype)
-    weight = mask * mask.shape[-2] / mask.sum(-2, keepdim=True).clamp_min(1.0)
-    return tasks._replace(train=train._replace(y=torch.cat([train.y, weight], -1)))
-
-
-def weighted_mse(pred: Tensor, target: Tensor) -> Tensor:
-    """Squared error of ``pred`` against ``target[..., :1]``, weighted by ``target[..., 1:]``."""
-    return (pred - target[..., :1]) ** 2 * target[..., 1:]
-
-
-def clean_labels(tasks: Task) -> Task:
-    """The classification oracle's view of tasks: the inner-training labels are the clean ones
-    (``train.extras['clean_y']``), i.e. the same samples without label noise."""
-    train = tasks.train
-    if "clean_y" not in train.extras:
-        raise ValueError(
-            "benchmark.oracle: the task family gives no train.extras['clean_y']; set oracle: false"
-        )
-    return tasks._replace(train=train._replace(y=train.extras["clean_y"]))
-
-
-ORACLES: dict[str, tuple[str, Callable[[], PerSampleLoss], Callable[[Task], Task]]] = {
-    "regression": ("oracle (mse on clean)", lambda: weighted_mse, clean_only),
-    "classification": ("oracle (ce on clean labels)", lambda: baseline("ce"), clean_labels),
-}
-"""Per task kind: the oracle's report name, its loss and its view of the tasks."""
-
-METRICS_BY_KIND: dict[str, Callable[[TaskFamily], dict[str, Metric]]] = {
-    "classification": classification_metrics,
-}
-"""Per task kind: the metrics of the final learners reported besides the family objective."""
-
-
 def contenders_from_config(
     config: RunConfig,
     learned: dict[str, PerSampleLoss],
@@ -290,9 +244,10 @@ def contenders_from_config(
     contenders += [
         Contender(name, "baseline", _constant(fn)) for name, fn in (learned_baselines or {}).items()
     ]
+    baselines = baseline_table()
     for i, spec in enumerate(config.benchmark.baselines):
-        if spec.name not in BASELINES and spec.name not in FITS:
-            known = ", ".join(sorted({*BASELINES, *FITS}))
+        if spec.name not in baselines and spec.name not in FITS:
+            known = ", ".join(sorted({*baselines, *FITS}))
             raise ConfigError(
                 f"benchmark.baselines[{i}].name: expected one of {known}, got {spec.name!r}"
             )
@@ -312,11 +267,12 @@ def contenders_from_config(
             )
         )
     if config.benchmark.oracle:
-        kind = family.kind if family is not None else "regression"
-        if kind not in ORACLES:
-            raise ConfigError(f"benchmark.oracle: no oracle for {kind!r} tasks; set oracle: false")
-        name, make, view = ORACLES[kind]
-        contenders.append(Contender(name, "oracle", make, view=view))
+        oracle = family_spec(config.task.family).oracle
+        if oracle is None:
+            raise ConfigError(
+                f"benchmark.oracle: the {config.task.family} family has no oracle; set oracle: false"
+            )
+        contenders.append(Contender(oracle.name, "oracle", oracle.loss, view=oracle.view))
     names = [c.name for c in contenders]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -486,7 +442,8 @@ def tested_split(config: RunConfig) -> Split:
 
 
 def _init_seed(split: Split, seed: int) -> int:
-    return (2_000_033 if split is Split.META_TEST else 3_000_017) + _INIT_SEED_STRIDE * seed
+    base = TEST_INIT_SEED if split is Split.META_TEST else GRID_INIT_SEED
+    return base + INIT_SEED_STRIDE * seed
 
 
 def run_row(
@@ -508,7 +465,7 @@ def run_row(
     )
     contenders = [c for c in contenders if c.enters(row)]
     selections = [select(c, row, grid_set, progress) for c in contenders]
-    maker = METRICS_BY_KIND.get(row.family.kind)
+    maker = family_spec(row.config.task.family).metrics
     metrics = maker(row.family) if maker else {}
     entries = []
     for contender, chosen in zip(contenders, selections, strict=True):
@@ -591,13 +548,10 @@ def run_benchmark(
     for row in rows:
         entries += run_row(row, contenders, progress)
     first = rows[0].config
-    kind = rows[0].family.kind
-    metric = {"regression": "test MSE", "classification": "test cross-entropy"}.get(
-        kind, "test objective"
-    )
+    metric = family_spec(first.task.family).metric
     directions: dict[str, bool] = {}
     for row in rows:
-        maker = METRICS_BY_KIND.get(row.family.kind)
+        maker = family_spec(row.config.task.family).metrics
         directions |= {
             k: m.higher_is_better for k, m in (maker(row.family) if maker else {}).items()
         }

@@ -4,21 +4,17 @@ once MSE's learning rate is tuned; this report shows both)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from torch import Tensor
 
 from metaloss.config import RunConfig
 from metaloss.evaluation.meta_test import LossRun, eval_set, run_loss, select_lr, steps_to_reach
 from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
 from metaloss.losses import baseline
 from metaloss.tasks import Split, TaskFamily
+from metaloss.typing import PerSampleLoss
 
 __all__ = ["Comparison", "ComparisonRow", "compare_with_mse"]
-
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)

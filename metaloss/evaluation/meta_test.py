@@ -5,9 +5,8 @@ metric after every inner step. Learning rates are selected on meta-train tasks, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -16,27 +15,12 @@ from torch.func import functional_call, vmap
 from metaloss.config import RunConfig
 from metaloss.inner import make_backend
 from metaloss.learners import init_params, make_learner
-from metaloss.tasks import Split, Task, TaskFamily
+from metaloss.seeds import GRID_INIT_SEED, TEST_INIT_SEED
+from metaloss.tasks import Metric, Split, Task, TaskFamily
 from metaloss.tasks.base import Batch, cast_task, stack_tasks, unstack_task
+from metaloss.typing import PerSampleLoss
 
 __all__ = ["EvalSet", "LossRun", "Metric", "eval_set", "run_loss", "select_lr", "steps_to_reach"]
-
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
-_TEST_INIT_SEED = 2_000_033
-
-
-class Metric(NamedTuple):
-    """A metric reported besides the family objective, on the final learner.
-
-    ``fn(pred, batch)`` maps predictions ``[..., n, out]`` and the (stacked) batch they were made
-    on to per-sample values ``[..., n]`` (e.g. 0/1 accuracy); runs are scored by their mean.
-    """
-
-    fn: Callable[[Tensor, Batch], Tensor]
-    higher_is_better: bool = False
-
-
-_GRID_INIT_SEED = 3_000_017
 
 
 @dataclass(frozen=True)
@@ -90,7 +74,7 @@ def eval_set(
     seed = (
         init_seed
         if init_seed is not None
-        else (_TEST_INIT_SEED if split is Split.META_TEST else _GRID_INIT_SEED)
+        else (TEST_INIT_SEED if split is Split.META_TEST else GRID_INIT_SEED)
     )
     inits = init_params(learner, tasks * seeds, torch.Generator().manual_seed(seed), dtype)
     return EvalSet(cast_task(stacked, dtype), inits, split)
@@ -146,14 +130,7 @@ def _predict(learner: nn.Module, params: dict[str, Tensor], x: Tensor) -> Tensor
 
 
 def _slice(tasks: Task, start: int, stop: int) -> Task:
-    def cut(value):  # type: ignore[no-untyped-def]
-        if isinstance(value, Tensor):
-            return value[start:stop]
-        if isinstance(value, dict):
-            return {k: cut(v) for k, v in value.items()}
-        return type(value)(*(cut(v) for v in value))
-
-    return cut(tasks)  # type: ignore[no-any-return]
+    return unstack_task(tasks, slice(start, stop))
 
 
 def select_lr(

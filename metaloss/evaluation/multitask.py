@@ -19,25 +19,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from metaloss.evaluation.benchmark import METRICS_BY_KIND, Contender
-from metaloss.evaluation.meta_test import Metric
+from metaloss.evaluation.benchmark import Contender
 from metaloss.losses.multitask import equal_weights
-from metaloss.tasks.base import Batch, Task, TaskFamily
-from metaloss.tasks.multitask import ABSENT, head_errors, only_head
+from metaloss.tasks.base import Batch, Task
+from metaloss.tasks.multitask import ABSENT, head_metrics, only_head
 
 __all__ = ["active_heads", "delta_m", "head_metrics", "single_task_contenders", "single_task_view"]
-
-
-def _head_metric(head: int) -> Metric:
-    return Metric(lambda pred, batch: head_errors(pred, batch.y).losses[..., head])
-
-
-def head_metrics(family: TaskFamily) -> dict[str, Metric]:
-    """The test error of each head slot, ``"head0"`` ... (0 where a problem has no such head)."""
-    return {f"head{t}": _head_metric(t) for t in range(getattr(family, "heads", 0))}
-
-
-METRICS_BY_KIND["multitask"] = head_metrics
 
 
 def single_task_view(head: int) -> Callable[[Task], Task]:

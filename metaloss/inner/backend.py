@@ -12,10 +12,10 @@ from metaloss.config import InnerConfig
 from metaloss.inner.optim import Params, make_optimizer
 from metaloss.inner.unroll import InnerResult, Objective, unroll
 from metaloss.tasks.base import Batch, Task
+from metaloss.typing import PerSampleLoss
 
 __all__ = ["GradFn", "InnerBackend", "PerSampleLoss", "TaskFn"]
 
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 GradFn = Callable[[Params, Batch], Params]
 TaskFn = Callable[[Params, Task], InnerResult]
 

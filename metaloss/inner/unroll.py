@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from metaloss.inner.optim import FunctionalOptimizer, Params, clip_by_global_norm
-from metaloss.tasks.base import Batch, Task
+from metaloss.tasks.base import Batch, Task, tree_map
 
 __all__ = ["InnerResult", "unroll"]
 
@@ -38,13 +38,7 @@ class InnerResult(NamedTuple):
 
 
 def _tree_detach(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.detach()
-    if isinstance(value, dict):
-        return {k: _tree_detach(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return type(value)(*(_tree_detach(v) for v in value))
-    return value
+    return tree_map(Tensor.detach, value)
 
 
 def unroll(

@@ -1,7 +1,10 @@
 """Hand-designed per-sample losses: the baselines every learned loss is compared with.
 
 Each baseline is a function ``(pred, target) -> per-sample loss`` with the same shape convention
-as :class:`metaloss.losses.LearnedLoss` with ``reduction="none"``.
+as :class:`metaloss.losses.LearnedLoss` with ``reduction="none"``. Baselines of general use are
+registered in :data:`BASELINES` (by this module and the loss modules beside it); a task family
+can bring its own (e.g. the pinball loss of quantile regression) in its
+:class:`~metaloss.tasks.registry.FamilySpec`'s ``baselines``; :func:`baseline_table` is both.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BASELINES", "FREE_OUTPUTS", "PerSampleLoss", "baseline"]
+from metaloss.tasks.registry import FAMILIES
+from metaloss.typing import PerSampleLoss
 
-PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+__all__ = ["BASELINES", "FREE_OUTPUTS", "PerSampleLoss", "baseline", "baseline_table"]
 
 
 def mse(pred: Tensor, target: Tensor) -> Tensor:
@@ -40,11 +44,20 @@ shape and scale): how many input-independent outputs the learner appends for the
 benchmark gives such a baseline a learner with ``log_variances`` set to this count)."""
 
 
+def baseline_table() -> dict[str, Callable[..., Tensor]]:
+    """Every baseline by name: :data:`BASELINES` and those the registered task families bring."""
+    table = dict(BASELINES)
+    for spec in FAMILIES.values():
+        table.update(spec.baselines)
+    return table
+
+
 def baseline(name: str, **params: Any) -> PerSampleLoss:
     """The baseline called ``name`` with its parameters bound (e.g. ``baseline("huber", delta=2)``)."""
-    if name not in BASELINES:
-        raise ValueError(f"baseline: expected one of {', '.join(sorted(BASELINES))}, got {name!r}")
-    fn = BASELINES[name]
+    table = baseline_table()
+    if name not in table:
+        raise ValueError(f"baseline: expected one of {', '.join(sorted(table))}, got {name!r}")
+    fn = table[name]
     if not params:
         return fn
     return lambda pred, target: fn(pred, target, **params)

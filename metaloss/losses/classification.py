@@ -28,9 +28,10 @@ import torch
 from torch import Tensor
 
 from metaloss.losses.baselines import BASELINES
+from metaloss.losses.collapse import DegeneracyReport, degeneracy_report
 from metaloss.losses.features import register_feature
-from metaloss.losses.learned import cross_entropy
-from metaloss.losses.shape import DegeneracyReport, degeneracy_report, register_degeneracy_check
+from metaloss.losses.kinds import KindSpec, register_kind
+from metaloss.losses.learned import LearnedLoss, cross_entropy
 
 __all__ = [
     "CLASSIFICATION_BASELINES",
@@ -227,7 +228,7 @@ def classification_shape(
 def check_classification(
     loss_fn: Callable[[Tensor, Tensor], Tensor], tolerance: float = 1e-6
 ) -> DegeneracyReport:
-    """:func:`metaloss.losses.shape.check_degenerate` for classification: on the grid of
+    """:func:`metaloss.losses.collapse.check_degenerate` for classification: on the grid of
     :func:`classification_shape`, is the loss constant, without gradient w.r.t. the logits, or
     non-finite? ``descent_fraction``: share of the grid where a gradient step raises the
     labelled logit (``d loss / d z_y < 0``; 1.0 for cross-entropy)."""
@@ -244,4 +245,13 @@ def check_classification(
     )
 
 
-register_degeneracy_check("classification", check_classification)
+register_kind(
+    KindSpec(
+        "classification",
+        LearnedLoss,
+        reference="ce",
+        collapse_check=check_classification,
+        shape_view="metaloss.plots.classification:CLASSIFICATION_VIEW",
+        per_sample_histograms=True,
+    )
+)

@@ -18,17 +18,8 @@ __all__ = ["FEATURES", "WIDTHS", "Feature", "compute_features", "feature_width",
 Feature = Callable[[Tensor, Tensor], Tensor]
 Width = int | Callable[[int], int]
 
-FEATURES: dict[str, dict[str, Feature]] = {
-    "regression": {
-        "prediction": lambda pred, target: pred,
-        "target": lambda pred, target: target,
-        "residual": lambda pred, target: pred - target,
-        "abs_residual": lambda pred, target: (pred - target).abs(),
-        "squared_residual": lambda pred, target: (pred - target) ** 2,
-        "log_abs_residual": lambda pred, target: torch.log1p((pred - target).abs()),
-    },
-    "classification": {},
-}
+FEATURES: dict[str, dict[str, Feature]] = {}
+"""Features by loss kind; each kind's file registers its own (:func:`register_feature`)."""
 
 WIDTHS: dict[str, dict[str, Width]] = {}
 """Per-sample widths of vector features (absent: a scalar feature, width 1); a callable gets

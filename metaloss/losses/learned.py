@@ -9,7 +9,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,18 +18,17 @@ from torch import Tensor, nn
 from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.features import check_features, compute_features, feature_width
+from metaloss.losses.module import LossModule, reduce, register_architecture
+from metaloss.typing import Reduction
 
 __all__ = [
     "FORMS",
-    "LOSS_CLASSES",
     "OUTPUTS",
     "LearnedLoss",
     "cross_entropy",
     "init_uniform_",
     "reduce",
 ]
-
-Reduction = Literal["mean", "sum", "none"]
 
 OUTPUTS = {
     "identity": lambda h: h,
@@ -43,11 +42,6 @@ FORMS = ("loss", "weight")
 """``loss``: the network's output is the per-sample loss. ``weight``: the output is a per-sample
 weight (of detached features) multiplying cross-entropy (classification, as in Meta-Weight-Net)
 or the squared residual (regression, as in iteratively re-weighted least squares)."""
-
-
-LOSS_CLASSES: dict[str, type[LearnedLoss]] = {}
-"""Loss kinds whose learned loss is a subclass of :class:`LearnedLoss` with its own inputs (e.g.
-``"multitask"``: :class:`metaloss.losses.multitask.MultiTaskLoss`); filled by those modules."""
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -73,18 +67,8 @@ def _base_loss(kind: str, pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target) ** 2
 
 
-def reduce(values: Tensor, reduction: str) -> Tensor:
-    """Apply a torch-style reduction (``"mean"``, ``"sum"`` or ``"none"``)."""
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    if reduction == "none":
-        return values
-    raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-class LearnedLoss(nn.Module):
+@register_architecture
+class LearnedLoss(LossModule):
     """A per-sample loss network, used like a torch loss: ``loss(pred, target)``.
 
     For regression the loss is applied elementwise (like ``nn.MSELoss``): each element of
@@ -171,10 +155,7 @@ class LearnedLoss(nn.Module):
     ) -> LearnedLoss:
         """Build the loss of a run config, initialised from ``generator`` (scaled by ``init_scale``).
 
-        ``num_classes`` is used by classification losses only (ignored for regression). A kind
-        registered in :data:`LOSS_CLASSES` (e.g. ``"multitask"``) is built by its own class."""
-        if kind in LOSS_CLASSES and cls is LearnedLoss:
-            return LOSS_CLASSES[kind].from_config(config, kind, generator, num_classes)
+        ``num_classes`` is used by classification losses only (ignored for regression)."""
         classes = num_classes if kind == "classification" else None
         loss = cls(
             config.features,
@@ -231,10 +212,6 @@ class LearnedLoss(nn.Module):
         if self.zero_at_target and self.kind == "regression":
             values = values - self._raw(target, target)
         return values
-
-    def forward(self, pred: Tensor, target: Tensor, reduction: Reduction | None = None) -> Tensor:
-        """The loss of ``pred`` against ``target``, reduced by ``reduction`` (default: the module's)."""
-        return reduce(self.per_sample(pred, target), reduction or self.reduction)
 
     def extra_repr(self) -> str:
         form = f", form={self.form}" if self.form != "loss" else ""

@@ -24,13 +24,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.baselines import BASELINES
-from metaloss.losses.learned import LOSS_CLASSES, LearnedLoss, Reduction, init_uniform_, reduce
+from metaloss.losses.kinds import KindSpec, register_kind
+from metaloss.losses.learned import init_uniform_
+from metaloss.losses.module import LossModule, reduce, register_architecture
 from metaloss.tasks.multitask import ABSENT, CLASSIFICATION, REGRESSION, head_losses, log_variances
+from metaloss.typing import Reduction
 
 __all__ = [
     "MT_FEATURES",
@@ -106,7 +109,8 @@ _TASK_LEVEL = (
 )
 
 
-class MultiTaskLoss(LearnedLoss):
+@register_architecture
+class MultiTaskLoss(LossModule):
     """A learned task-and-sample weighting of multi-task losses.
 
     The total loss of sample i is ``sum_t w_it * L_it + track_t`` over the active heads t, where
@@ -155,7 +159,7 @@ class MultiTaskLoss(LearnedLoss):
         reduction: Reduction = "mean",
         max_log_weight: float = 20.0,
     ) -> None:
-        nn.Module.__init__(self)
+        super().__init__()
         if kind != "multitask":
             raise ValueError(f"kind: expected 'multitask', got {kind!r}")
         if not features:
@@ -169,12 +173,8 @@ class MultiTaskLoss(LearnedLoss):
         self.features = tuple(features)
         self.hidden = tuple(hidden)
         self.activation = activation
-        self.output = "exp"
-        self.zero_at_target = False
         self.kind = kind
         self.reduction: Reduction = reduction
-        self.num_classes = None
-        self.form = "weight"
         self.max_log_weight = max_log_weight
         self.tracks = any(n in ("log_variance", "loss_trend") for n in self.features)
         self.per_sample_weights = any(n not in _TASK_LEVEL for n in self.features)
@@ -228,4 +228,4 @@ class MultiTaskLoss(LearnedLoss):
         return f"kind={self.kind}, features={self.features}, reduction={self.reduction}"
 
 
-LOSS_CLASSES["multitask"] = MultiTaskLoss
+register_kind(KindSpec("multitask", MultiTaskLoss, reference="equal_weights"))

@@ -13,7 +13,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_NAME", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+"""The checkpoint's file name in a run folder."""
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -1,9 +1,10 @@
 """Meta-gradient estimators behind one interface, named by horizon and method as in
 google/learned_optimization: ``full_grad``, ``truncated_grad`` and ``antithetic_es``.
 
-An estimator receives the meta-parameters and a *meta-objective*: a callable that maps
-meta-parameters (and a back-propagation horizon) to one value per task. It returns the mean
-meta-loss and an estimate of its gradient.
+An estimator receives the meta-parameters and a *meta-objective*
+(:class:`metaloss.outer.problem.MetaObjective`: meta-parameters and a back-propagation horizon
+to one value per task, and a population of parameter sets to a table of values). It returns
+the mean meta-loss and an estimate of its gradient.
 
 References:
     Salimans et al., "Evolution Strategies as a Scalable Alternative to RL", 2017 (antithetic ES,
@@ -14,13 +15,14 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
 from metaloss.config import OuterConfig
+from metaloss.outer.problem import MetaObjective
+from metaloss.typing import Params
 
 __all__ = [
     "AntitheticES",
@@ -33,18 +35,16 @@ __all__ = [
     "make_estimator",
 ]
 
-Params = dict[str, Tensor]
-MetaObjective = Callable[[Params, "int | None"], Tensor]
-"""``objective(meta_params, backprop_steps) -> per-task meta-loss``."""
-
 
 class EstimatorOut(NamedTuple):
-    """A meta-gradient estimate: the mean meta-loss (detached), the gradient per parameter and
-    the per-task meta-losses at the current meta-parameters (detached)."""
+    """A meta-gradient estimate: the mean meta-loss (detached), the gradient per parameter, the
+    per-task meta-losses at the current meta-parameters (detached) and, for population-based
+    estimators, each perturbed candidate's mean meta-loss (``None`` otherwise)."""
 
     meta_loss: Tensor
     grads: Params
     per_task: Tensor
+    candidates: Tensor | None = None
 
 
 class GradientEstimator(Protocol):
@@ -116,30 +116,23 @@ class AntitheticES:
     def estimate(
         self, params: Params, objective: MetaObjective, generator: torch.Generator
     ) -> EstimatorOut:
-        return self.estimate_many(
-            params, lambda candidates: [objective(c, None) for c in candidates], generator
-        )
-
-    def estimate_many(
-        self,
-        params: Params,
-        evaluate: Callable[[list[Params]], list[Tensor]],
-        generator: torch.Generator,
-    ) -> EstimatorOut:
-        """Like :meth:`estimate`, but hands all ``2 · population + 1`` candidates to ``evaluate``
-        at once (``θ + σe_1..θ + σe_P, θ − σe_1..θ − σe_P, θ``; one per-task meta-loss tensor
-        back per candidate), so they can be evaluated in parallel, e.g. by a process pool."""
+        """Evaluate ``θ + σe_1..θ + σe_P, θ − σe_1..θ − σe_P, θ`` in one call of
+        ``objective.many`` (so a problem can evaluate the whole population in one batched
+        computation or across processes) and combine the antithetic pairs."""
         flat = torch.cat([v.detach().flatten() for v in params.values()])
         noise = torch.randn((self.population, flat.numel()), generator=generator, dtype=flat.dtype)
         candidates = [_unflatten(flat + self.sigma * e, params) for e in noise]
         candidates += [_unflatten(flat - self.sigma * e, params) for e in noise]
         candidates.append({k: v.detach() for k, v in params.items()})
-        with torch.no_grad():
-            values = evaluate(candidates)
-        plus = torch.stack([v.mean() for v in values[: self.population]])
-        minus = torch.stack([v.mean() for v in values[self.population : 2 * self.population]])
-        per_task = values[-1]
-        fitness = torch.cat([plus, minus])
+        values = objective.many(candidates)
+        return self.combine(values, noise, params)
+
+    def combine(self, values: Tensor, noise: Tensor, params: Params) -> EstimatorOut:
+        """The estimate from the meta-losses ``values [2P + 1, tasks]`` of the candidates in
+        :meth:`estimate`'s order and their ``noise [P, dims]``."""
+        flat = torch.cat([v.detach().flatten() for v in params.values()])
+        means = values[: 2 * self.population].mean(1)
+        fitness = means
         if self.rank_shaping:
             fitness = centred_ranks(fitness)
             scale = 1.0 / (self.population * self.sigma)
@@ -147,7 +140,8 @@ class AntitheticES:
             scale = 1.0 / (2 * self.population * self.sigma)
         diff = fitness[: self.population] - fitness[self.population :]
         grad_flat = scale * (diff.to(flat.dtype) @ noise)
-        return EstimatorOut(per_task.mean(), _unflatten(grad_flat, params), per_task)
+        per_task = values[-1]
+        return EstimatorOut(per_task.mean(), _unflatten(grad_flat, params), per_task, means)
 
 
 def _unflatten(flat: Tensor, like: Params) -> Params:

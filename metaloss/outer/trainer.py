@@ -1,13 +1,17 @@
-"""The meta-trainer: the outer loop that learns a loss through differentiable inner loops.
+"""The meta-trainer: one outer loop for every meta-problem.
 
-Each meta-step samples a meta-batch of meta-train tasks and fresh learner initialisations, asks
-the gradient estimator for a meta-gradient of the learners' error on ``outer_valid`` after K
-inner steps, guards against non-finite values, clips, and takes an Adam step on the loss
-network. Every ``val_every`` steps it scores fixed meta-validation tasks (early stopping keeps
-the best loss), every ``checkpoint_every`` steps it writes an atomic checkpoint from which
-:meth:`MetaTrainer.train` resumes to exactly the numbers of an uninterrupted run.
+Each meta-step asks the :class:`~metaloss.outer.problem.MetaProblem` for a meta-batch of
+meta-train tasks, asks the gradient estimator for a meta-gradient of the problem's per-task
+meta-loss, guards against non-finite values, clips, and takes an Adam step on the learned
+module. Every ``val_every`` steps it scores the problem's fixed meta-validation set (early
+stopping keeps the best module), every ``checkpoint_every`` steps it writes an atomic checkpoint
+from which :meth:`MetaTrainer.train` resumes to exactly the numbers of an uninterrupted run.
+The trainer never knows which problem it trains: supervised families unroll differentiable
+inner loops (:class:`~metaloss.outer.supervised.SupervisedProblem`), reinforcement learning
+scores ES candidates by PPO returns; both share this loop, its guards and its callbacks.
 
-Reference: Bechtle et al., "Meta Learning via Learned Loss" (ML3), ICPR 2020.
+Reference: Bechtle et al., "Meta Learning via Learned Loss" (ML3), ICPR 2020; Metz et al.,
+``learned_optimization`` (the gradient learner apart from the inner problem).
 """
 
 from __future__ import annotations
@@ -22,31 +26,37 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import functional_call
 
-from metaloss.config import RunConfig, to_dict
-from metaloss.inner import make_backend
-from metaloss.learners import init_params, make_learner
-from metaloss.losses import LearnedLoss
-from metaloss.losses.shape import DegeneracyReport, check_degenerate
-from metaloss.outer.checkpoint import load_checkpoint, save_checkpoint
-from metaloss.outer.estimators import MetaObjective, make_estimator
-from metaloss.tasks import Split, Task, TaskFamily, make_family
-from metaloss.tasks.base import cast_task
+from metaloss.config import ConfigError, RunConfig, to_dict
+from metaloss.losses.collapse import DegeneracyReport, check_degenerate
+from metaloss.losses.module import LossModule
+from metaloss.outer.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from metaloss.outer.estimators import make_estimator
+from metaloss.outer.problem import MetaProblem
+from metaloss.outer.supervised import SupervisedProblem
+from metaloss.tasks import TaskFamily
 
 __all__ = [
-    "VALID_INIT_SEED",
+    "CHECKPOINT_NAME",
     "Callback",
     "MetaTrainer",
     "NonFiniteError",
     "StepRecord",
     "TrainResult",
     "ValidationRecord",
+    "make_problem",
 ]
 
-CHECKPOINT_NAME = "checkpoint.pt"
-VALID_INIT_SEED = 1_000_003
-"""Seed of the meta-validation learners' initialisations (shared with tuning objectives)."""
+
+def make_problem(config: RunConfig, family: TaskFamily | None = None) -> MetaProblem:
+    """The meta-problem of ``config``'s task family (supervised unless the family registers
+    its own, e.g. reinforcement learning)."""
+    from metaloss.tasks.registry import family_spec
+
+    factory = family_spec(config.task.family).problem
+    if factory is None:
+        return SupervisedProblem(config, family)
+    return factory(config)
 
 
 class NonFiniteError(RuntimeError):
@@ -56,7 +66,9 @@ class NonFiniteError(RuntimeError):
 @dataclass(frozen=True)
 class StepRecord:
     """One meta-step: the mean meta-loss, the meta-gradient norm (before clipping), whether the
-    step was skipped as non-finite, the fraction of inner runs that stayed finite, seconds."""
+    step was skipped as non-finite, the fraction of per-task meta-losses that were finite,
+    seconds, and estimator-specific figures (``extra``; e.g. an ES population's mean and best
+    meta-loss)."""
 
     step: int
     meta_loss: float
@@ -64,11 +76,12 @@ class StepRecord:
     skipped: bool
     finite_fraction: float
     seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ValidationRecord:
-    """A validation: mean meta-objective on the fixed meta-validation tasks."""
+    """A validation: the mean meta-loss on the fixed meta-validation set."""
 
     step: int
     value: float
@@ -77,9 +90,9 @@ class ValidationRecord:
 
 @dataclass
 class TrainResult:
-    """What meta-training produced: the best loss (by meta-validation) and its history."""
+    """What meta-training produced: the best module (by meta-validation) and its history."""
 
-    loss: LearnedLoss
+    loss: LossModule
     steps: list[StepRecord]
     validations: list[ValidationRecord]
     best_step: int
@@ -103,17 +116,19 @@ class Callback:
         """After every validation."""
 
     def on_end(self, trainer: MetaTrainer, result: TrainResult) -> None:
-        """After training, with the best loss restored."""
+        """After training, with the best module restored."""
 
 
 class MetaTrainer:
-    """Meta-train a :class:`LearnedLoss` on a task family.
+    """Meta-train the learned module of a :class:`~metaloss.outer.problem.MetaProblem`.
 
     Args:
         config: the run configuration.
         out_dir: where checkpoints go (``None``: no checkpoints).
         callbacks: progress, logging and summary hooks.
-        family: a task family (default: the one ``config.task`` names).
+        family: the task family of a supervised problem (default: the one ``config.task``
+            names); ignored when ``problem`` is given.
+        problem: the meta-problem (default: :func:`make_problem` of ``config``).
 
     Example:
         >>> from metaloss.config import parse
@@ -127,21 +142,20 @@ class MetaTrainer:
         out_dir: Path | None = None,
         callbacks: Sequence[Callback] = (),
         family: TaskFamily | None = None,
+        problem: MetaProblem | None = None,
     ) -> None:
         self.config = config
         self.out_dir = out_dir
         self.callbacks = list(callbacks)
-        self.family = family or make_family(config.task)
-        self.dtype = getattr(torch, config.dtype)
+        self.problem = problem or make_problem(config, family)
+        if config.outer.estimator not in self.problem.estimators:
+            raise ConfigError(
+                f"outer.estimator: expected one of {', '.join(self.problem.estimators)} for the "
+                f"{config.task.family} family, got {config.outer.estimator!r}"
+            )
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.learner = make_learner(
-            config.learner, self.family.in_features, self.family.out_features
-        ).to(self.dtype)
-        self.backend = make_backend(self.learner, config.inner, self.family.objective)
         self.estimator = make_estimator(config.outer)
-        self.loss = LearnedLoss.from_config(
-            config.loss, self.family.kind, self.generator, num_classes=self.family.out_features
-        ).to(self.dtype)
+        self.loss = self.problem.make_loss(self.generator)
         self.optimizer = torch.optim.Adam(self.loss.parameters(), lr=config.outer.lr)
         self.step = 0
         self.skipped = 0
@@ -151,57 +165,20 @@ class MetaTrainer:
         self.best_state: dict[str, Tensor] = {}
         self.steps: list[StepRecord] = []
         self.validations: list[ValidationRecord] = []
-        self._valid: tuple[Task, dict[str, Tensor]] | None = None
-
-    # ---------------------------------------------------------------- meta-objective
-
-    def meta_objective(self, tasks: Task, inits: dict[str, Tensor]) -> MetaObjective:
-        """The per-task meta-loss of these tasks and initialisations, as a function of the
-        loss network's parameters (and a back-propagation horizon)."""
-
-        def objective(params: dict[str, Tensor], backprop_steps: int | None) -> Tensor:
-            def loss_fn(pred: Tensor, target: Tensor) -> Tensor:
-                return functional_call(self.loss, params, (pred, target), {"reduction": "none"})  # type: ignore[no-any-return]
-
-            value = self.backend.run(
-                loss_fn, inits, tasks, backprop_steps=backprop_steps
-            ).meta_objective
-            if self.config.outer.objective_transform == "log":
-                return value.clamp_min(1e-12).log()
-            return value
-
-        return objective
-
-    def sample_meta_batch(self) -> tuple[Task, dict[str, Tensor]]:
-        """A meta-batch of meta-train tasks and fresh learner initialisations."""
-        size = self.config.outer.meta_batch
-        tasks = cast_task(self.family.sample(Split.META_TRAIN, size, self.generator), self.dtype)
-        return tasks, init_params(self.learner, size, self.generator, self.dtype)
-
-    def validation_set(self) -> tuple[Task, dict[str, Tensor]]:
-        """The fixed meta-validation tasks and initialisations (independent of the run seed)."""
-        if self._valid is None:
-            count = self.config.outer.val_tasks
-            tasks = cast_task(self.family.tasks(Split.META_VALID, count), self.dtype)
-            generator = torch.Generator().manual_seed(VALID_INIT_SEED)
-            self._valid = (tasks, init_params(self.learner, count, generator, self.dtype))
-        return self._valid
-
-    def validate(self) -> float:
-        """Mean meta-objective of the current loss on the meta-validation tasks."""
-        tasks, inits = self.validation_set()
-        params = {k: v.detach() for k, v in self.loss.named_parameters()}
-        with torch.no_grad():
-            return float(self.meta_objective(tasks, inits)(params, None).mean())
 
     # ---------------------------------------------------------------- one step
+
+    def validate(self) -> float:
+        """The problem's mean meta-loss of the current module on its meta-validation set."""
+        return self.problem.validate(self.loss)
 
     def meta_step(self) -> StepRecord:
         """Sample, estimate, guard, clip and apply one meta-gradient step."""
         start = time.perf_counter()
-        tasks, inits = self.sample_meta_batch()
+        batch = self.problem.sample(self.generator)
         params: dict[str, Tensor] = dict(self.loss.named_parameters())
-        out = self.estimator.estimate(params, self.meta_objective(tasks, inits), self.generator)
+        objective = self.problem.objective(self.loss, batch)
+        out = self.estimator.estimate(params, objective, self.generator)
         grad_norm = torch.sqrt(sum((g.double() ** 2).sum() for g in out.grads.values()))  # type: ignore[arg-type]
         finite_fraction = float(torch.isfinite(out.per_task).double().mean())
         finite = bool(torch.isfinite(grad_norm)) and bool(torch.isfinite(out.meta_loss))
@@ -221,6 +198,12 @@ class MetaTrainer:
                     "lower inner.lr or outer.lr, or set inner.grad_clip"
                 )
         self.step += 1
+        extra = {}
+        if out.candidates is not None:
+            extra = {
+                "population_mean": float(out.candidates.mean()),
+                "population_best": float(out.candidates.min()),
+            }
         return StepRecord(
             self.step,
             float(out.meta_loss),
@@ -228,6 +211,7 @@ class MetaTrainer:
             not finite,
             finite_fraction,
             time.perf_counter() - start,
+            extra,
         )
 
     # ---------------------------------------------------------------- checkpoints
@@ -309,6 +293,12 @@ class MetaTrainer:
 
     def train(self, resume: bool = False) -> TrainResult:
         """Run the outer loop to ``outer.steps`` (continuing a checkpoint with ``resume``)."""
+        try:
+            return self._train(resume)
+        finally:
+            self.problem.close()
+
+    def _train(self, resume: bool) -> TrainResult:
         outer = self.config.outer
         if resume:
             self.resume()

@@ -1,36 +1,12 @@
-"""Loss-shape figures and curves, one *shape view* per loss kind, shared by TensorBoard
+"""Loss-shape figures, one *shape view* per loss kind, shared by TensorBoard
 (:mod:`metaloss.summary`) and ``metaloss inspect``.
 
-:mod:`metaloss.plots.base` holds the registry and the regression view; importing this package
-also registers the classification view (:mod:`metaloss.plots.classification`) and the policy
-view of reinforcement learning (:mod:`metaloss.rl.shape`).
+:mod:`metaloss.plots.base` resolves a kind's view from its
+:class:`~metaloss.losses.kinds.KindSpec`; the regression and classification views live in
+:mod:`metaloss.plots.regression` and :mod:`metaloss.plots.classification` (the policy view in
+:mod:`metaloss.rl.shape`). Importing this package imports none of them.
 """
 
-# `classification` and `rl.shape` are imported for their effect: each registers its kind's view.
-from metaloss.plots import classification as _classification  # noqa: F401
-from metaloss.plots.base import (
-    SHAPE_VIEWS,
-    ShapeView,
-    describe_regression,
-    evaluate_in_batch,
-    figure_to_array,
-    growth_exponent,
-    register_shape_view,
-    regression_curves,
-    regression_figure,
-    shape_view,
-)
-from metaloss.rl import shape as _policy  # noqa: F401
+from metaloss.plots.base import ShapeView, figure_to_array, has_shape_view, shape_view
 
-__all__ = [
-    "SHAPE_VIEWS",
-    "ShapeView",
-    "describe_regression",
-    "evaluate_in_batch",
-    "figure_to_array",
-    "growth_exponent",
-    "register_shape_view",
-    "regression_curves",
-    "regression_figure",
-    "shape_view",
-]
+__all__ = ["ShapeView", "figure_to_array", "has_shape_view", "shape_view"]

@@ -2,7 +2,7 @@
 cross-entropy, generalized cross-entropy (Zhang & Sabuncu, NeurIPS 2018) and symmetric
 cross-entropy (Wang et al., ICCV 2019).
 
-Registered in :data:`metaloss.plots.SHAPE_VIEWS` under ``"classification"``, so TensorBoard
+Named by the classification kind's spec (``CLASSIFICATION_VIEW``), so TensorBoard
 (``shape/figure`` and the ``shape/*`` tensors) and ``metaloss inspect`` draw it. The numbers come
 from :func:`metaloss.losses.classification.classification_shape`.
 """
@@ -14,11 +14,14 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from metaloss.losses.baselines import PerSampleLoss, baseline
+from metaloss.losses.baselines import baseline
 from metaloss.losses.classification import classification_shape
-from metaloss.plots.base import ShapeView, register_shape_view
+from metaloss.losses.module import loss_dtype
+from metaloss.plots.base import ShapeView
+from metaloss.typing import PerSampleLoss
 
 __all__ = [
+    "CLASSIFICATION_VIEW",
     "REFERENCES",
     "classification_curves",
     "classification_figure",
@@ -34,13 +37,7 @@ REFERENCES = {"CE": ("ce", {}), "GCE (q=0.7)": ("gce", {"q": 0.7}), "SCE": ("sce
 def classification_curves(loss: PerSampleLoss) -> Curves:
     """Loss and ``d loss / d z_y`` against the labelled-class probability (see
     :func:`~metaloss.losses.classification.classification_shape`)."""
-    parameter = next(iter(getattr(loss, "parameters", list)()), None)
-    dtype = (
-        parameter.dtype
-        if isinstance(parameter, Tensor) and parameter.is_floating_point()
-        else torch.float32
-    )
-    return classification_shape(loss, dtype=dtype)
+    return classification_shape(loss, dtype=loss_dtype(loss))
 
 
 def classification_figure(curves: Curves) -> Figure:
@@ -101,7 +98,7 @@ def describe_classification(loss: PerSampleLoss) -> list[str]:
     return lines
 
 
-register_shape_view(
-    "classification",
-    ShapeView(classification_curves, classification_figure, describe_classification),
+CLASSIFICATION_VIEW = ShapeView(
+    classification_curves, classification_figure, describe_classification
 )
+"""The classification shape view (named by the classification kind's spec)."""

@@ -14,9 +14,9 @@ This module holds plain dataclasses only (no gymnasium import), so configs parse
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
-from metaloss.config import ConfigError, TaskConfig, register_task_config, setting
+from metaloss.config import ConfigError, TaskConfig, setting
 
 __all__ = ["AcrobotConfig", "CartPoleConfig", "PPOConfig", "RLTaskConfig", "is_rl_config"]
 
@@ -51,6 +51,19 @@ class PPOConfig:
 class RLTaskConfig(TaskConfig):
     """Options shared by the RL families: the environment distribution, the inner PPO loop, the
     ES fitness, and the benchmark's budget and baselines' grids."""
+
+    unused: ClassVar[tuple[str, ...]] = (
+        "learner",
+        "inner",
+        "tune",
+        "evaluation.test_tasks",
+        "evaluation.seeds",
+        "evaluation.grid_tasks",
+        "benchmark.baselines",
+        "benchmark.rows",
+        "benchmark.oracle",
+        "benchmark.learned_baselines",
+    )
 
     env: str = setting("CartPole-v1", "gymnasium environment id")
     train_scale: tuple[float, float] = setting(
@@ -102,7 +115,6 @@ class RLTaskConfig(TaskConfig):
             )
 
 
-@register_task_config("cartpole")
 @dataclass(frozen=True)
 class CartPoleConfig(RLTaskConfig):
     """CartPole-v1 with gravity, cart mass, pole mass, pole length and force scaled per task."""
@@ -111,7 +123,6 @@ class CartPoleConfig(RLTaskConfig):
     env: Literal["CartPole-v1"] = setting("CartPole-v1", "gymnasium environment id")
 
 
-@register_task_config("acrobot")
 @dataclass(frozen=True)
 class AcrobotConfig(RLTaskConfig):
     """Acrobot-v1 with both link masses and lengths scaled per task."""

@@ -28,13 +28,15 @@ import torch
 from torch import Tensor
 
 from metaloss.config import ConfigError, LossConfig, RunConfig, to_dict
-from metaloss.outer.checkpoint import load_checkpoint, save_checkpoint
+from metaloss.outer.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from metaloss.outer.estimators import AntitheticES
+from metaloss.outer.problem import MetaObjective
 from metaloss.rl.config import PPOConfig, RLTaskConfig
 from metaloss.rl.envs import EnvFamily, EnvTask
 from metaloss.rl.objectives import LearnedDrift, dpo_drift
 from metaloss.rl.pool import WorkerPool
 from metaloss.rl.ppo import train_ppo
+from metaloss.seeds import VALID_INIT_SEED
 from metaloss.tasks.base import Split
 
 __all__ = [
@@ -50,9 +52,6 @@ __all__ = [
     "rl_task_config",
     "run_fitness_job",
 ]
-
-CHECKPOINT_NAME = "checkpoint.pt"
-_VALID_SEED = 1_000_003
 
 
 def rl_task_config(config: RunConfig) -> RLTaskConfig:
@@ -255,7 +254,7 @@ class RLMetaTrainer:
         """Mean return of the current objective on the fixed meta-validation variants."""
         count = self.config.outer.val_tasks
         tasks = self.family.tasks(Split.META_VALID, count)
-        seeds = [_VALID_SEED + i for i in range(count)]
+        seeds = [VALID_INIT_SEED + i for i in range(count)]
         params = {k: v.detach() for k, v in self.objective.named_parameters()}
         return float(self.returns([params], tasks, seeds).mean())
 
@@ -273,7 +272,10 @@ class RLMetaTrainer:
             return [-row.float() for row in table[-1]]  # ES minimises: meta-loss = −return
 
         params: dict[str, Tensor] = dict(self.objective.named_parameters())
-        out = self.estimator.estimate_many(params, evaluate, self.generator)
+        objective = MetaObjective(
+            lambda p, _: evaluate([p])[0], lambda cands: torch.stack(evaluate(list(cands)))
+        )
+        out = self.estimator.estimate(params, objective, self.generator)
         grad_norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in out.grads.values())))  # type: ignore[arg-type]
         clip = self.config.outer.grad_clip
         scale = min(1.0, clip / (grad_norm + 1e-12)) if clip else 1.0

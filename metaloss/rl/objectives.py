@@ -5,9 +5,10 @@ Every objective maps per-sample ``log_ratio = log π_new(a|s) − log π_old(a|s
 (2022), each is ``−(r·A − drift(r, A))`` with ``r = exp(log_ratio)``: PPO's clip is the drift
 ``relu((r − clip(r, 1−ε, 1+ε))·A)``, DPO's a closed form, and LPO's a small network.
 
-The learned drift is a :class:`~metaloss.losses.LearnedLoss` of kind ``"policy"`` (its ``pred``
-is the log-ratio and its ``target`` the advantage), so it saves and loads with the same
+The learned drift is a :class:`~metaloss.losses.module.LossModule` of kind ``"policy"`` (its
+``pred`` is the log-ratio and its ``target`` the advantage), so it saves and loads with the same
 :func:`~metaloss.export.save_loss` / :func:`~metaloss.export.load_loss` as every learned loss.
+This module registers the ``policy`` kind and its features.
 
 References:
     Schulman et al., "Proximal Policy Optimization Algorithms", 2017.
@@ -23,8 +24,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metaloss.losses.features import FEATURES, register_feature
-from metaloss.losses.learned import LearnedLoss, Reduction, reduce
+from metaloss.config import LossConfig
+from metaloss.learners import MLP
+from metaloss.losses.features import FEATURES, compute_features, feature_width, register_feature
+from metaloss.losses.kinds import KindSpec, register_kind
+from metaloss.losses.learned import init_uniform_
+from metaloss.losses.module import LossModule, register_architecture
+from metaloss.typing import Reduction
 
 __all__ = [
     "LPO_FEATURES",
@@ -107,7 +113,8 @@ def dpo_objective(
     return -(torch.exp(log_ratio) * advantages - dpo_drift(log_ratio, advantages, alpha, beta))
 
 
-class LearnedDrift(LearnedLoss):
+@register_architecture
+class LearnedDrift(LossModule):
     """LPO's learned drift: ``loss = −(r·A − relu(g(x) − g(x₀)))``, with ``g`` an MLP of
     per-sample features ``x`` of the log-ratio and advantage and ``x₀`` the features at ``r = 1``.
 
@@ -120,7 +127,8 @@ class LearnedDrift(LearnedLoss):
         features: names from :data:`LPO_FEATURES` (and ``"advantage"``).
         hidden: hidden widths of ``g``.
         activation: hidden activation of ``g``.
-        output, zero_at_target, kind: fixed (kept for :func:`~metaloss.export.load_loss`).
+        output, zero_at_target: accepted and ignored (files of metaloss 0.1 record them).
+        kind: ``"policy"``.
         reduction: default reduction.
 
     References:
@@ -144,9 +152,48 @@ class LearnedDrift(LearnedLoss):
     ) -> None:
         if kind != "policy":
             raise ValueError(f"LearnedDrift kind: expected 'policy', got {kind!r}")
-        super().__init__(
-            tuple(features), tuple(hidden), activation, "identity", True, "policy", reduction
-        )
+        super().__init__()
+        features = tuple(features)
+        if not features:
+            raise ValueError("loss.features: expected at least one feature name")
+        for name in features:
+            if name not in FEATURES["policy"]:
+                known = ", ".join(sorted(FEATURES["policy"]))
+                raise ValueError(f"loss.features: expected names from {known}, got {name!r}")
+        self.features = features
+        self.hidden = tuple(hidden)
+        self.activation = activation
+        self.kind = kind
+        self.reduction: Reduction = reduction
+        self.net = MLP(feature_width(kind, features), self.hidden, 1, activation)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: LossConfig,
+        kind: str = "policy",
+        generator: torch.Generator | None = None,
+        num_classes: int | None = None,
+    ) -> LearnedDrift:
+        """The drift of a run config's ``loss`` section (features, widths, activation),
+        initialised from ``generator`` with weights scaled by ``loss.init_scale``."""
+        drift = cls(config.features, config.hidden, config.activation, kind=kind)
+        if generator is not None:
+            init_uniform_(drift, generator, config.init_scale)
+        return drift
+
+    def architecture(self) -> dict[str, Any]:
+        """The constructor arguments: enough to rebuild this drift without its trainer."""
+        return {
+            "features": list(self.features),
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "kind": self.kind,
+        }
+
+    def _raw(self, log_ratio: Tensor, advantages: Tensor) -> Tensor:
+        features = compute_features(self.kind, self.features, log_ratio, advantages)
+        return self.net(features).squeeze(-1)
 
     def drift(self, log_ratio: Tensor, advantages: Tensor) -> Tensor:
         """The learned drift ``relu(g(x) − g(x₀)) ≥ 0`` per sample."""
@@ -161,9 +208,8 @@ class LearnedDrift(LearnedLoss):
             )
         return -(torch.exp(pred) * target - self.drift(pred, target))
 
-    def forward(self, pred: Tensor, target: Tensor, reduction: Reduction | None = None) -> Tensor:
-        """The objective of ``log_ratio`` (``pred``) and ``advantages`` (``target``)."""
-        return reduce(self.per_sample(pred, target), reduction or self.reduction)
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, features={self.features}, reduction={self.reduction}"
 
 
 def make_objective(name: str, **options: Any) -> PolicyObjective:
@@ -176,3 +222,6 @@ def make_objective(name: str, **options: Any) -> PolicyObjective:
         alpha, beta = float(options.get("alpha", 2.0)), float(options.get("beta", 0.6))
         return lambda lr, adv: dpo_objective(lr, adv, alpha, beta)
     raise ValueError(f"objective: expected 'ppo_clip', 'dpo' or a learned drift file, got {name!r}")
+
+
+register_kind(KindSpec("policy", LearnedDrift, shape_view="metaloss.rl.shape:POLICY_VIEW"))

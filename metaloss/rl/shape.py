@@ -2,8 +2,9 @@
 ``r`` for a positive and a negative advantage (``A = ±1``), beside PPO's clip (ε = 0.2) and DPO
 (α = 2, β = 0.6), as the figures of Lu et al., "Discovered Policy Optimisation", NeurIPS 2022.
 
-Importing this module registers the ``"policy"`` shape view of :mod:`metaloss.plots`, so
-TensorBoard and ``metaloss inspect`` draw learned policy objectives like every other loss.
+``POLICY_VIEW`` is the ``"policy"`` kind's shape view (named by its spec in
+:mod:`metaloss.rl.objectives`), so TensorBoard and ``metaloss inspect`` draw learned policy
+objectives like every other loss.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from metaloss.plots.base import ShapeView, register_shape_view
+from metaloss.losses.module import per_sample_fn
+from metaloss.plots.base import ShapeView
 from metaloss.rl.objectives import PolicyObjective, dpo_objective, ppo_clip_objective
 
-__all__ = ["describe_policy", "policy_curves", "policy_figure"]
+__all__ = ["POLICY_VIEW", "describe_policy", "policy_curves", "policy_figure"]
 
 ADVANTAGES = (1.0, -1.0)
 
@@ -80,15 +82,11 @@ def describe_policy(objective: PolicyObjective) -> list[str]:
 
 
 def _per_sample(loss: PolicyObjective) -> PolicyObjective:
-    per_sample = getattr(loss, "per_sample", None)
-    return per_sample if callable(per_sample) else loss
+    return per_sample_fn(loss)
 
 
-register_shape_view(
-    "policy",
-    ShapeView(
-        lambda loss: policy_curves(_per_sample(loss)),
-        policy_figure,
-        lambda loss: describe_policy(_per_sample(loss)),
-    ),
+POLICY_VIEW = ShapeView(
+    lambda loss: policy_curves(_per_sample(loss)),
+    policy_figure,
+    lambda loss: describe_policy(_per_sample(loss)),
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -25,6 +25,7 @@ __all__ = [
     "cast_task",
     "stack_tasks",
     "task_generator",
+    "tree_map",
     "unstack_task",
 ]
 
@@ -83,17 +84,22 @@ def stack_tasks(tasks: Sequence[Task]) -> Task:
     return _stack(tasks)  # type: ignore[no-any-return]
 
 
-def unstack_task(tasks: Task, i: int) -> Task:
-    """Task ``i`` of a stacked task batch."""
+def tree_map(fn: Callable[[Tensor], Any], tree: Any) -> Any:
+    """``tree`` with ``fn`` applied to every tensor leaf; dicts, tuples and named tuples keep
+    their structure, other leaves are returned unchanged."""
+    if isinstance(tree, Tensor):
+        return fn(tree)
+    if isinstance(tree, dict):
+        return {k: tree_map(fn, v) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        items = (tree_map(fn, v) for v in tree)
+        return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
+    return tree
 
-    def pick(value: Any) -> Any:
-        if isinstance(value, Tensor):
-            return value[i]
-        if isinstance(value, dict):
-            return {k: pick(v) for k, v in value.items()}
-        return type(value)(*(pick(v) for v in value))
 
-    return pick(tasks)  # type: ignore[no-any-return]
+def unstack_task(tasks: Task, i: int | slice) -> Task:
+    """Task ``i`` (or the tasks of a slice) of a stacked task batch."""
+    return tree_map(lambda value: value[i], tasks)  # type: ignore[no-any-return]
 
 
 class TaskFamily(ABC):
@@ -137,11 +143,7 @@ class TaskFamily(ABC):
 def cast_task(tasks: Task, dtype: torch.dtype) -> Task:
     """Floating-point tensors of ``tasks`` converted to ``dtype`` (labels stay integers)."""
 
-    def cast(value: Any) -> Any:
-        if isinstance(value, Tensor):
-            return value.to(dtype) if value.is_floating_point() else value
-        if isinstance(value, dict):
-            return {k: cast(v) for k, v in value.items()}
-        return type(value)(*(cast(v) for v in value))
+    def cast(value: Tensor) -> Tensor:
+        return value.to(dtype) if value.is_floating_point() else value
 
-    return cast(tasks)  # type: ignore[no-any-return]
+    return tree_map(cast, tasks)  # type: ignore[no-any-return]

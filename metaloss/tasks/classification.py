@@ -33,8 +33,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from metaloss.config import ConfigError, TaskConfig, register_task_config, setting
+from metaloss.config import ConfigError, TaskConfig, setting
 from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.oracles import CLEAN_LABELS_ORACLE, label_cross_entropy
+from metaloss.tasks.registry import FamilySpec, Metric, register_family
 
 __all__ = [
     "DigitsConfig",
@@ -86,10 +88,11 @@ class NoisyLabelConfig(TaskConfig):
             )
 
 
-@register_task_config("digits")
 @dataclass(frozen=True)
 class DigitsConfig(NoisyLabelConfig):
     """Options of the digits family (scikit-learn's 8x8 digits)."""
+
+    family: str = setting("digits", "name of the task family")
 
     meta_train_classes: tuple[int, ...] = setting(
         (0, 1, 2, 3, 4), "digit classes of meta-train and meta-validation tasks", ge=0, le=9
@@ -116,10 +119,11 @@ class DigitsConfig(NoisyLabelConfig):
                 )
 
 
-@register_task_config("gaussian_mixture")
 @dataclass(frozen=True)
 class GaussianMixtureConfig(NoisyLabelConfig):
     """Options of the Gaussian-mixture family (known p(y|x))."""
+
+    family: str = setting("gaussian_mixture", "name of the task family")
 
     dim: int = setting(8, "input dimension", ge=1)
     separation: float = setting(
@@ -172,8 +176,6 @@ class NoisyLabelFamily(TaskFamily):
     """
 
     kind = "classification"
-    zoo_loss = "noisy-labels"
-    """The zoo loss ``metaloss benchmark`` uses when no ``--loss`` is given."""
 
     def __init__(self, config: NoisyLabelConfig) -> None:
         super().__init__(config.seed)
@@ -183,8 +185,7 @@ class NoisyLabelFamily(TaskFamily):
     @staticmethod
     def objective(pred: Tensor, target: Tensor) -> Tensor:
         """Per-sample cross-entropy: the meta-objective and the test metric."""
-        log_probs = torch.log_softmax(pred, dim=-1)
-        return -log_probs.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
+        return label_cross_entropy(pred, target)
 
     @property
     def per_class(self) -> int:
@@ -327,11 +328,26 @@ class GaussianMixtureFamily(NoisyLabelFamily):
         return x, torch.softmax(logits, dim=-1), torch.arange(c.n_way)
 
 
-def _register() -> None:
-    from metaloss.tasks import register_family
+def classification_metrics(family: NoisyLabelFamily) -> dict[str, Metric]:
+    """Accuracy and, where the family knows p(y|x), the cross-entropy decomposition
+    (:mod:`metaloss.evaluation.decomposition`)."""
+    from metaloss.evaluation.decomposition import classification_metrics as metrics
 
-    register_family("digits", DigitsFamily)  # type: ignore[arg-type]
-    register_family("gaussian_mixture", GaussianMixtureFamily)  # type: ignore[arg-type]
+    return metrics(family)
 
 
-_register()
+def _spec(name: str, config: type[NoisyLabelConfig], factory: type[NoisyLabelFamily]) -> FamilySpec:
+    return FamilySpec(
+        name,
+        config,
+        factory,
+        kind="classification",
+        metric="test cross-entropy",
+        zoo_loss="noisy-labels",
+        oracle=CLEAN_LABELS_ORACLE,
+        metrics=classification_metrics,
+    )
+
+
+register_family(_spec("digits", DigitsConfig, DigitsFamily))
+register_family(_spec("gaussian_mixture", GaussianMixtureConfig, GaussianMixtureFamily))

@@ -28,9 +28,10 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from metaloss.config import TaskConfig, register_task_config, setting
+from metaloss.config import TaskConfig, setting
 from metaloss.tasks.base import Split, Task, task_generator
-from metaloss.tasks.classification import NoisyLabelConfig, NoisyLabelFamily
+from metaloss.tasks.classification import NoisyLabelConfig, NoisyLabelFamily, classification_metrics
+from metaloss.tasks.registry import FamilySpec, register_family
 
 __all__ = [
     "Learn2LearnConfig",
@@ -147,10 +148,11 @@ def import_learn2learn() -> Any:
     return learn2learn
 
 
-@register_task_config("learn2learn")
 @dataclass(frozen=True)
 class Learn2LearnConfig(NoisyLabelConfig):
     """A learn2learn vision benchmark (``l2l.vision.benchmarks.get_tasksets``) as task source."""
+
+    family: str = setting("learn2learn", "name of the task family")
 
     benchmark: str = setting("omniglot", "learn2learn benchmark name, e.g. omniglot, mini-imagenet")
     root: str = setting("~/data", "folder where learn2learn stores (and downloads) the data set")
@@ -180,10 +182,14 @@ def _learn2learn_family(config: TaskConfig) -> SampledTaskFamily:
     return SampledTaskFamily(learn2learn_sources(config), config)
 
 
-def _register() -> None:
-    from metaloss.tasks import register_family
-
-    register_family("learn2learn", _learn2learn_family)
-
-
-_register()
+register_family(
+    FamilySpec(
+        "learn2learn",
+        Learn2LearnConfig,
+        _learn2learn_family,
+        kind="classification",
+        metric="test cross-entropy",
+        zoo_loss="noisy-labels",
+        metrics=classification_metrics,
+    )
+)

@@ -34,9 +34,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from metaloss.config import TaskConfig, register_task_config, setting
-from metaloss.tasks import register_family
+from metaloss.config import TaskConfig, setting
 from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.registry import FamilySpec, Metric, register_family
 
 __all__ = [
     "ABSENT",
@@ -47,6 +47,7 @@ __all__ = [
     "MultiTaskFamily",
     "head_errors",
     "head_losses",
+    "head_metrics",
     "log_variances",
     "only_head",
 ]
@@ -54,7 +55,6 @@ __all__ = [
 ABSENT, REGRESSION, CLASSIFICATION = 0, 1, 2
 
 
-@register_task_config("multitask")
 @dataclass(frozen=True)
 class MultiTaskConfig(TaskConfig):
     """Options of the multi-task family (see :mod:`metaloss.tasks.multitask`)."""
@@ -201,7 +201,6 @@ class MultiTaskFamily(TaskFamily):
     """
 
     kind = "multitask"
-    zoo_loss = "multitask"
 
     def __init__(self, config: MultiTaskConfig) -> None:
         super().__init__(config.seed)
@@ -300,4 +299,23 @@ def _log_uniform(bounds: tuple[float, float], generator: torch.Generator) -> flo
     return math.exp(low + (high - low) * float(torch.rand((), generator=generator)))
 
 
-register_family("multitask", MultiTaskFamily)  # type: ignore[arg-type]
+def _head_metric(head: int) -> Metric:
+    return Metric(lambda pred, batch: head_errors(pred, batch.y).losses[..., head])
+
+
+def head_metrics(family: TaskFamily) -> dict[str, Metric]:
+    """The test error of each head slot, ``"head0"`` ... (0 where a problem has no such head)."""
+    return {f"head{t}": _head_metric(t) for t in range(getattr(family, "heads", 0))}
+
+
+register_family(
+    FamilySpec(
+        "multitask",
+        MultiTaskConfig,
+        MultiTaskFamily,
+        kind="multitask",
+        metric="test objective",
+        zoo_loss="multitask",
+        metrics=head_metrics,
+    )
+)

@@ -29,9 +29,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from metaloss.config import TaskConfig, register_task_config, setting
-from metaloss.tasks import register_family
+from metaloss.config import TaskConfig, setting
 from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.oracles import CLEAN_SAMPLES_ORACLE
+from metaloss.tasks.registry import FamilySpec, register_family
 
 __all__ = ["FUNCTIONS", "OUTLIER_KINDS", "OutliersConfig", "OutliersFamily", "contaminate"]
 
@@ -40,10 +41,11 @@ OutlierKind = Literal["one_sided", "two_sided", "heavy_tailed"]
 OUTLIER_KINDS: tuple[str, ...] = ("one_sided", "two_sided", "heavy_tailed")
 
 
-@register_task_config("outliers")
 @dataclass(frozen=True)
 class OutliersConfig(TaskConfig):
     """Options of the outlier-regression family."""
+
+    family: str = setting("outliers", "name of the task family")
 
     functions: tuple[FunctionName, ...] = setting(
         ("linear", "polynomial", "sine", "mlp"), "clean function families, one drawn per task"
@@ -180,8 +182,6 @@ class OutliersFamily(TaskFamily):
     """
 
     kind = "regression"
-    zoo_loss = "robust-regression"
-    """The zoo loss ``metaloss benchmark`` uses when no ``--loss`` is given."""
 
     def __init__(self, config: OutliersConfig) -> None:
         super().__init__(config.seed)
@@ -219,4 +219,14 @@ class OutliersFamily(TaskFamily):
         return Batch(x, y, {"clean_y": y, "clean": torch.ones(y.shape, dtype=torch.bool)})
 
 
-register_family("outliers", OutliersFamily)  # type: ignore[arg-type]
+register_family(
+    FamilySpec(
+        "outliers",
+        OutliersConfig,
+        OutliersFamily,
+        kind="regression",
+        metric="test MSE",
+        zoo_loss="robust-regression",
+        oracle=CLEAN_SAMPLES_ORACLE,
+    )
+)

@@ -44,8 +44,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from metaloss.config import TaskConfig, register_task_config, setting
-from metaloss.tasks import register_family
+from metaloss.config import TaskConfig, setting
 from metaloss.tasks.base import (
     SPLIT_SIZE,
     Batch,
@@ -55,7 +54,9 @@ from metaloss.tasks.base import (
     stack_tasks,
     task_generator,
 )
+from metaloss.tasks.oracles import CLEAN_SAMPLES_ORACLE
 from metaloss.tasks.outliers import FUNCTIONS, OUTLIER_KINDS, FunctionName, OutlierKind, contaminate
+from metaloss.tasks.registry import FamilySpec, register_family
 
 __all__ = ["NOISE_KINDS", "RegressionMixConfig", "RegressionMixFamily", "tobit_mean"]
 
@@ -64,11 +65,11 @@ NOISE_KINDS: tuple[str, ...] = ("gaussian", "student_t", "skewed", "censored")
 _REFERENCE = 512
 
 
-@register_task_config("regression_mix")
 @dataclass(frozen=True)
 class RegressionMixConfig(TaskConfig):
     """Options of the broad regression family."""
 
+    family: str = setting("regression_mix", "name of the task family")
     functions: tuple[FunctionName, ...] = setting(
         ("linear", "linear", "polynomial", "sine", "mlp"),
         "clean function families, one drawn per task (repeat a name to weigh it)",
@@ -221,7 +222,6 @@ class RegressionMixFamily(TaskFamily):
     """
 
     kind = "regression"
-    zoo_loss = "robust-regression"
 
     def __init__(self, config: RegressionMixConfig) -> None:
         super().__init__(config.seed)
@@ -269,4 +269,14 @@ class RegressionMixFamily(TaskFamily):
         return Batch(x, y, {"clean_y": y, "clean": torch.ones(y.shape, dtype=torch.bool)})
 
 
-register_family("regression_mix", RegressionMixFamily)  # type: ignore[arg-type]
+register_family(
+    FamilySpec(
+        "regression_mix",
+        RegressionMixConfig,
+        RegressionMixFamily,
+        kind="regression",
+        metric="test MSE",
+        zoo_loss="robust-regression",
+        oracle=CLEAN_SAMPLES_ORACLE,
+    )
+)

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import torch
 
-from metaloss.config import TaskConfig, register_task_config, setting
+from metaloss.config import TaskConfig, setting
 from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.registry import FamilySpec, register_family
 
 __all__ = ["SineConfig", "SineFamily"]
 
 
-@register_task_config("sine")
 @dataclass(frozen=True)
 class SineConfig(TaskConfig):
     """Options of the sine family."""
@@ -63,3 +63,6 @@ class SineFamily(TaskFamily):
             return Batch(x, y, {"clean_y": clean})
 
         return Task(batch(c.n_train, c.noise), batch(c.n_outer_valid, 0.0), batch(c.n_test, 0.0))
+
+
+register_family(FamilySpec("sine", SineConfig, SineFamily, kind="regression", metric="test MSE"))

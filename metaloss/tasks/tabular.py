@@ -32,21 +32,23 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from metaloss.config import TaskConfig, register_task_config, setting
+from metaloss.config import TaskConfig, setting
 from metaloss.datasets import load_regression, regression_names
-from metaloss.tasks import register_family
 from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.oracles import CLEAN_SAMPLES_ORACLE
 from metaloss.tasks.outliers import OUTLIER_KINDS, OutlierKind, contaminate
+from metaloss.tasks.registry import FamilySpec, register_family
 
 __all__ = ["DiabetesConfig", "TabularConfig", "TabularFamily", "split_sizes"]
 
 _DEFAULT_CAP = 256
 
 
-@register_task_config("tabular")
 @dataclass(frozen=True)
 class TabularConfig(TaskConfig):
     """Options of the real-data regression family."""
+
+    family: str = setting("tabular", "name of the task family")
 
     dataset: str = setting(
         "diabetes",
@@ -90,10 +92,11 @@ class TabularConfig(TaskConfig):
             raise ValueError("outliers: expected at least one outlier kind")
 
 
-@register_task_config("diabetes")
 @dataclass(frozen=True)
 class DiabetesConfig(TabularConfig):
     """The diabetes data with its historical sizes (see the module docstring)."""
+
+    family: str = setting("diabetes", "name of the task family")
 
     held_out: float = setting(142 / 442, "fraction of the rows held out", gt=0, le=0.5)
     n_train: int = setting(100, "inner-training rows per task", ge=0)
@@ -133,7 +136,6 @@ class TabularFamily(TaskFamily):
     """
 
     kind = "regression"
-    zoo_loss = "robust-regression"
 
     def __init__(self, config: TabularConfig) -> None:
         super().__init__(config.seed)
@@ -168,5 +170,17 @@ class TabularFamily(TaskFamily):
         )
 
 
-register_family("tabular", TabularFamily)  # type: ignore[arg-type]
-register_family("diabetes", TabularFamily)  # type: ignore[arg-type]
+def _spec(name: str, config: type[TabularConfig]) -> FamilySpec:
+    return FamilySpec(
+        name,
+        config,
+        TabularFamily,
+        kind="regression",
+        metric="test MSE",
+        zoo_loss="robust-regression",
+        oracle=CLEAN_SAMPLES_ORACLE,
+    )
+
+
+register_family(_spec("tabular", TabularConfig))
+register_family(_spec("diabetes", DiabetesConfig))

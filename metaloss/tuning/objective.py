@@ -28,7 +28,7 @@ from metaloss.config import ConfigError, RunConfig
 from metaloss.evaluation import EvalSet, eval_set, run_loss
 from metaloss.losses import baseline
 from metaloss.outer import Callback, MetaTrainer, NonFiniteError, ValidationRecord
-from metaloss.outer.trainer import VALID_INIT_SEED
+from metaloss.seeds import VALID_INIT_SEED
 from metaloss.tasks import Split, TaskFamily, make_family
 from metaloss.tuning.space import LEARNED, TrialSettings, apply_values, resolve_space, suggest
 

@@ -4,18 +4,18 @@ Every process holds the whole loss network and the same random generator. Each m
 processes draw the same meta-batch; each one unrolls only its shard of the tasks, and the
 shard meta-gradients are combined with one all-reduce, weighted by shard size, so every
 process applies the *same* meta-gradient as a single process unrolling the whole meta-batch
-(exactly, up to the order of floating-point sums). Validation is sharded the same way; only
-rank 0 writes checkpoints and the loss file.
+(exactly, up to the order of floating-point sums). Every process validates on the whole
+(deterministic) meta-validation set; only rank 0 writes checkpoints and the loss file.
 
 Exact for ``full_grad`` and ``truncated_grad``, and for ``antithetic_es`` without rank shaping
 (its estimate is linear in the objective values); centred ranks need every task's value on
 every process, so ``antithetic_es`` with ``es_rank_shaping: true`` is refused.
 
-Launch (all traffic on loopback)::
+Launch with ``metaloss train --distributed`` under torchrun (all traffic on loopback)::
 
     GLOO_SOCKET_IFNAME=lo torchrun --nnodes 1 --nproc-per-node 2 \\
         --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29500 \\
-        -m metaloss.distributed configs/sine.yaml --out runs/sine-ddp
+        -m metaloss train configs/sine.yaml --out runs/sine-ddp --distributed
 
 Reference: Li et al., "PyTorch Distributed: Experiences on Accelerating Data Parallel
 Training", VLDB 2020 (gradient all-reduce across replicas).
@@ -23,22 +23,23 @@ Training", VLDB 2020 (gradient all-reduce across replicas).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import yaml
 from torch import Tensor
 
-from metaloss.config import ConfigError, RunConfig, load_config, to_dict
-from metaloss.outer import Callback, MetaTrainer
-from metaloss.outer.estimators import EstimatorOut, GradientEstimator, MetaObjective
+from metaloss.config import ConfigError, RunConfig
+from metaloss.losses.module import LossModule
+from metaloss.outer.estimators import EstimatorOut, GradientEstimator
+from metaloss.outer.problem import MetaObjective, MetaProblem
+from metaloss.outer.supervised import SupervisedBatch, SupervisedProblem
+from metaloss.outer.trainer import Callback, MetaTrainer
 from metaloss.tasks import Task, TaskFamily
 from metaloss.tasks.base import unstack_task
 
-__all__ = ["AllReduceEstimator", "DistributedMetaTrainer", "main", "shard_bounds"]
+__all__ = ["AllReduceEstimator", "DistributedMetaTrainer", "ShardedProblem", "shard_bounds"]
 
 
 def shard_bounds(count: int, rank: int, world: int) -> tuple[int, int]:
@@ -50,7 +51,7 @@ def shard_bounds(count: int, rank: int, world: int) -> tuple[int, int]:
 
 
 def _slice_task(tasks: Task, start: int, stop: int) -> Task:
-    return unstack_task(tasks, slice(start, stop))  # type: ignore[arg-type]
+    return unstack_task(tasks, slice(start, stop))
 
 
 class AllReduceEstimator:
@@ -90,9 +91,35 @@ class AllReduceEstimator:
         return EstimatorOut(flat[-1], grads, per_task)
 
 
+class ShardedProblem(MetaProblem):
+    """A supervised problem whose meta-batches are this process's shard of the meta-batch every
+    process draws alike (the generator advances identically on every rank). Validation is run
+    whole on every process (it is deterministic, so every rank gets the same value)."""
+
+    def __init__(self, inner: SupervisedProblem, shard: tuple[int, int]) -> None:
+        self.inner = inner
+        self.shard = shard
+        self.estimators = inner.estimators
+
+    def make_loss(self, generator: torch.Generator) -> LossModule:
+        return self.inner.make_loss(generator)
+
+    def sample(self, generator: torch.Generator) -> SupervisedBatch:
+        batch = self.inner.sample(generator)
+        start, stop = self.shard
+        inits = {k: v[start:stop] for k, v in batch.inits.items()}
+        return batch._replace(tasks=_slice_task(batch.tasks, start, stop), inits=inits)
+
+    def objective(self, loss: LossModule, batch: SupervisedBatch) -> MetaObjective:
+        return self.inner.objective(loss, batch)
+
+    def validate(self, loss: LossModule) -> float:
+        return self.inner.validate(loss)
+
+
 class DistributedMetaTrainer(MetaTrainer):
-    """A :class:`MetaTrainer` whose meta-batches and validations are sharded across the
-    processes of the default ``torch.distributed`` group (initialise it first).
+    """A :class:`MetaTrainer` whose meta-batches are sharded across the processes of the
+    default ``torch.distributed`` group (initialise it first).
 
     Example:
         >>> dist.init_process_group("gloo")  # doctest: +SKIP
@@ -111,84 +138,16 @@ class DistributedMetaTrainer(MetaTrainer):
             raise ConfigError(
                 "outer.es_rank_shaping: expected false for distributed antithetic_es, got true"
             )
-        super().__init__(config, out_dir, callbacks, family)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         if outer.meta_batch < self.world:
             raise ConfigError(
                 f"outer.meta_batch: expected at least one task per process ({self.world}), got {outer.meta_batch}"
             )
         self.shard = shard_bounds(outer.meta_batch, self.rank, self.world)
+        problem = ShardedProblem(SupervisedProblem(config, family), self.shard)
+        super().__init__(config, out_dir, callbacks, problem=problem)
         self.estimator = AllReduceEstimator(self.estimator, self.shard, outer.meta_batch)  # type: ignore[assignment]
-
-    def sample_meta_batch(self) -> tuple[Task, dict[str, Tensor]]:
-        """This process's shard of the meta-batch every process draws alike."""
-        tasks, inits = super().sample_meta_batch()
-        start, stop = self.shard
-        return _slice_task(tasks, start, stop), {k: v[start:stop] for k, v in inits.items()}
-
-    def validate(self) -> float:
-        """Mean meta-objective on the meta-validation tasks, each process scoring its share."""
-        tasks, inits = self.validation_set()
-        count = self.config.outer.val_tasks
-        start, stop = shard_bounds(count, self.rank, self.world)
-        params = {k: v.detach() for k, v in self.loss.named_parameters()}
-        total = torch.zeros((), dtype=torch.float64)
-        if stop > start:
-            shard_inits = {k: v[start:stop] for k, v in inits.items()}
-            with torch.no_grad():
-                total = (
-                    self.meta_objective(_slice_task(tasks, start, stop), shard_inits)(params, None)
-                    .double()
-                    .sum()
-                )
-        dist.all_reduce(total)
-        return float(total) / count
 
     def save(self) -> None:
         if self.rank == 0:
             super().save()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for ``torchrun -m metaloss.distributed CONFIG --out DIR``: meta-train with
-    every launched process; rank 0 writes ``config.yaml``, checkpoints and ``loss.safetensors``."""
-    from metaloss.export import save_loss
-    from metaloss.summary import SummaryCallback
-
-    parser = argparse.ArgumentParser(
-        prog="torchrun ... -m metaloss.distributed", description=__doc__
-    )
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args(argv)
-    config = load_config(args.config, args.overrides)
-    dist.init_process_group("gloo")
-    try:
-        rank = dist.get_rank()
-        summary = SummaryCallback(args.out) if rank == 0 else None
-        if rank == 0:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-        trainer = DistributedMetaTrainer(config, args.out, callbacks=[summary] if summary else [])
-        result = trainer.train(resume=args.resume)
-        if summary is not None:
-            summary.close()
-            save_loss(
-                result.loss,
-                args.out / "loss.safetensors",
-                to_dict(config),
-                {
-                    "best_step": result.best_step,
-                    "best_valid_objective": result.best_value,
-                    "processes": dist.get_world_size(),
-                },
-            )
-    finally:
-        dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

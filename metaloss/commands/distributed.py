@@ -1,0 +1,75 @@
+"""``metaloss train --distributed``: data-parallel meta-training under torchrun.
+
+Every launched process meta-trains its shard of each meta-batch
+(:class:`~metaloss.outer.distributed.DistributedMetaTrainer`); rank 0 alone checks and writes the
+run folder (with the same guard as ``metaloss train``: an existing run is refused without
+``--resume``), its checkpoints and the loss file, and tells the other ranks whether it may go
+on, so a refused folder stops every process with the same one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch.distributed as dist
+
+from metaloss.commands.common import prepare_run_folder
+from metaloss.config import RunConfig, to_dict
+from metaloss.export import save_loss
+from metaloss.outer.distributed import DistributedMetaTrainer
+
+__all__ = ["run_distributed"]
+
+
+def _prepared_folder(args: argparse.Namespace, config: RunConfig) -> Path:
+    """Rank 0 prepares the run folder; every rank gets it, or rank 0's refusal as its own."""
+    outcome: list[object] = [None]
+    if dist.get_rank() == 0:
+        try:
+            outcome[0] = str(prepare_run_folder(args.out, config, args.resume))
+        except (FileExistsError, ValueError, OSError) as error:
+            outcome[0] = error
+    dist.broadcast_object_list(outcome, src=0)
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return Path(str(outcome[0]))
+
+
+def run_distributed(args: argparse.Namespace, config: RunConfig) -> int:
+    """Meta-train ``config`` with every process of the torchrun launch."""
+    from metaloss.summary import SummaryCallback
+
+    dist.init_process_group("gloo")
+    try:
+        out = _prepared_folder(args, config)
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if rank == 0:
+            print(
+                f"metaloss train --distributed: {config.name}, {config.outer.steps} meta-steps on "
+                f"{world} processes, writing to {out}",
+                file=sys.stderr,
+            )
+        summary = SummaryCallback(out) if rank == 0 else None
+        trainer = DistributedMetaTrainer(config, out, callbacks=[summary] if summary else [])
+        try:
+            result = trainer.train(resume=args.resume)
+        finally:
+            if summary is not None:
+                summary.close()
+        if rank == 0:
+            extra = {
+                "best_step": result.best_step,
+                "best_valid_objective": result.best_value,
+                "processes": world,
+            }
+            path = save_loss(result.loss, out / "loss.safetensors", to_dict(config), extra)
+            print(
+                f"best meta-validation objective {result.best_value:.4g} at step {result.best_step}"
+            )
+            print(f"outputs:\n  {path}\n  {out / 'config.yaml'}")
+            print(f"compare it with: metaloss benchmark {out / 'config.yaml'} --loss {path}")
+    finally:
+        dist.destroy_process_group()
+    return 0
