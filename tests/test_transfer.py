@@ -326,6 +326,15 @@ def test_shipped_config_keeps_validation_data_sets_out_of_the_transfer_table() -
     assert tested >= {"diabetes", "fair", "macrodata", "statecrime", "ccard", "stackloss"}
     assert not tested & set(VALIDATION)
     assert screened == set(VALIDATION)
+    # the loss meant for transfer chooses its checkpoint on validation data sets only
+    trained = load_config(root / "configs" / "outliers_transfer.yaml")
+    chosen_on = {
+        item.partition("=")[2]
+        for variant in trained.outer.valid_variants
+        for item in variant.set
+        if item.startswith("task.dataset=")
+    }
+    assert chosen_on == set(VALIDATION)
 
 
 def _rows_of(config, split: str) -> list[Row]:  # type: ignore[no-untyped-def]
