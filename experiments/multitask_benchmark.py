@@ -4,8 +4,9 @@ Runs the benchmark harness (:mod:`metaloss.evaluation.benchmark`: learning rates
 meta-train problems only, fixed meta-test problems) on every row of a multi-task config, with
 the config's contenders (the learned loss, equal weights, uncertainty weighting) plus one
 single-task contender per head slot, then prints per row and loss: Δm (%) mean ± 95% CI over
-problems, the normalised test objective, and a paired t-test of each learned loss's Δm against
-each baseline's.
+problems, the normalised test objective, and each learned loss's Δm paired with each baseline's
+over problems (paired t and Wilcoxon signed-rank tests, win rate, verdict; the rule of
+:func:`metaloss.evaluation.stats.verdict_rule`).
 
     python experiments/multitask_benchmark.py configs/multitask.yaml --out reports/multitask_dm
     python experiments/multitask_benchmark.py configs/multitask.yaml --loss runs/multitask/loss.safetensors
@@ -28,9 +29,10 @@ from metaloss.evaluation.benchmark import (
     rows_from_config,
     run_row,
 )
+from metaloss.evaluation.formatting import PAIRED_COLUMNS, paired_cells
 from metaloss.evaluation.multitask import active_heads, delta_m, single_task_contenders
 from metaloss.evaluation.report import write_report
-from metaloss.evaluation.stats import mean_ci, paired_t_test
+from metaloss.evaluation.stats import mean_ci, paired_comparison, verdict_rule
 from metaloss.tasks import Split
 
 
@@ -54,11 +56,16 @@ def main() -> None:
     sources = args.loss or list(config.benchmark.losses) or ["multitask"]
     contenders = contenders_from_config(config, load_learned(sources), rows[0].family)
     names = [c.name for c in contenders]
-    report: dict[str, dict[str, object]] = {}
+    report: dict[str, dict[str, dict[str, object]]] = {}
     all_entries: list[Entry] = []
     lines = [
         "| row | loss | Δm (%) vs single-task | normalised test objective | lr |",
         "|---|---|---|---|---|",
+    ]
+    paired_columns = ["row", "learned", "vs", *PAIRED_COLUMNS, "95% CIs separate"]
+    paired_lines = [
+        "| " + " | ".join(paired_columns) + " |",
+        "|" + "---|" * len(paired_columns),
     ]
     for row in rows:
         ev = row.config.evaluation
@@ -95,16 +102,27 @@ def main() -> None:
                 continue
             for other in entries[: len(contenders)]:
                 if other.role == "baseline":
-                    diff = per_loss[entry.name] - per_loss[other.name]
-                    _, p = paired_t_test(per_loss[entry.name], per_loss[other.name])
+                    paired = paired_comparison(
+                        per_loss[entry.name], per_loss[other.name], min_pairs=ev.min_pairs
+                    )
                     separated = not mean_ci(per_loss[entry.name]).overlaps(
                         mean_ci(per_loss[other.name])
                     )
-                    lines.append(
-                        f"| {row.name} | {entry.name} − {other.name} | {mean_ci(diff)} (paired p={p:.3g}, "
-                        f"CIs {'separated' if separated else 'overlap'}) | | |"
+                    cells = [row.name, entry.name, other.name, *paired_cells(paired)]
+                    paired_lines.append(
+                        "| " + " | ".join([*cells, "yes" if separated else "no"]) + " |"
                     )
-    table = "\n".join(lines)
+                    report[row.name][entry.name][f"vs {other.name}"] = paired.to_dict()
+    table = "\n".join(
+        [
+            *lines,
+            "",
+            "Δm (%) paired over problems: learned − baseline (negative: the learned loss helps more).",
+            verdict_rule(config.evaluation.min_pairs, "problems"),
+            "",
+            *paired_lines,
+        ]
+    )
     print(
         f"\nΔm over {config.evaluation.test_tasks} held-out problems per row (mean ± 95% CI; lower is better)\n"
     )
@@ -120,6 +138,7 @@ def main() -> None:
         config.evaluation.seeds,
         {r.name: r.config.inner.steps for r in rows},
         metrics={f"head{t}": False for t in range(rows[0].family.heads)},  # type: ignore[attr-defined]
+        min_pairs=config.evaluation.min_pairs,
     )
     paths = write_report(result, args.out, to_dict(config))
     print(

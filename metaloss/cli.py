@@ -55,6 +55,7 @@ def _register_unavailable(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = ["metaloss", *(sys.argv[1:] if argv is None else argv)]  # recorded by train
     if args.threads < 1:
         parser.error(f"--threads: expected an integer >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)

@@ -219,6 +219,13 @@ class EvalConfig:
         (0.001, 0.003, 0.01, 0.03, 0.1, 0.3), "learning rates searched for each loss", gt=0
     )
     grid_tasks: int = setting(64, "meta-train tasks used to select learning rates", ge=1)
+    min_pairs: int = setting(
+        6,
+        "fewest pairs (e.g. meta-test tasks) on which a report may call a difference better or "
+        "worse (fewer: 'too few pairs'); 6 is the least at which the two-sided Wilcoxon test "
+        "can reach p < 0.05",
+        ge=6,
+    )
 
 
 @dataclass(frozen=True)
@@ -574,10 +581,13 @@ def to_nested_copy(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (``None``: the built-in defaults), apply overrides and validate."""
+    """Read a YAML config (a file, a shipped name such as ``outliers``, or ``None``: the
+    built-in defaults), apply overrides and validate."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
+        from metaloss.named_configs import resolve_config
+
+        path = resolve_config(path)  # a file, or the name of a shipped config
         if not path.is_file():
             raise ConfigError(f"config: no such file {str(path)!r}")
         try:

@@ -171,9 +171,19 @@ def _data_end(path: Path, name: str, entry: Any) -> int:
 
 
 def load_loss(
-    source: str | Path, reduction: str = "mean", map_location: str | torch.device = "cpu"
+    source: str | Path,
+    reduction: str = "mean",
+    map_location: str | torch.device = "cpu",
+    trainable: bool = False,
 ) -> LossModule:
-    """Load a learned loss from a file or zoo name as a plain ``torch.nn.Module``.
+    """Load a learned loss from a file, a Hugging Face-layout folder (:mod:`metaloss.hub`) or a
+    zoo name as a plain ``torch.nn.Module``.
+
+    Like torch's own losses it is in eval mode with no trainable parameters: its outputs
+    require grad only when the inputs do, and no ``.grad`` accumulates on it across backward
+    passes. ``trainable=True`` returns it in train mode with ``requires_grad`` parameters (to
+    fine-tune it). Its ``metadata`` is the file's; its repr and :meth:`~LossModule.model_card`
+    say what it was trained on and with which command.
 
     Example:
         >>> from metaloss import load_loss
@@ -204,6 +214,8 @@ def load_loss(
         module = module.to(dtypes.pop())
     module.load_state_dict(tensors)
     module.metadata = meta
+    module.train(trainable)
+    module.requires_grad_(trainable)
     return module.to(map_location)
 
 

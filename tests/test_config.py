@@ -55,9 +55,28 @@ def test_overrides_are_parsed_as_yaml_values() -> None:
         apply_overrides({}, ["outer.steps"])
 
 
+def _missing(written: object, loaded: object, path: str = "") -> list[str]:
+    """Settings of ``written`` (a YAML file's data) absent from, or different in, ``loaded``."""
+    if isinstance(written, dict):
+        if not isinstance(loaded, dict):
+            return [path]
+        return [m for k, v in written.items() for m in _missing(v, loaded.get(k), f"{path}.{k}")]
+    if isinstance(written, list):
+        if not isinstance(loaded, list) or len(loaded) != len(written):
+            return [path]
+        pairs = enumerate(zip(written, loaded, strict=True))
+        return [m for i, (w, g) in pairs for m in _missing(w, g, f"{path}[{i}]")]
+    return [] if written == loaded else [f"{path}: {written!r} in the file, {loaded!r} loaded"]
+
+
 def test_shipped_configs_load(tmp_path: Path) -> None:
-    for path in sorted(Path("configs").glob("*.yaml")):
-        assert load_config(path) is not None
+    import yaml
+
+    paths = sorted(Path("configs").glob("*.yaml"))
+    assert len(paths) >= 5
+    for path in paths:
+        loaded = to_dict(load_config(path))  # every setting the file writes is the one loaded
+        assert _missing(yaml.safe_load(path.read_text()), loaded) == [], path
     bad = tmp_path / "bad.yaml"
     bad.write_text("outer: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

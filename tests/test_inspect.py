@@ -13,7 +13,8 @@ from metaloss import save_loss
 from metaloss.cli import main
 from metaloss.losses import LearnedLoss, baseline
 from metaloss.losses.regression import evaluate_in_batch, regression_curves
-from metaloss.plots.regression import describe_regression, growth_exponent
+from metaloss.plots.base import titled
+from metaloss.plots.regression import REGRESSION_VIEW, describe_regression, growth_exponent
 
 
 @pytest.fixture
@@ -126,3 +127,50 @@ def test_a_weight_form_loss_is_drawn_as_the_loss_it_descends() -> None:
     lines = describe_regression(loss)
     assert ": quadratic " in lines[0] and ": quadratic " in lines[1]
     assert "form 'weight'" in lines[-1]
+
+
+def _shifted(pred: Tensor, target: Tensor) -> Tensor:
+    """A target-dependent loss: for target -2 its minimum is -9 at residual +1.7 (like the sine
+    loss in issue 16), for target 0 at 0, for target 2 it is 0 at residual -1.7."""
+    r = pred - target
+    return (r + 0.85 * target) ** 2 - 9.0 * (target < 0).to(pred.dtype)
+
+
+def test_the_minimum_per_target_and_target_dependence_are_reported() -> None:
+    lines = describe_regression(_shifted)
+    minimum = _line(lines, "minimum per target")
+    assert "target -2: -9 at residual +1.7" in minimum
+    assert "target 0: 0 at residual 0" in minimum and "target 2: 0 at residual -1.7" in minimum
+    assert "away from zero residual for target(s) -2, 2" in _line(lines, "the minimum is away")
+    assert "the shape depends on the target" in _line(lines, "dependence on the target")
+    mse = describe_regression(baseline("mse"))
+    assert not any(line.startswith("the minimum is away") for line in mse)
+    assert "none to speak of" in _line(mse, "dependence on the target")
+
+
+def test_a_text_only_kind_with_out_writes_no_figure_and_still_summarises(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.png"
+    assert main(["inspect", "multitask", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "input features:" in text and "trained on: multitask" in text
+    assert text.rstrip().endswith(
+        "figure: none written (loss kind 'multitask' has no shape view: text summary only)"
+    )
+    assert not out.exists()
+
+
+def test_figures_are_titled_high_resolution_and_readable(loss_file: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    out = tmp_path / "loss.png"
+    assert main(["inspect", str(loss_file), "--out", str(out)]) == 0
+    with Image.open(out) as image:
+        assert image.info["dpi"][0] >= 119.9 and image.width >= 1000
+    figure = REGRESSION_VIEW.figure(regression_curves(LearnedLoss(hidden=(4,))))
+    titled(figure, "loss.safetensors (trained on tiny)")
+    assert figure._suptitle is not None
+    assert figure._suptitle.get_text() == "loss.safetensors (trained on tiny)"
+    legend = figure.axes[0].get_legend()
+    assert legend is not None and min(t.get_fontsize() for t in legend.get_texts()) >= 9

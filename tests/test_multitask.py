@@ -128,6 +128,14 @@ def test_delta_m_by_hand() -> None:
     torch.testing.assert_close(delta_m(multi, single, active), torch.tensor([25.0, -125.0 / 3]))
 
 
+def test_delta_m_of_a_problem_with_one_head_ignores_absent_heads() -> None:
+    # One present head (-50%); the absent heads' single-task errors are 0 (no such model).
+    multi = torch.tensor([[1.0, 3.0, 5.0]])
+    single = torch.tensor([[2.0, 0.0, 0.0]])
+    active = torch.tensor([[True, False, False]])
+    torch.testing.assert_close(delta_m(multi, single, active), torch.tensor([-50.0]))
+
+
 def test_family_layout_and_single_task_view() -> None:
     config = parse(TINY)
     family = make_family(config.task)
@@ -142,6 +150,9 @@ def test_family_layout_and_single_task_view() -> None:
     viewed = single_task_view(1)(tasks)
     kinds = viewed.train.y[..., 3:6]
     assert (kinds[..., [0, 2]] == 0).all() and torch.equal(kinds[..., 1], tasks.train.y[..., 4])
+    for split in (viewed.outer_valid, viewed.test):  # selection and scores see one head too
+        assert (active_heads(viewed._replace(test=split)).sum(-1) <= 1).all()
+        assert (split.y[..., 3:6][..., [0, 2]] == 0).all()
     assert torch.equal(only_head(tasks.test.y, 0)[..., :3], tasks.test.y[..., :3])
 
 

@@ -136,3 +136,37 @@ def test_meta_training_improves_the_meta_objective_on_held_out_tasks() -> None:
         after.final.mean(),
         p,
     )
+
+
+class FixedGradient:
+    """An estimator whose meta-gradient is ``value`` in every coordinate."""
+
+    name = "fixed"
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def estimate(self, params, objective, generator):
+        grads = {k: torch.full_like(v, self.value) for k, v in params.items()}
+        return EstimatorOut(torch.tensor(1.0), grads, torch.tensor([1.0]))
+
+
+@pytest.mark.parametrize("clip", [0.5, 0.0, 1e6])
+def test_meta_gradient_is_clipped_to_the_configured_norm(clip: float) -> None:
+    trainer = MetaTrainer(small_config(steps=1, grad_clip=clip))
+    trainer.estimator = FixedGradient(3.0)
+    trainer.optimizer = torch.optim.SGD(trainer.loss.parameters(), lr=1.0)  # update = -gradient
+    before = {k: v.detach().clone() for k, v in trainer.loss.named_parameters()}
+    count = sum(v.numel() for v in before.values())
+    record = trainer.meta_step()
+    norm = 3.0 * count**0.5
+    assert record.grad_norm == pytest.approx(norm)  # reported before clipping
+    factor = min(1.0, clip / norm) if clip else 1.0
+    for name, value in trainer.loss.named_parameters():
+        step = before[name] - value.detach()
+        torch.testing.assert_close(step, torch.full_like(step, 3.0 * factor))
+    if clip == 0.5:
+        moved = torch.cat(
+            [(before[k] - v.detach()).flatten() for k, v in trainer.loss.named_parameters()]
+        )
+        assert float(moved.norm()) == pytest.approx(0.5)

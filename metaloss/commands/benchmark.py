@@ -1,5 +1,7 @@
 """``metaloss benchmark``: learned losses against hand-designed baselines (and an oracle) on
-fixed held-out tasks, with learning rates and loss parameters selected on meta-train tasks."""
+fixed held-out tasks, with learning rates and loss parameters selected on meta-train tasks.
+``--meta-seeds N`` meta-trains the config with N seeds first and reports claims across them
+(:mod:`metaloss.commands.meta_seeds`)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from metaloss.commands.common import add_overrides
-from metaloss.config import ConfigError, load_config, to_dict
+from metaloss.commands.config import config_epilog
+from metaloss.config import ConfigError, RunConfig, load_config, to_dict
 from metaloss.evaluation.benchmark import (
+    BenchmarkResult,
     PerSampleLoss,
     contenders_from_config,
     plan_size,
@@ -23,15 +27,18 @@ from metaloss.export import load_loss, zoo_names
 from metaloss.rl.config import is_rl_config
 from metaloss.tasks import family_spec
 
-__all__ = ["register", "run"]
+__all__ = ["benchmark_and_report", "load_learned", "register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
-        "benchmark", help="benchmark learned losses against baselines", description=__doc__
+        "benchmark",
+        help="benchmark learned losses against baselines",
+        description=__doc__,
+        epilog=config_epilog(),
     )
     p.add_argument(
-        "config", help="YAML config with a benchmark section (e.g. configs/outliers.yaml)"
+        "config", help="config file or shipped name with a benchmark section (e.g. outliers)"
     )
     p.add_argument(
         "--loss",
@@ -47,6 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=None,
         metavar="DIR",
         help="tuning folder of `metaloss tune`: losses tuned there use their tuned lr and parameter",
+    )
+    p.add_argument(
+        "--meta-seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="meta-train the config with seeds 0..N-1 into OUT/seed-k/ (resumable), benchmark "
+        "all N losses and report the spread and claims across seeds (needs --out)",
     )
     add_overrides(p, "evaluation.test_tasks=200")
     p.set_defaults(func=run)
@@ -104,9 +119,27 @@ def run(args: argparse.Namespace) -> int:
                 "'meta_test' for an RL config"
             )
         return run_rl(args, config)
-    rows = rows_from_config(config)
+    if args.meta_seeds is not None:  # claims across meta-training seeds
+        from metaloss.commands.meta_seeds import run_meta_seeds
+
+        return run_meta_seeds(args, config)
     sources = _sources(args, config.benchmark.losses, family_spec(config.task.family).zoo_loss)
     learned = load_learned(sources)
+    out: Path = args.out or Path("reports") / config.name
+    benchmark_and_report(args, config, learned, sources, out)
+    return 0
+
+
+def benchmark_and_report(
+    args: argparse.Namespace,
+    config: RunConfig,
+    learned: dict[str, PerSampleLoss],
+    sources: list[str],
+    out: Path,
+) -> BenchmarkResult:
+    """Benchmark ``learned`` (loaded from ``sources``) against the config's baselines, write the
+    report into ``out`` and print it; ``args.tuned`` applies a tuning folder."""
+    rows = rows_from_config(config)
     references = load_learned(list(config.benchmark.learned_baselines))
     contenders = contenders_from_config(config, learned, rows[0].family, references)
     tuned_notes: dict[str, str] = {}
@@ -115,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
 
         contenders, tuned_notes = apply_tuned(contenders, read_tuned(args.tuned))
         print("\n".join(f"  {name}: {note}" for name, note in tuned_notes.items()), file=sys.stderr)
-    out: Path = args.out or Path("reports") / config.name
     print(
         f"metaloss benchmark: {len(contenders)} losses x {len(rows)} rows, {config.evaluation.test_tasks} "
         f"{'meta-validation' if config.benchmark.split == 'meta_valid' else 'test'} tasks x "
@@ -147,4 +179,4 @@ def run(args: argparse.Namespace) -> int:
     print((out / "results.md").read_text())
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths))
     print(f"  {out}/events.out.tfevents.*  (view: tensorboard --logdir {out})")
-    return 0
+    return result

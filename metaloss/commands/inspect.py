@@ -4,9 +4,13 @@
     metaloss inspect robust-regression --out loss.png      # a zoo name instead of a file
 
 The figure is the one TensorBoard shows under ``shape/figure`` (for regression: the loss and
-``d loss / d pred`` against the residual for several targets, beside MSE, L1 and Huber). The
-summary names the input features and, where the loss kind has a description, the growth at
-large residuals (bounded / linear / quadratic), the symmetry and the value at zero residual.
+``d loss / d pred`` against the residual for several targets, beside MSE, L1 and Huber), titled
+with the loss's name, at 120 dpi or more. The summary names the input features and, where the
+loss kind has a description, the growth at large residuals (bounded / linear / quadratic), the
+symmetry, the value at zero residual, the minimum for each target (a target-dependent loss may
+have its minimum away from zero residual) and whether the shape depends on the target. A kind
+without a shape view (e.g. ``multitask``) gets the text summary; ``--out`` then writes nothing
+and says so.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from metaloss.export import load_loss, read_metadata
 from metaloss.plots import has_shape_view, shape_view
+from metaloss.plots.base import FIGURE_DPI, titled
 
 __all__ = ["register", "run", "summary_lines"]
 
@@ -58,20 +63,30 @@ def summary_lines(meta: dict[str, Any], description: list[str] | None) -> list[s
     return lines
 
 
+def _loss_title(source: str, meta: dict[str, Any]) -> str:
+    """The figure's title: the file (as given) or zoo name, and the run it came from."""
+    config = meta.get("config") or {}
+    name = str(source)
+    trained = config.get("name")
+    return f"{name} (trained on {trained})" if trained and trained not in name else name
+
+
 def run(args: argparse.Namespace) -> int:
     meta = read_metadata(args.loss)
     loss = load_loss(args.loss, reduction="none")
     kind = str(loss.kind)
-    if args.out is not None and not has_shape_view(kind):
-        shape_view(kind)  # raises: no figure for this kind (names the known kinds)
     view = shape_view(kind) if has_shape_view(kind) else None
     description = view.describe(loss) if view is not None and view.describe else None
     print(f"{args.loss}:")
     for line in summary_lines(meta, description):
         print(f"  {line}")
-    if view is not None and args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        figure = view.figure(view.curves(loss))
-        figure.savefig(args.out)
-        print(f"figure: {args.out}")
+    if args.out is None:
+        return 0
+    if view is None:
+        print(f"figure: none written (loss kind {kind!r} has no shape view: text summary only)")
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    figure = titled(view.figure(view.curves(loss)), _loss_title(args.loss, meta))
+    figure.savefig(args.out, dpi=max(FIGURE_DPI, figure.dpi))
+    print(f"figure: {args.out}")
     return 0

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from metaloss.commands.common import add_overrides
+from metaloss.commands.config import config_epilog
 from metaloss.config import RunConfig, load_config
 from metaloss.export import load_loss, zoo_names
 from metaloss.rl.benchmark import run_rl_benchmark
@@ -25,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "rl-benchmark",
         help="benchmark policy objectives on held-out RL variants",
         description=__doc__,
+        epilog=config_epilog(),
     )
-    p.add_argument("config", help="YAML config of an RL family, e.g. configs/cartpole.yaml")
+    p.add_argument("config", help="config file or shipped name of an RL family, e.g. cartpole")
     p.add_argument(
         "--loss",
         nargs="+",

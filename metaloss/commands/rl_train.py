@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from metaloss.commands.common import add_overrides, prepare_run_folder
+from metaloss.commands.config import config_epilog
 from metaloss.config import load_config, to_dict
 from metaloss.export import save_loss
 from metaloss.rl.meta import (
@@ -28,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "rl-train",
         help="meta-train a learned policy objective with ES (RL families)",
         description=__doc__,
+        epilog=config_epilog(),
     )
-    p.add_argument("config", help="YAML config of an RL family, e.g. configs/cartpole.yaml")
+    p.add_argument("config", help="config file or shipped name of an RL family, e.g. cartpole")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<name>)")
     add_overrides(p, "outer.steps=5")
     p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")

@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 from metaloss.commands.common import add_overrides, prepare_run_folder
+from metaloss.commands.config import config_epilog
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
+from metaloss.evaluation.training_summary import assess_training
 from metaloss.export import save_loss
+from metaloss.losses.kinds import kind_spec
 from metaloss.outer.supervised import supervised_family
 from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer
 from metaloss.rl.config import is_rl_config
@@ -25,9 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "train",
         help="meta-train a learned loss (default: the built-in sine job)",
         description=__doc__,
+        epilog=config_epilog(),
     )
     p.add_argument(
-        "config", nargs="?", default=None, help="YAML config (default: built-in sine settings)"
+        "config",
+        nargs="?",
+        default=None,
+        help="config file or shipped name, e.g. outliers (default: built-in sine settings)",
     )
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<name>)")
     add_overrides(p, "outer.steps=50")
@@ -68,12 +75,18 @@ def run(args: argparse.Namespace) -> int:
         result.loss,
         out / "loss.safetensors",
         to_dict(config),
-        {"best_step": result.best_step, "best_valid_objective": result.best_value},
+        {
+            "best_step": result.best_step,
+            "best_valid_objective": result.best_value,
+            "argv": getattr(args, "argv", ["metaloss", *sys.argv[1:]]),
+        },
     )
     print(
         f"best meta-validation objective {result.best_value:.4g} at step {result.best_step}; "
         f"skipped steps: {result.skipped_steps}"
     )
+    health = assess_training(result.steps, result.validations, config.outer.grad_clip)
+    print("meta-training health:\n" + "\n".join(f"  {line}" for line in health.lines()))
     if result.degeneracy.collapsed:
         print(
             f"warning: the learned loss has collapsed: {result.degeneracy.reason}", file=sys.stderr
@@ -82,10 +95,11 @@ def run(args: argparse.Namespace) -> int:
     family = supervised_family(trainer)
     if not args.no_eval:
         print(
-            f"meta-testing against {'MSE' if family.kind == 'regression' else 'CE'} ...",
+            f"meta-testing against {kind_spec(family.kind).reference} ...",
             file=sys.stderr,
         )
         comparison = compare_with_mse(result.loss.per_sample, family, config)
+        summary.log_comparison(comparison)
         table = comparison.markdown()
         (out / "results.md").write_text(table)
         (out / "results.json").write_text(json.dumps(comparison.to_dict(), indent=2))

@@ -1,23 +1,32 @@
 """``metaloss tune``: tune a learned loss or a baseline with Optuna on meta-validation tasks.
 
-Every target gets the same trial budget over its part of the config's ``tune.space``; the
-best configuration is written as a YAML file that ``metaloss train`` reads as is.
+Every target gets the same trial budget over its search space: the config's ``tune.space``
+entries for it, and for what they do not mention a default space (the inner learning rate on a
+log scale over ``evaluation.lr_grid``; ``outer.lr`` for the learned loss; each baseline's own
+parameter, e.g. Huber's δ). The best configuration is written as a YAML file that
+``metaloss train`` reads as is.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
 
 from metaloss.commands.common import add_overrides
+from metaloss.commands.config import config_epilog
 from metaloss.config import load_config
-from metaloss.tuning import known_targets, tune
+from metaloss.tuning import known_targets, resolve_space, tune
 from metaloss.tuning.storage import journal_path
 
-__all__ = ["register", "run"]
+__all__ = ["TrialProgress", "dashboard_hint", "register", "run"]
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg, unused-ignore]
@@ -25,8 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "tune",
         help="tune a learned loss or a baseline with Optuna (same budget for each)",
         description=__doc__,
+        epilog=config_epilog(),
     )
-    p.add_argument("config", type=Path, help="YAML run config with a tune.space section")
+    p.add_argument(
+        "config",
+        help="config file or shipped name, e.g. outliers (tune.space optional: every target "
+        "has a default search space)",
+    )
     p.add_argument(
         "--target",
         default="learned",
@@ -61,28 +75,77 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=run)
 
 
+class TrialProgress:
+    """A tqdm bar on stderr over a study's trial budget, used as an Optuna trial callback:
+    after each trial it shows how many of the study's trials are finished (by any worker, and
+    by an earlier run this one resumes), the best value so far and the last trial's state."""
+
+    def __init__(self, budget: int, target: str) -> None:
+        self.budget = budget
+        self.bar = tqdm(
+            total=budget,
+            desc=f"tune {target}",
+            unit="trial",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.0,
+            disable=None if sys.stderr.isatty() else False,
+        )
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        finished = study.get_trials(deepcopy=False, states=_FINISHED)
+        self.bar.n = min(self.budget, len(finished))
+        values = [
+            t.value for t in finished if t.state == TrialState.COMPLETE and t.value is not None
+        ]
+        self.bar.set_postfix(
+            best=f"{min(values):.4g}" if values else "-",
+            last=f"#{trial.number} {trial.state.name.lower()}",
+            refresh=False,
+        )
+        self.bar.refresh()
+
+    def close(self) -> None:
+        """Close the bar (once this worker is done)."""
+        self.bar.close()
+
+
+def dashboard_hint(storage: str) -> str:
+    """How to browse the study: the optuna-dashboard command if it is installed, else how to
+    install it (the ``dashboard`` extra)."""
+    if importlib.util.find_spec("optuna_dashboard") is not None:
+        return f"(view: optuna-dashboard {storage})"
+    return f"(to browse it: pip install 'metaloss[dashboard]', then optuna-dashboard {storage})"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise ValueError(f"--trials: expected an integer >= 1, got {args.trials}")
     if args.heartbeat < 1:
         raise ValueError(f"--heartbeat: expected an integer >= 1, got {args.heartbeat}")
     config = load_config(args.config, args.overrides)
+    space = resolve_space(config, args.target)  # checked before anything is written
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     where = args.storage or journal_path(args.out)
     print(
         f"metaloss tune: {args.target} on {config.name}, study budget {args.trials} trials, "
-        f"storage {where}",
+        f"storage {where}\nsearch space:\n" + "\n".join(f"  {d.describe()}" for d in space),
         file=sys.stderr,
     )
-    result = tune(
-        config,
-        args.target,
-        args.trials,
-        args.out,
-        args.storage,
-        args.study,
-        heartbeat_interval=args.heartbeat,
-    )
+    progress = TrialProgress(args.trials, args.target)
+    try:
+        result = tune(
+            config,
+            args.target,
+            args.trials,
+            args.out,
+            args.storage,
+            args.study,
+            heartbeat_interval=args.heartbeat,
+            callbacks=[progress],
+        )
+    finally:
+        progress.close()
     print(result.trials_md.read_text())
     if result.best_config is None:
         print(f"no trial completed (this worker ran {result.ran}); see {result.trials_md}")
@@ -105,6 +168,5 @@ def run(args: argparse.Namespace) -> int:
         f"  {result.out_dir}/tensorboard/  "
         f"(view: tensorboard --logdir {result.out_dir}/tensorboard)"
     )
-    if args.storage is None:
-        print(f"  {where}  (view: optuna-dashboard {where})")
+    print(f"  {where}  {dashboard_hint(str(where))}")
     return 0

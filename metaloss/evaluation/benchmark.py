@@ -51,7 +51,13 @@ from metaloss.config import BenchmarkRow, ConfigError, RunConfig, apply_override
 from metaloss.evaluation.diagnostics import DIAGNOSES, count_diagnoses
 from metaloss.evaluation.fits import FITS, Fit, fit_scores
 from metaloss.evaluation.meta_test import EvalSet, eval_set, run_loss, select_lr
-from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
+from metaloss.evaluation.stats import (
+    DEFAULT_MIN_PAIRS,
+    MeanCI,
+    PairedComparison,
+    mean_ci,
+    paired_comparison,
+)
 from metaloss.losses import baseline
 from metaloss.losses.baselines import FREE_OUTPUTS, baseline_table
 from metaloss.seeds import GRID_INIT_SEED, INIT_SEED_STRIDE, TEST_INIT_SEED
@@ -59,6 +65,7 @@ from metaloss.tasks import Split, Task, TaskFamily, family_spec, make_family
 from metaloss.typing import PerSampleLoss
 
 __all__ = [
+    "BASELINE_VIEWS",
     "BenchmarkResult",
     "Comparison",
     "Contender",
@@ -170,15 +177,27 @@ class Entry:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A learned loss against one baseline on one row, paired by task."""
+    """A learned loss against one baseline on one row, paired by task (``paired``: learned
+    minus baseline; see :func:`metaloss.evaluation.stats.paired_comparison`)."""
 
     row: str
     learned: str
     baseline: str
-    difference: float
-    win_rate: float
-    p_value: float
+    paired: PairedComparison
     separated: bool
+
+    @property
+    def difference(self) -> float:
+        return self.paired.difference.mean
+
+    @property
+    def win_rate(self) -> float:
+        return self.paired.win_rate
+
+    @property
+    def p_value(self) -> float:
+        """The paired t test's p-value."""
+        return self.paired.p_t
 
 
 @dataclass
@@ -196,6 +215,8 @@ class BenchmarkResult:
     """Extra metrics reported (name -> higher is better)."""
     split: str = "meta_test"
     """The tested tasks: ``meta_test`` (held-out) or ``meta_valid`` (candidate screening)."""
+    min_pairs: int = DEFAULT_MIN_PAIRS
+    """``evaluation.min_pairs``: fewest tasks on which a comparison may be called better/worse."""
 
     def entry(self, row: str, name: str) -> Entry:
         for e in self.entries:
@@ -231,6 +252,11 @@ class BenchmarkResult:
 # Building contenders and rows from a config.
 
 
+BASELINE_VIEWS: dict[str, Callable[[Task], Task]] = {}
+"""Baselines that see the tasks through a view, by name (e.g. ``equal_weights_standardised``:
+targets standardised as a practitioner would); filled by the modules that define them."""
+
+
 def contenders_from_config(
     config: RunConfig,
     learned: dict[str, PerSampleLoss],
@@ -264,6 +290,7 @@ def contenders_from_config(
                 spec.values,
                 fit=FITS.get(spec.name),
                 free_outputs=FREE_OUTPUTS.get(spec.name, 0),
+                view=BASELINE_VIEWS.get(spec.name),
             )
         )
     if config.benchmark.oracle:
@@ -568,6 +595,7 @@ def run_benchmark(
         extra=extra,
         metrics=directions,
         split=first.benchmark.split,
+        min_pairs=first.evaluation.min_pairs,
     )
 
 
@@ -589,23 +617,16 @@ def describe_condition(row: Row) -> dict[str, Any]:
 
 
 def compare(result: BenchmarkResult) -> list[Comparison]:
-    """Every learned loss against every baseline on every row, paired by task."""
+    """Every learned loss against every baseline on every row, paired by task (lower is
+    better; verdicts held to ``result.min_pairs`` tasks)."""
     out = []
     for row in result.rows:
         entries = result.row_entries(row)
         for learned in (e for e in entries if e.role == "learned"):
             for base in (e for e in entries if e.role == "baseline"):
-                a, b = learned.per_task.double(), base.per_task.double()
-                _, p = paired_t_test(a, b)
-                out.append(
-                    Comparison(
-                        row,
-                        learned.name,
-                        base.name,
-                        float((a - b).mean()),
-                        float((a < b).double().mean()),
-                        p,
-                        not learned.score.overlaps(base.score),
-                    )
+                paired = paired_comparison(
+                    learned.per_task, base.per_task, min_pairs=result.min_pairs
                 )
+                separated = not learned.score.overlaps(base.score)
+                out.append(Comparison(row, learned.name, base.name, paired, separated))
     return out

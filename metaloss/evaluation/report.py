@@ -12,9 +12,11 @@ from typing import Any
 
 from metaloss.evaluation.benchmark import BenchmarkResult, Comparison, Entry, compare
 from metaloss.evaluation.diagnostics import DIAGNOSES
-from metaloss.evaluation.stats import mean_ci
+from metaloss.evaluation.formatting import PAIRED_COLUMNS, paired_cells
+from metaloss.evaluation.stats import mean_ci, verdict_rule
 
 __all__ = [
+    "finite_json",
     "markdown",
     "to_json",
     "write_csv",
@@ -28,14 +30,14 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _finite(data: Any) -> Any:
+def finite_json(data: Any) -> Any:
     """``data`` with every non-finite float replaced by ``None`` (strict JSON)."""
     if isinstance(data, float):
         return _number(data)
     if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
+        return {k: finite_json(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
-        return [_finite(v) for v in data]
+        return [finite_json(v) for v in data]
     return data
 
 
@@ -86,12 +88,23 @@ def to_json(result: BenchmarkResult, config: dict[str, Any] | None = None) -> di
         "inner_steps": result.inner_steps,
         "rows": result.rows,
         "entries": [_entry_dict(e) for e in result.entries],
-        "comparisons": [{**vars(c), "p_value": _number(c.p_value)} for c in compare(result)],
+        "comparisons": [_comparison_dict(c) for c in compare(result)],
+        "min_pairs": result.min_pairs,
         "gap_closed": gaps,
         "gap_closed_from_each_baseline": _gaps_per_baseline(result),
         "metrics_higher_is_better": result.metrics,
         "config": config or {},
         **result.extra,
+    }
+
+
+def _comparison_dict(c: Comparison) -> dict[str, Any]:
+    return {
+        "row": c.row,
+        "learned": c.learned,
+        "baseline": c.baseline,
+        **c.paired.to_dict(),
+        "separated": c.separated,
     }
 
 
@@ -140,10 +153,6 @@ def write_csv(result: BenchmarkResult, path: Path) -> None:
 
 def _percent(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.0%}"
-
-
-def _p(p: float) -> str:
-    return "n/a" if not math.isfinite(p) else f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
 _TESTED = {
@@ -211,17 +220,18 @@ def markdown(result: BenchmarkResult) -> str:
 def _comparison_table(result: BenchmarkResult, comparisons: list[Comparison]) -> list[str]:
     if not comparisons:
         return []
+    columns = ["row", "learned", "vs", *PAIRED_COLUMNS, "95% CIs separate"]
     lines = [
-        "## Learned vs baselines (paired over tasks)",
+        "## Learned vs baselines (paired over tasks; difference = learned − baseline)",
         "",
-        "| row | learned | vs | mean difference | win rate | p (paired t) | 95% CIs separate |",
-        "|---|---|---|---|---|---|---|",
+        verdict_rule(result.min_pairs, "tasks"),
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
     ]
     for c in comparisons:
-        lines.append(
-            f"| {c.row} | {c.learned} | {c.baseline} | {c.difference:+.4g} | {c.win_rate:.0%} | {_p(c.p_value)} | "
-            f"{'yes' if c.separated else 'no'} |"
-        )
+        cells = [c.row, c.learned, c.baseline, *paired_cells(c.paired)]
+        lines.append("| " + " | ".join([*cells, "yes" if c.separated else "no"]) + " |")
     gaps = []
     for row in result.rows:
         for e in result.row_entries(row):
@@ -397,7 +407,7 @@ def write_report(
         out / "results.md",
         out / "learning_curves.png",
     ]
-    paths[0].write_text(json.dumps(_finite(to_json(result, config)), indent=2, allow_nan=False))
+    paths[0].write_text(json.dumps(finite_json(to_json(result, config)), indent=2, allow_nan=False))
     write_csv(result, paths[1])
     paths[2].write_text(table)
     write_curves_png(result, paths[3])

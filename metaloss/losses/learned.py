@@ -13,12 +13,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from metaloss.config import LossConfig
 from metaloss.learners import MLP
-from metaloss.losses.features import check_features, compute_features, feature_width
-from metaloss.losses.module import LossModule, reduce, register_architecture
+from metaloss.losses.features import (
+    check_features,
+    class_dependent_features,
+    compute_features,
+    feature_width,
+)
+from metaloss.losses.module import LossModule, init_uniform_, reduce, register_architecture
 from metaloss.typing import Reduction
 
 __all__ = [
@@ -50,16 +55,6 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return -log_probs.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
 
 
-def init_uniform_(module: nn.Module, generator: torch.Generator, scale: float = 1.0) -> None:
-    """Re-draw every parameter of ``module`` in place from ``U(-b, b)``, ``b = scale / sqrt(fan_in)``
-    (PyTorch's ``nn.Linear`` bound, scaled), using ``generator`` so runs are reproducible."""
-    with torch.no_grad():
-        for p in module.parameters():
-            fan_in = p.shape[-1] if p.dim() > 1 else p.numel()
-            bound = scale / max(fan_in, 1) ** 0.5
-            p.copy_((2 * torch.rand(p.shape, generator=generator, dtype=p.dtype) - 1) * bound)
-
-
 def _base_loss(kind: str, pred: Tensor, target: Tensor) -> Tensor:
     """The per-sample loss a ``form="weight"`` network re-weights: CE or the squared residual."""
     if kind == "classification":
@@ -78,8 +73,10 @@ class LearnedLoss(LossModule):
     prediction is subtracted, so ``loss(t, t) == 0`` for every target ``t``.
 
     For classification ``pred`` holds logits ``[..., N, C]`` and ``target`` integer labels
-    ``[..., N]``; ``reduction="none"`` returns ``[..., N]``. Features may be vectors (e.g. the
-    sorted probability vector), whose width depends on ``num_classes``. ``zero_at_target`` is
+    ``[..., N]``; ``reduction="none"`` returns ``[..., N]``. A loss whose features are all scalar
+    accepts logits of any number of classes; features may also be vectors (e.g. the sorted
+    probability vector) whose width depends on ``num_classes``, and only such a loss refuses
+    logits of another class count. ``zero_at_target`` is
     ignored (a "perfect" logit vector does not exist). With ``form="weight"`` the loss is
     ``w(features) * CE`` where the features are detached, so the network acts as a per-sample
     weight, as in Meta-Weight-Net (Shu et al., 2019); pair it with ``output="sigmoid"``. For
@@ -95,7 +92,8 @@ class LearnedLoss(LossModule):
         zero_at_target: subtract the loss at a perfect prediction.
         kind: ``"regression"`` or ``"classification"``.
         reduction: default reduction, ``"mean"``, ``"sum"`` or ``"none"``.
-        num_classes: number of classes (classification with vector features only).
+        num_classes: number of classes; needed (and enforced) only by vector features whose
+            width depends on it.
         form: ``"loss"`` (the output is the loss) or ``"weight"`` (the output weights CE, or
             the squared residual for regression).
 
@@ -109,6 +107,8 @@ class LearnedLoss(LossModule):
         >>> loss(torch.zeros(4, 1), torch.ones(4, 1)).shape
         torch.Size([])
     """
+
+    default_kind = "regression"
 
     def __init__(
         self,
@@ -143,43 +143,34 @@ class LearnedLoss(LossModule):
         self.reduction: Reduction = reduction
         self.num_classes = num_classes
         self.form = form
+        self.class_dependent = class_dependent_features(kind, self.features)
         self.net = MLP(feature_width(kind, self.features, num_classes), self.hidden, 1, activation)
 
     @classmethod
-    def from_config(
-        cls,
-        config: LossConfig,
-        kind: str = "regression",
-        generator: torch.Generator | None = None,
-        num_classes: int | None = None,
-    ) -> LearnedLoss:
-        """Build the loss of a run config, initialised from ``generator`` (scaled by ``init_scale``).
-
-        ``num_classes`` is used by classification losses only (ignored for regression)."""
-        classes = num_classes if kind == "classification" else None
-        loss = cls(
-            config.features,
-            config.hidden,
-            config.activation,
-            config.output,
-            config.zero_at_target,
-            kind,
-            num_classes=classes,
-            form=config.form,
-        )
-        if generator is not None:
-            init_uniform_(loss, generator, config.init_scale)
-        return loss
+    def config_arguments(
+        cls, config: LossConfig, kind: str, num_classes: int | None
+    ) -> dict[str, Any]:
+        """The constructor arguments of a run config's ``loss`` section; ``num_classes`` is kept
+        only by classification losses with a feature whose width depends on it (a loss of scalar
+        features accepts any number of classes)."""
+        needs_classes = kind == "classification" and class_dependent_features(kind, config.features)
+        return {
+            "features": config.features,
+            "hidden": config.hidden,
+            "activation": config.activation,
+            "output": config.output,
+            "zero_at_target": config.zero_at_target,
+            "kind": kind,
+            "num_classes": num_classes if needs_classes else None,
+            "form": config.form,
+        }
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild this loss without its trainer."""
         return {
-            "features": list(self.features),
-            "hidden": list(self.hidden),
-            "activation": self.activation,
+            **self.network_architecture(),
             "output": self.output,
             "zero_at_target": self.zero_at_target,
-            "kind": self.kind,
             **({"num_classes": self.num_classes} if self.num_classes is not None else {}),
             **({"form": self.form} if self.form != "loss" else {}),
         }
@@ -202,9 +193,10 @@ class LearnedLoss(LossModule):
                     f"target: expected integer labels of shape {tuple(pred.shape[:-1])} for logits "
                     f"{tuple(pred.shape)}, got {tuple(target.shape)}"
                 )
-            if self.num_classes is not None and pred.shape[-1] != self.num_classes:
+            if self.class_dependent and pred.shape[-1] != self.num_classes:
                 raise ValueError(
-                    f"pred: expected {self.num_classes} classes (logits [..., {self.num_classes}]), got {pred.shape[-1]}"
+                    f"pred: expected {self.num_classes} classes (logits [..., {self.num_classes}]): "
+                    f"feature {self.class_dependent[0]!r} has one value per class, got {pred.shape[-1]}"
                 )
         values = self._raw(pred, target)
         if self.form == "weight":

@@ -15,7 +15,7 @@ the file names.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARCHITECTURES",
     "LossModule",
+    "init_uniform_",
     "loss_dtype",
     "per_sample_fn",
     "reduce",
@@ -49,19 +50,23 @@ def reduce(values: Tensor, reduction: str) -> Tensor:
 class LossModule(nn.Module, ABC):
     """A learned loss: ``loss(pred, target, reduction=None)``.
 
-    Subclasses set :attr:`kind`, :attr:`features` and :attr:`reduction` in ``__init__`` and
-    define :meth:`per_sample`, :meth:`architecture` and :meth:`from_config`.
+    Subclasses set the attributes below in ``__init__`` and define :meth:`per_sample`,
+    :meth:`architecture` and :meth:`config_arguments`.
 
     Attributes:
         kind: the loss kind (``regression``, ``classification``, ``multitask``, ``policy``, …;
             see :mod:`metaloss.losses.kinds`).
         features: the names of its per-sample input features.
+        hidden, activation: the widths and activation of its feature network.
         reduction: the default reduction of :meth:`forward`.
         metadata: the metadata of the file the loss was loaded from (empty otherwise).
     """
 
+    default_kind: ClassVar[str]
     kind: str
     features: tuple[str, ...]
+    hidden: tuple[int, ...]
+    activation: str
     reduction: Reduction
     metadata: dict[str, Any]
 
@@ -79,19 +84,86 @@ class LossModule(nn.Module, ABC):
 
     @classmethod
     @abstractmethod
+    def config_arguments(
+        cls, config: LossConfig, kind: str, num_classes: int | None
+    ) -> dict[str, Any]:
+        """The constructor arguments of the loss a run config's ``loss`` section describes."""
+
+    @classmethod
     def from_config(
-        cls,
+        cls: type[M],
         config: LossConfig,
-        kind: str,
+        kind: str | None = None,
         generator: torch.Generator | None = None,
         num_classes: int | None = None,
-    ) -> LossModule:
-        """The loss of a run config's ``loss`` section, initialised from ``generator``."""
+    ) -> M:
+        """The loss of a run config's ``loss`` section (of the class's :attr:`default_kind`
+        unless ``kind`` is given), initialised from ``generator`` with weights scaled by
+        ``loss.init_scale`` (``None``: PyTorch's default initialisation)."""
+        kind = kind or cls.default_kind
+        loss = cls(**cls.config_arguments(config, kind, num_classes))
+        if generator is not None:
+            init_uniform_(loss, generator, config.init_scale)
+        return loss
+
+    def network_architecture(self) -> dict[str, Any]:
+        """The arguments every feature-network loss shares: features, hidden widths,
+        activation and kind (subclasses add their own in :meth:`architecture`)."""
+        return {
+            "features": list(self.features),
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "kind": self.kind,
+        }
 
     def forward(self, pred: Tensor, target: Tensor, reduction: Reduction | None = None) -> Tensor:
         """The loss of ``pred`` against ``target``, reduced by ``reduction`` (default: the
         module's)."""
         return reduce(self.per_sample(pred, target), reduction or self.reduction)
+
+    def __repr__(self) -> str:
+        """The module's repr, with where it comes from (trained on, version, best objective,
+        the command that made it) when it was loaded from a file."""
+        from metaloss.card import origin_lines
+
+        text = super().__repr__()
+        lines = origin_lines(self.metadata)
+        if not lines:
+            return text
+        head, newline, rest = text.partition("\n")
+        block = "".join(f"  # {line}\n" for line in lines)
+        return f"{head}\n{block}{rest}" if newline else f"{text}\n{block.rstrip()}"
+
+    def model_card(self, source: str = "loss.safetensors") -> str:
+        """A Markdown model card from the metadata of the file this loss was loaded from, with
+        its shape summary where its kind has one (see :func:`metaloss.card.model_card`)."""
+        from metaloss.card import model_card
+        from metaloss.plots import has_shape_view, shape_view
+
+        view = shape_view(self.kind) if has_shape_view(self.kind) else None
+        shape = view.describe(self) if view is not None and view.describe else None
+        return model_card(self.metadata, source, shape)
+
+    def __prepare_scriptable__(self) -> LossModule:
+        raise TypeError(
+            f"{type(self).__name__}: torch.jit.script cannot compile a learned loss (its input "
+            "features come from a Python registry); use torch.jit.trace(loss, (pred, target)) "
+            "or torch.export.export(loss, (pred, target)), which record its operations and "
+            "accept other batch sizes (docs/inspect_and_reuse.md)"
+        )
+
+
+M = TypeVar("M", bound="LossModule")
+
+
+def init_uniform_(module: nn.Module, generator: torch.Generator, scale: float = 1.0) -> None:
+    """Re-draw every parameter of ``module`` in place from ``U(-b, b)``, ``b = scale / sqrt(fan_in)``
+    (PyTorch's ``nn.Linear`` bound, scaled), using ``generator`` so runs are reproducible."""
+    with torch.no_grad():
+        for p in module.parameters():
+            fan_in = p.shape[-1] if p.dim() > 1 else p.numel()
+            bound = scale / max(fan_in, 1) ** 0.5
+            p.copy_((2 * torch.rand(p.shape, generator=generator, dtype=p.dtype) - 1) * bound)
 
 
 ARCHITECTURES: dict[str, type[LossModule]] = {}

@@ -4,6 +4,14 @@ Baselines (per-sample functions ``(pred, target) -> [..., n]``, registered in
 :data:`metaloss.losses.BASELINES`):
 
 * ``equal_weights``: the sum of the heads' losses (squared error, cross-entropy).
+* ``equal_weights_standardised``: equal weights after standardising every regression head with
+  its training targets' mean and std (what a practitioner does first); the benchmark gives this
+  baseline the view :func:`metaloss.tasks.multitask.standardise_targets` of the tasks.
+* ``log_loss_weights``: the sum of the heads' *log* batch-mean losses, so each head's gradient is
+  divided by its current loss and no head's units dominate: the objective of FAMO (Liu et al.,
+  NeurIPS 2023) with its task weights held uniform, and the geometric-mean loss of Chennupati et
+  al. (CVPR workshops 2019) up to a positive factor. Per sample it is ``sum_t L_it / mean(L_t)``
+  with the mean over the batch detached (the same gradient).
 * ``uncertainty_weighting`` (Kendall, Gal & Cipolla, CVPR 2018): each head t has a learned
   log-variance ``s_t = log sigma_t^2``, a learner parameter trained by the inner loop
   (:class:`metaloss.learners.LogVarianceMLP`); a regression head contributes
@@ -30,7 +38,6 @@ from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.baselines import BASELINES
 from metaloss.losses.kinds import KindSpec, register_kind
-from metaloss.losses.learned import init_uniform_
 from metaloss.losses.module import LossModule, reduce, register_architecture
 from metaloss.tasks.multitask import ABSENT, CLASSIFICATION, REGRESSION, head_losses, log_variances
 from metaloss.typing import Reduction
@@ -39,6 +46,7 @@ __all__ = [
     "MT_FEATURES",
     "MultiTaskLoss",
     "equal_weights",
+    "log_loss_weights",
     "uncertainty_terms",
     "uncertainty_weighting",
 ]
@@ -63,7 +71,17 @@ def uncertainty_weighting(pred: Tensor, target: Tensor) -> Tensor:
     return uncertainty_terms(losses, kinds, log_variances(pred, target)).sum(-1)
 
 
+def log_loss_weights(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-sample ``sum_t L_it / mean_i(L_it)`` (mean over the batch, detached): the gradient of
+    ``sum_t log mean_i L_it`` (FAMO's objective at uniform weights; Liu et al., NeurIPS 2023)."""
+    losses, kinds = head_losses(pred, target)
+    scale = losses.detach().mean(-2, keepdim=True).clamp_min(1e-12)
+    return torch.where(kinds == ABSENT, torch.zeros_like(losses), losses / scale).sum(-1)
+
+
 BASELINES["equal_weights"] = equal_weights
+BASELINES["equal_weights_standardised"] = equal_weights
+BASELINES["log_loss_weights"] = log_loss_weights
 BASELINES["uncertainty_weighting"] = uncertainty_weighting
 
 
@@ -144,6 +162,8 @@ class MultiTaskLoss(LossModule):
         torch.Size([5])
     """
 
+    default_kind = "multitask"
+
     def __init__(
         self,
         features: tuple[str, ...] = (
@@ -181,29 +201,21 @@ class MultiTaskLoss(LossModule):
         self.net = MLP(len(self.features), self.hidden, 1, activation)
 
     @classmethod
-    def from_config(
-        cls,
-        config: LossConfig,
-        kind: str = "multitask",
-        generator: torch.Generator | None = None,
-        num_classes: int | None = None,
-    ) -> MultiTaskLoss:
-        """Build the loss of a run config (``loss.features``, ``hidden``, ``activation``),
-        initialised from ``generator`` with weights scaled by ``loss.init_scale``."""
-        loss = cls(config.features, config.hidden, config.activation, kind)
-        if generator is not None:
-            init_uniform_(loss, generator, config.init_scale)
-        return loss
+    def config_arguments(
+        cls, config: LossConfig, kind: str, num_classes: int | None
+    ) -> dict[str, Any]:
+        """The constructor arguments of a run config's ``loss`` section (``loss.features``,
+        ``hidden``, ``activation``)."""
+        return {
+            "features": config.features,
+            "hidden": config.hidden,
+            "activation": config.activation,
+            "kind": kind,
+        }
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild this loss without its trainer."""
-        return {
-            "features": list(self.features),
-            "hidden": list(self.hidden),
-            "activation": self.activation,
-            "kind": self.kind,
-            "max_log_weight": self.max_log_weight,
-        }
+        return {**self.network_architecture(), "max_log_weight": self.max_log_weight}
 
     def _weights(self, context: _Context) -> Tensor:
         inputs = torch.stack([MT_FEATURES[n](context) for n in self.features], dim=-1)

@@ -20,7 +20,7 @@ from metaloss.losses.regression import (
     evaluate_in_batch,
     regression_curves,
 )
-from metaloss.plots.base import ShapeView
+from metaloss.plots.base import FIGURE_DPI, ShapeView, markdown_table
 from metaloss.typing import PerSampleLoss
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "describe_regression",
     "growth_exponent",
     "regression_figure",
+    "regression_table",
 ]
 
 Curves = dict[str, torch.Tensor]
@@ -65,7 +66,7 @@ def regression_figure(curves: Curves) -> Figure:
         (grad,) = torch.autograd.grad(value.sum(), pred)
         refs[label] = (value.detach().numpy(), grad.numpy())
 
-    figure = Figure(figsize=(8.0, 3.2), dpi=80, layout="constrained")
+    figure = Figure(figsize=(9.0, 3.8), dpi=FIGURE_DPI, layout="constrained")
     ax_value, ax_grad = figure.subplots(1, 2)
     x = r.numpy()
     same = np.allclose(values, values[:1], rtol=1e-5, atol=1e-7)  # no dependence on the target
@@ -88,7 +89,7 @@ def regression_figure(curves: Curves) -> Figure:
         ax.axhline(0, color="0.8", lw=0.8, zorder=0)
         ax.axvline(0, color="0.8", lw=0.8, zorder=0)
         ax.grid(alpha=0.3)
-    ax_value.legend(fontsize=7, loc="upper center")
+    ax_value.legend(fontsize=9, loc="upper center", framealpha=0.9)
     dependent = curves.get("batch_dependent")
     if dependent is not None and bool(dependent.item()):
         scale = float(curves["context_scale"].item())
@@ -153,8 +154,36 @@ def _influence_line(r: Tensor, grad: Tensor) -> str:
     )
 
 
+TARGET_DEPENDENCE = 0.05
+"""Spread across targets (share of the largest value) above which a shape depends on the target."""
+
+
+def _minimum_lines(r: Tensor, targets: Tensor, values: Tensor) -> list[str]:
+    """Where the loss is lowest for each target. A loss whose minimum is not at zero residual
+    pulls predictions to that residual instead of to the target."""
+    step = float(r[1] - r[0])
+    negligible = 1e-6 * float(values.abs().max())  # rounding error, shown as 0
+    parts, off = [], []
+    for t, row in zip(targets.tolist(), values, strict=True):
+        at = int(torch.argmin(row))
+        where, lowest = float(r[at]), float(row[at])
+        where_text = "0" if abs(where) < step / 2 else f"{where:+.2g}"
+        lowest = 0.0 if abs(lowest) <= negligible else lowest
+        parts.append(f"target {t:g}: {lowest:.3g} at residual {where_text}")
+        if abs(float(r[at])) > 1.5 * step:
+            off.append(f"{t:g}")
+    lines = [f"minimum per target (residuals in [-5, 5]): {'; '.join(parts)}"]
+    if off:
+        lines.append(
+            f"the minimum is away from zero residual for target(s) {', '.join(off)}: training "
+            "with this loss pulls those predictions off the target, towards the minimum"
+        )
+    return lines
+
+
 def describe_regression(loss: PerSampleLoss) -> list[str]:
-    """Growth at large residuals, symmetry and the value at zero residual, as text lines."""
+    """Growth at large residuals, symmetry, the value at zero residual, the minimum for each
+    target and whether the shape depends on the target, as text lines."""
     curves = regression_curves(loss)
     r, values = curves["residual"], curves["value"].double()
     lines = []
@@ -179,10 +208,19 @@ def describe_regression(loss: PerSampleLoss) -> list[str]:
     at_zero = ", ".join(f"{v:.3g}" for v in values[:, zero].tolist())
     targets = ", ".join(f"{t:g}" for t in curves["target"].tolist())
     lines.append(f"value at zero residual (targets {targets}): {at_zero}")
+    lines += _minimum_lines(r, curves["target"], values)
     spread = float((values - values.mean(0)).abs().max() / (values.abs().max() + 1e-12))
-    lines.append(
-        f"dependence on the target: max spread across targets {spread:.1%} of the largest value"
-    )
+    if spread > TARGET_DEPENDENCE:
+        lines.append(
+            f"dependence on the target: the shape depends on the target (max spread across "
+            f"targets {spread:.1%} of the largest value); the growth, influence and symmetry "
+            "lines are for target 0, the figure draws one curve per target"
+        )
+    else:
+        lines.append(
+            f"dependence on the target: none to speak of (max spread across targets "
+            f"{spread:.1%} of the largest value)"
+        )
     if bool(curves["batch_dependent"].item()):
         context = float(curves["context_scale"].item())
         lines.append(
@@ -209,5 +247,38 @@ def _curve_growth(
     return _log_log_slope(at(sign * near) - zero, at(sign * far) - zero, near, far)
 
 
-REGRESSION_VIEW = ShapeView(regression_curves, regression_figure, describe_regression)
+TABLE_RESIDUALS = (-5.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
+"""Residuals at which :func:`regression_table` prints the curves."""
+
+
+def regression_table(curves: Curves) -> str:
+    """The loss and ``d loss / d pred`` at a few residuals, per target (one pair of columns if
+    the loss ignores the target), as a Markdown table."""
+    r = curves["residual"].double()
+    values, grads = curves["value"].double(), curves["grad"].double()
+    targets = curves["target"].tolist()
+    same = bool(torch.allclose(values, values[:1], rtol=1e-5, atol=1e-7))
+    rows_of = [0] if same else list(range(len(targets)))
+    header = ["residual"]
+    for i in rows_of:
+        name = "any target" if same else f"target {targets[i]:g}"
+        header += [f"loss ({name})", f"d loss / d pred ({name})"]
+    rows = []
+    for x in TABLE_RESIDUALS:
+        at = int(torch.argmin((r - x).abs()))
+        row = ["0" if x == 0 else f"{x:+g}"]
+        for i in rows_of:
+            row += [f"{float(values[i, at]):.4g}", f"{float(grads[i, at]):+.4g}"]
+        rows.append(row)
+    note = (
+        " (the loss it descends: weight form, w(0) = 1)"
+        if bool(curves["weight_form"].item())
+        else ""
+    )
+    return markdown_table(header, rows) + f"\n\nValues on the figure's grid{note}."
+
+
+REGRESSION_VIEW = ShapeView(
+    regression_curves, regression_figure, describe_regression, regression_table
+)
 """The regression shape view (named by the regression kind's spec)."""

@@ -28,7 +28,6 @@ from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.features import FEATURES, compute_features, feature_width, register_feature
 from metaloss.losses.kinds import KindSpec, register_kind
-from metaloss.losses.learned import init_uniform_
 from metaloss.losses.module import LossModule, register_architecture
 from metaloss.typing import Reduction
 
@@ -140,6 +139,8 @@ class LearnedDrift(LossModule):
         torch.Size([5])
     """
 
+    default_kind = "policy"
+
     def __init__(
         self,
         features: tuple[str, ...] = LPO_FEATURES,
@@ -168,28 +169,21 @@ class LearnedDrift(LossModule):
         self.net = MLP(feature_width(kind, features), self.hidden, 1, activation)
 
     @classmethod
-    def from_config(
-        cls,
-        config: LossConfig,
-        kind: str = "policy",
-        generator: torch.Generator | None = None,
-        num_classes: int | None = None,
-    ) -> LearnedDrift:
-        """The drift of a run config's ``loss`` section (features, widths, activation),
-        initialised from ``generator`` with weights scaled by ``loss.init_scale``."""
-        drift = cls(config.features, config.hidden, config.activation, kind=kind)
-        if generator is not None:
-            init_uniform_(drift, generator, config.init_scale)
-        return drift
+    def config_arguments(
+        cls, config: LossConfig, kind: str, num_classes: int | None
+    ) -> dict[str, Any]:
+        """The constructor arguments of a run config's ``loss`` section (features, widths,
+        activation)."""
+        return {
+            "features": config.features,
+            "hidden": config.hidden,
+            "activation": config.activation,
+            "kind": kind,
+        }
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild this drift without its trainer."""
-        return {
-            "features": list(self.features),
-            "hidden": list(self.hidden),
-            "activation": self.activation,
-            "kind": self.kind,
-        }
+        return self.network_architecture()
 
     def _raw(self, log_ratio: Tensor, advantages: Tensor) -> Tensor:
         features = compute_features(self.kind, self.features, log_ratio, advantages)

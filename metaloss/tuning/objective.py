@@ -27,6 +27,7 @@ import torch
 from metaloss.config import ConfigError, RunConfig
 from metaloss.evaluation import EvalSet, eval_set, run_loss
 from metaloss.losses import baseline
+from metaloss.losses.module import LossModule
 from metaloss.outer import Callback, MetaTrainer, NonFiniteError, ValidationRecord
 from metaloss.seeds import VALID_INIT_SEED
 from metaloss.tasks import Split, TaskFamily, make_family
@@ -34,6 +35,7 @@ from metaloss.tuning.space import LEARNED, TrialSettings, apply_values, resolve_
 
 __all__ = [
     "DIVERGED_ATTR",
+    "PER_TASK_ATTR",
     "PRUNED_ATTR",
     "Diverged",
     "baseline_objective",
@@ -45,6 +47,9 @@ DIVERGED_ATTR = "diverged"
 """User attribute holding why a trial was pruned as diverged or invalid."""
 PRUNED_ATTR = "pruned"
 """User attribute holding why the median pruner stopped a trial."""
+PER_TASK_ATTR = "per_task"
+"""User attribute of a complete trial: its objective on each meta-validation task (the value is
+their mean), so that reports can give a CI and pair trials task by task."""
 
 Objective = Callable[[optuna.Trial], float]
 
@@ -104,7 +109,28 @@ def learned_objective(trial: optuna.Trial, config: RunConfig, family: TaskFamily
         )
     trial.set_user_attr("best_step", result.best_step)
     trial.set_user_attr("skipped_steps", result.skipped_steps)
+    per_task = _learned_per_task(result.loss, config, family)
+    if per_task is not None:
+        trial.set_user_attr(PER_TASK_ATTR, per_task)
     return result.best_value
+
+
+def _learned_per_task(
+    loss: LossModule, config: RunConfig, family: TaskFamily
+) -> list[float] | None:
+    """The best loss's objective on each meta-validation task (as meta-training validates it,
+    log-transformed with ``outer.objective_transform: log``); ``None`` with several validation
+    conditions (``outer.valid_variants``), whose tasks do not pair one to one."""
+    if config.outer.valid_variants:
+        return None
+    data = validation_set(config, family)
+    run = run_loss(
+        "learned", loss.per_sample, family, config, data, config.inner.lr, record="outer_valid"
+    )
+    final = run.final.double()
+    if config.outer.objective_transform == "log":
+        final = final.clamp_min(1e-12).log()
+    return [float(v) for v in final]
 
 
 def baseline_objective(
@@ -130,6 +156,7 @@ def baseline_objective(
             f"at inner.lr={config.inner.lr:.3g}"
         )
         raise _prune_as_diverged(trial, reason, config.tune.penalty, 0)
+    trial.set_user_attr(PER_TASK_ATTR, [float(v) for v in run.final])
     return float(run.final.mean())
 
 

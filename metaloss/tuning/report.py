@@ -1,6 +1,8 @@
 """What a tuning run leaves behind: the best configuration as a YAML file that ``metaloss
-train`` and ``metaloss benchmark`` read as is, a table of all trials (Markdown and CSV), and each
-finished trial's hyper-parameters and result in TensorBoard's HParams view.
+train`` and ``metaloss benchmark`` read as is, a table of all trials (Markdown and CSV; each
+complete trial's objective with its 95% CI over the meta-validation tasks, and the best trial
+paired with the runner-up on those tasks), and each finished trial's hyper-parameters and result
+in TensorBoard's HParams view.
 """
 
 from __future__ import annotations
@@ -17,11 +19,26 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from metaloss.config import RunConfig, to_dict
-from metaloss.tuning.objective import DIVERGED_ATTR, PRUNED_ATTR
+from metaloss.evaluation.formatting import PAIRED_COLUMNS, paired_cells
+from metaloss.evaluation.stats import (
+    DEFAULT_MIN_PAIRS,
+    PairedComparison,
+    mean_ci,
+    paired_comparison,
+    verdict_rule,
+)
+from metaloss.tuning.objective import DIVERGED_ATTR, PER_TASK_ATTR, PRUNED_ATTR
 from metaloss.tuning.space import apply_values
 from metaloss.tuning.study import SURPLUS_ATTR
 
-__all__ = ["HParamsCallback", "best_settings", "trial_rows", "write_best", "write_trials"]
+__all__ = [
+    "HParamsCallback",
+    "best_settings",
+    "best_vs_runner_up",
+    "trial_rows",
+    "write_best",
+    "write_trials",
+]
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -42,8 +59,16 @@ def _note(trial: FrozenTrial) -> str:
     return f"retry of trial {retried}" if retried is not None else ""
 
 
+def _ci95(trial: FrozenTrial) -> float | None:
+    per_task = trial.user_attrs.get(PER_TASK_ATTR)
+    if trial.state != TrialState.COMPLETE or not per_task:
+        return None
+    return mean_ci(per_task).half_width
+
+
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per trial: number, state, value, last reported value, parameters, seconds, note."""
+    """One row per trial: number, state, value and its 95% CI half-width over the
+    meta-validation tasks, last reported value, parameters, seconds, note."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         seconds = (
@@ -57,6 +82,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "number": t.number,
                 "state": t.state.name.lower(),
                 "value": t.value if t.state == TrialState.COMPLETE else None,
+                "ci95": _ci95(t),
                 "last_reported": last,
                 **{f"param:{k}": v for k, v in sorted(t.params.items())},
                 "seconds": None if seconds is None else round(seconds, 2),
@@ -74,8 +100,52 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def write_trials(study: optuna.Study, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``trials.md`` and ``trials.csv`` into ``out_dir``."""
+def _ranked(study: optuna.Study) -> list[FrozenTrial]:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(complete, key=lambda t: (t.value, t.number))
+
+
+def best_vs_runner_up(
+    study: optuna.Study, min_pairs: int = DEFAULT_MIN_PAIRS
+) -> tuple[FrozenTrial, FrozenTrial, PairedComparison] | None:
+    """The best complete trial paired with the second best on the same meta-validation tasks
+    (best minus runner-up; lower is better), or ``None`` without two complete trials that both
+    recorded as many per-task values."""
+    ranked = _ranked(study)
+    if len(ranked) < 2:
+        return None
+    best, second = ranked[0], ranked[1]
+    a, b = best.user_attrs.get(PER_TASK_ATTR), second.user_attrs.get(PER_TASK_ATTR)
+    if not a or not b or len(a) != len(b):
+        return None
+    return best, second, paired_comparison(a, b, min_pairs=min_pairs)
+
+
+def _runner_up_lines(study: optuna.Study, min_pairs: int) -> list[str]:
+    found = best_vs_runner_up(study, min_pairs)
+    if found is None:
+        return []
+    best, second, paired = found
+    columns = ["best", "runner-up", *PAIRED_COLUMNS]
+    cells = [f"trial {best.number}", f"trial {second.number}", *paired_cells(paired)]
+    return [
+        "",
+        "Best trial against the runner-up, paired over the same meta-validation tasks "
+        "(difference = best − runner-up; a 'no significant difference' means the tuned choice "
+        "is not distinguishable from the second one on these tasks).",
+        verdict_rule(min_pairs, "tasks"),
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        "| " + " | ".join(cells) + " |",
+    ]
+
+
+def write_trials(
+    study: optuna.Study, out_dir: Path, min_pairs: int = DEFAULT_MIN_PAIRS
+) -> tuple[Path, Path]:
+    """Write ``trials.md`` and ``trials.csv`` into ``out_dir`` (``min_pairs``: the verdict's
+    ``evaluation.min_pairs``)."""
     rows = trial_rows(study)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     buffer = io.StringIO()
@@ -92,6 +162,7 @@ def write_trials(study: optuna.Study, out_dir: Path) -> tuple[Path, Path]:
     lines.append("| " + " | ".join(c.removeprefix("param:") for c in columns) + " |")
     lines.append("|" + "---|" * len(columns))
     lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += _runner_up_lines(study, min_pairs)
     md, csv_path = out_dir / "trials.md", out_dir / "trials.csv"
     _atomic_write(md, "\n".join(lines) + "\n")
     _atomic_write(csv_path, buffer.getvalue())

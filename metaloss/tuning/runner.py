@@ -3,6 +3,7 @@ and write the outputs. ``metaloss tune`` is a thin command-line wrapper around :
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from metaloss.tuning.objective import make_objective
 from metaloss.tuning.report import HParamsCallback, write_best, write_trials
 from metaloss.tuning.space import check_target
 from metaloss.tuning.storage import make_storage
-from metaloss.tuning.study import open_study, run_worker, study_name
+from metaloss.tuning.study import TrialCallback, open_study, run_worker, study_name
 
 __all__ = ["TuneResult", "tune"]
 
@@ -43,6 +44,7 @@ def tune(
     family: TaskFamily | None = None,
     heartbeat_interval: int = 30,
     grace_period: int | None = None,
+    callbacks: Sequence[TrialCallback] = (),
 ) -> TuneResult:
     """Tune ``target`` (``learned`` or a baseline) over ``config.tune.space`` until the study
     holds ``trials`` trials, then write ``best.yaml``, ``best.json``, ``trials.md``,
@@ -57,6 +59,8 @@ def tune(
         name: the study name (default ``<config.name>-<target>``).
         heartbeat_interval: seconds between a running trial's heartbeats.
         grace_period: seconds without heartbeat before a trial is retried (default 4 intervals).
+        callbacks: more ``callback(study, trial)`` hooks called after each trial (e.g. a
+            progress bar).
 
     Example:
         >>> config = load_config("configs/sine_tune.yaml")
@@ -67,9 +71,9 @@ def tune(
     storage = make_storage(storage_url, out_dir, heartbeat_interval, grace_period)
     study = open_study(storage, study_name(config, target, name), target, config.tune)
     target_dir = Path(out_dir) / target
-    callbacks = [HParamsCallback(target_dir / "tensorboard", target)]
+    callbacks = [HParamsCallback(target_dir / "tensorboard", target), *callbacks]
     ran = run_worker(study, objective, trials, callbacks, poll_seconds=0.5)
-    md, csv_path = write_trials(study, target_dir)
+    md, csv_path = write_trials(study, target_dir, config.evaluation.min_pairs)
     best = write_best(study, config, target, target_dir)
     best_value = study.best_value if best is not None else None
     return TuneResult(study, target, ran, target_dir, best, best_value, md, csv_path)

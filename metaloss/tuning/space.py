@@ -11,6 +11,15 @@ Which targets an entry applies to follows from its prefix unless ``targets`` say
 ``outer.*`` and ``loss.*`` tune the learned loss only, ``<baseline>.*`` that baseline only, and
 everything else (``inner.lr``, ...) every target, so that each target is tuned with the same
 trial budget over the settings that matter to it.
+
+Every target also has a *default space* (:func:`default_space`), so a config without
+``tune.space`` can be tuned: the inner learning rate on a log scale over the range of
+``evaluation.lr_grid``; for ``learned`` also the meta learning rate ``outer.lr`` (a decade
+either side of the config's value, log scale); for a baseline each of its own parameters, over
+the range of its values in ``benchmark.baselines`` if the config lists several (one value:
+fixed at it), else over :data:`DEFAULT_PARAM_RANGES`, else a decade either side of the
+function's default. An entry of ``tune.space`` for the same setting replaces the default one
+(``choices: [value]`` fixes it); the defaults fill in what ``tune.space`` does not mention.
 """
 
 from __future__ import annotations
@@ -22,14 +31,16 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_origin
 
 from metaloss.config import ConfigError, RunConfig, SearchParam, parse, to_dict
-from metaloss.losses import BASELINES
+from metaloss.losses.baselines import baseline_table
 
 __all__ = [
+    "DEFAULT_PARAM_RANGES",
     "LEARNED",
     "Dimension",
     "TrialSettings",
     "apply_values",
     "check_target",
+    "default_space",
     "known_targets",
     "resolve_space",
     "suggest",
@@ -41,6 +52,18 @@ _LEARNED_SECTIONS = ("outer", "loss")
 _FORBIDDEN_SECTIONS = ("tune", "evaluation", "task")
 
 Kind = Literal["float", "int", "categorical"]
+
+DEFAULT_PARAM_RANGES: dict[str, tuple[float, float, bool]] = {
+    "huber.delta": (0.05, 5.0, True),
+    "tukey.c": (1.0, 10.0, True),
+    "barron.scale_init": (0.1, 10.0, True),
+    "gce.q": (0.1, 1.0, False),
+    "label_smoothing.epsilon": (0.01, 0.5, True),
+    "sce.alpha": (0.01, 1.0, True),
+    "sce.beta": (0.1, 10.0, True),
+}
+"""``(low, high, log)`` of baseline parameters whose valid range is narrower than a decade
+either side of their default (GCE's ``q`` is in (0, 1]), or whose useful range is known."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,17 @@ class Dimension:
     log: bool
     choices: tuple[Any, ...]
     targets: tuple[str, ...]
+    origin: str = "tune.space"
+    """Where the entry comes from: ``tune.space`` or the default it was derived from."""
+
+    def describe(self) -> str:
+        """One line for logs, e.g. ``inner.lr in [0.001, 0.3] (log); tune.space``."""
+        if self.kind == "categorical":
+            where = f"one of {list(self.choices)}"
+        else:
+            where = f"in [{self.low:g}, {self.high:g}]" + (" (log" if self.log else " (linear")
+            where += f" {self.kind})" if self.kind == "int" else ")"
+        return f"{self.param} {where}; {self.origin}"
 
 
 @dataclass(frozen=True)
@@ -67,7 +101,7 @@ class TrialSettings:
 
 def known_targets() -> tuple[str, ...]:
     """``learned`` and the names of the registered baselines."""
-    return (LEARNED, *sorted(BASELINES))
+    return (LEARNED, *sorted(baseline_table()))
 
 
 def check_target(target: str) -> str:
@@ -81,7 +115,7 @@ def check_target(target: str) -> str:
 
 
 def _baseline_params(name: str) -> tuple[str, ...]:
-    signature = inspect.signature(BASELINES[name])
+    signature = inspect.signature(baseline_table()[name])
     return tuple(p for p in list(signature.parameters)[2:])
 
 
@@ -112,7 +146,7 @@ def _kind_of(path: str, param: str) -> Kind:
     section = param.split(".")[0]
     if param in _SHAPE_PARAMS:
         return "int"
-    if section in BASELINES:
+    if section in baseline_table():
         name = param.split(".", 1)[1] if "." in param else ""
         allowed = _baseline_params(section)
         if name not in allowed:
@@ -137,7 +171,7 @@ def _kind_of(path: str, param: str) -> Kind:
 
 def _default_targets(param: str) -> tuple[str, ...]:
     section = param.split(".")[0]
-    if section in BASELINES:
+    if section in baseline_table():
         return (section,)
     if section in _LEARNED_SECTIONS:
         return (LEARNED,)
@@ -187,7 +221,8 @@ def _check_entry(index: int, entry: SearchParam) -> Dimension:
 
 
 def resolve_space(config: RunConfig, target: str) -> list[Dimension]:
-    """Check every entry of ``config.tune.space`` and return those that apply to ``target``.
+    """Check every entry of ``config.tune.space`` and return those that apply to ``target``,
+    followed by the entries of :func:`default_space` for settings they do not mention.
 
     Raises:
         ConfigError: one line naming the entry (``tune.space[i]...``) and what was expected.
@@ -200,11 +235,92 @@ def resolve_space(config: RunConfig, target: str) -> list[Dimension]:
             raise ConfigError(f"tune.space[{i}].param: {dim.param!r} appears twice")
         seen.add(dim.param)
     chosen = [d for d in dims if target in d.targets]
-    if not chosen:
-        raise ConfigError(
-            f"tune.space: expected at least one entry for target {target!r}, got none"
+    given = {d.param for d in chosen}
+    return chosen + [d for d in default_space(config, target) if d.param not in given]
+
+
+# ------------------------------------------------------------------------------ defaults
+
+
+def _decade(value: float) -> tuple[float, float]:
+    return value / 10, value * 10
+
+
+def _learning_rate(config: RunConfig, target: str) -> Dimension:
+    grid = config.evaluation.lr_grid
+    low, high = (min(grid), max(grid)) if len(set(grid)) > 1 else _decade(config.inner.lr)
+    origin = "evaluation.lr_grid" if len(set(grid)) > 1 else "inner.lr (a decade either side)"
+    return Dimension("inner.lr", "float", low, high, True, (), (target,), f"default, from {origin}")
+
+
+def _baseline_param(config: RunConfig, name: str, param: str) -> Dimension | None:
+    key = f"{name}.{param}"
+    listed = [
+        b.values
+        for b in config.benchmark.baselines
+        if b.name == name and b.param == param and b.values
+    ]
+    if listed:
+        values = tuple(sorted(set(listed[0])))
+        if len(values) == 1:
+            return Dimension(
+                key,
+                "categorical",
+                None,
+                None,
+                False,
+                values,
+                (name,),
+                "default, from benchmark.baselines",
+            )
+        log = values[0] > 0
+        return Dimension(
+            key,
+            "float",
+            values[0],
+            values[-1],
+            log,
+            (),
+            (name,),
+            "default, from benchmark.baselines",
         )
-    return chosen
+    if key in DEFAULT_PARAM_RANGES:
+        low, high, log = DEFAULT_PARAM_RANGES[key]
+        return Dimension(key, "float", low, high, log, (), (name,), "default range")
+    default = inspect.signature(baseline_table()[name]).parameters[param].default
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and default > 0:
+        low, high = _decade(float(default))
+        origin = f"default, a decade either side of the function's default {default:g}"
+        return Dimension(key, "float", low, high, True, (), (name,), origin)
+    return None  # no range can be guessed: the parameter keeps its default
+
+
+def default_space(config: RunConfig, target: str) -> list[Dimension]:
+    """The search space ``target`` gets without a ``tune.space`` (see the module docstring):
+    the inner learning rate, plus ``outer.lr`` for ``learned`` or the baseline's own
+    parameters."""
+    check_target(target)
+    dims = [_learning_rate(config, target)]
+    if target == LEARNED:
+        low, high = _decade(config.outer.lr)
+        dims.append(
+            Dimension(
+                "outer.lr",
+                "float",
+                low,
+                high,
+                True,
+                (),
+                (LEARNED,),
+                "default, a decade either side of outer.lr",
+            )
+        )
+        return dims
+    for param in _baseline_params(target):
+        dim = _baseline_param(config, target, param)
+        if dim is not None:
+            dims.append(dim)
+    return dims
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -245,7 +361,7 @@ def apply_values(config: RunConfig, values: dict[str, Any]) -> TrialSettings:
     depth = values.get("loss.depth", len(config.loss.hidden))
     for param, value in values.items():
         section, _, rest = param.partition(".")
-        if section in BASELINES:
+        if section in baseline_table():
             baseline_params[rest] = float(value)
         elif param not in _SHAPE_PARAMS:
             node = data

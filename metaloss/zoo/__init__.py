@@ -25,8 +25,11 @@ def zoo_names() -> list[str]:
 
 
 def resolve(source: str | Path) -> Path:
-    """The file of a loss given as a path or a zoo name."""
+    """The file of a loss given as a path, a Hugging Face-layout folder (its
+    ``model.safetensors``, see :mod:`metaloss.hub`) or a zoo name."""
     path = Path(source)
+    if path.is_dir() and (path / "model.safetensors").is_file():
+        return path / "model.safetensors"
     if path.exists():
         return path
     if isinstance(source, str) and source in zoo_names():
