@@ -1,17 +1,22 @@
 """Use a learned loss from the zoo in a plain PyTorch training loop, outside metaloss.
 
-A small MLP is fitted to scikit-learn's diabetes data (bundled, no download) whose *training and
-validation* targets carry injected outliers; the test targets are clean. The same model, data,
-optimiser and epoch budget are trained with ``load_loss(<zoo name or file>)``, ``nn.MSELoss``
-and ``nn.HuberLoss``; each loss gets its own learning rate, chosen from a small grid by the
-median absolute error on the (corrupted) validation split, so no clean label is used for any
-choice. The script prints the clean test MSE of each loss, mean ± std over seeds, in units of
-the standardised target.
+A small MLP (or, with ``--hidden 0``, a linear model) is fitted to a bundled real data set
+(scikit-learn's diabetes by default; ``--dataset`` takes any name of
+``metaloss.datasets.regression_names()``, e.g. statsmodels' fair, whose target is zero-inflated
+and heavily skewed) whose *training and validation* targets carry injected outliers; the test
+targets are clean. The same model, data, optimiser (``--optimizer adam|sgd``) and epoch budget
+are trained with ``load_loss(<zoo name or file>)``, ``nn.MSELoss`` and ``nn.HuberLoss``; each loss
+gets its own learning rate, chosen from a small grid by the median absolute error on the
+(corrupted) validation split, so no clean label is used for any choice. The script prints the
+clean test MSE of each loss, mean ± std over seeds, in units of the standardised target.
 
     python experiments/zoo_loss_in_plain_pytorch.py                        # zoo: robust-regression
     python experiments/zoo_loss_in_plain_pytorch.py --loss runs/x/loss.safetensors --seeds 3
+    python experiments/zoo_loss_in_plain_pytorch.py --dataset fair --hidden 0 --outlier-fraction 0
 
-Everything metaloss-specific is the one line ``criterion = load_loss(args.loss)``.
+Everything metaloss-specific in the training loop is the one line
+``criterion = load_loss(args.loss)`` (the data come as plain tensors from
+``metaloss.datasets.load_regression``).
 """
 
 from __future__ import annotations
@@ -49,7 +54,11 @@ class Args:
     lr_grid: str = "0.00001,0.00003,0.0001,0.0003,0.001,0.003,0.01"
     """Adam learning rates tried for every loss"""
     hidden: int = 32
-    """width of the MLP's hidden layer"""
+    """width of the MLP's hidden layer (0: a linear model)"""
+    dataset: str = "diabetes"
+    """bundled regression data set (metaloss.datasets.regression_names())"""
+    optimizer: str = "adam"
+    """adam or sgd"""
 
 
 def parse_args() -> Args:
@@ -64,13 +73,13 @@ def parse_args() -> Args:
 
 
 def load_data(args: Args, seed: int) -> dict[str, tuple[Tensor, Tensor]]:
-    """Diabetes split 60/20/20; outliers in train and valid targets; standardised."""
-    from sklearn.datasets import load_diabetes
+    """The data set split 60/20/20; outliers in train and valid targets; standardised."""
+    from metaloss.datasets import load_regression
 
-    x_np, y_np = load_diabetes(return_X_y=True)
+    table = load_regression(args.dataset)
     generator = torch.Generator().manual_seed(seed)
-    x = torch.tensor(x_np, dtype=torch.float32)
-    y = torch.tensor(y_np, dtype=torch.float32)[:, None]
+    x = table.x.float()
+    y = table.y.float()[:, None]
     order = torch.randperm(len(x), generator=generator)
     n_train, n_valid = int(0.6 * len(x)), int(0.2 * len(x))
     parts = {
@@ -86,10 +95,13 @@ def load_data(args: Args, seed: int) -> dict[str, tuple[Tensor, Tensor]]:
             ys = corrupt(ys, args, clean_std, generator)
         data[name] = (xs, ys)
     # Standardise with statistics a user could compute: mean/std of the inputs, median and
-    # median absolute deviation of the (corrupted) training targets.
-    x_mean, x_std = data["train"][0].mean(0), data["train"][0].std(0)
+    # median absolute deviation of the (corrupted) training targets (their std when the MAD is
+    # 0, as for zero-inflated targets).
+    x_mean, x_std = data["train"][0].mean(0), data["train"][0].std(0).clamp_min(1e-6)
     y_median = data["train"][1].median()
     y_scale = 1.4826 * (data["train"][1] - y_median).abs().median()
+    if float(y_scale) == 0.0:
+        y_scale = data["train"][1].std()
     return {k: ((xs - x_mean) / x_std, (ys - y_median) / y_scale) for k, (xs, ys) in data.items()}
 
 
@@ -115,8 +127,16 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     x, y = data["train"]
-    model = nn.Sequential(nn.Linear(x.shape[1], args.hidden), nn.ReLU(), nn.Linear(args.hidden, 1))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model: nn.Module = (
+        nn.Linear(x.shape[1], 1)
+        if args.hidden == 0
+        else nn.Sequential(nn.Linear(x.shape[1], args.hidden), nn.ReLU(), nn.Linear(args.hidden, 1))
+    )
+    optimizer: torch.optim.Optimizer = (
+        torch.optim.SGD(model.parameters(), lr=lr)
+        if args.optimizer == "sgd"
+        else torch.optim.Adam(model.parameters(), lr=lr)
+    )
     for _ in range(args.epochs):
         for batch in torch.randperm(len(x), generator=generator).split(args.batch_size):
             loss = criterion(model(x[batch]), y[batch])
@@ -135,6 +155,17 @@ def evaluate(model: nn.Module, split: tuple[Tensor, Tensor]) -> tuple[float, flo
 
 def main() -> int:
     args = parse_args()
+    if args.optimizer not in ("adam", "sgd"):
+        print(f"--optimizer: expected adam or sgd, got {args.optimizer!r}", file=sys.stderr)
+        return 2
+    from metaloss.datasets import regression_names
+
+    if args.dataset not in regression_names():
+        print(
+            f"--dataset: expected one of {', '.join(regression_names())}, got {args.dataset!r}",
+            file=sys.stderr,
+        )
+        return 2
     torch.set_num_threads(1)  # tiny model: threads only add contention on a shared machine
     try:
         learned = load_loss(args.loss)
@@ -162,7 +193,8 @@ def main() -> int:
             results[name].append(evaluate(models[best_lr], data["test"])[1])
             chosen[name].append(best_lr)
     print(
-        f"diabetes, {args.outlier_fraction:.0%} {args.outlier_kind} outliers "
+        f"{args.dataset}, {'linear' if args.hidden == 0 else f'MLP {args.hidden}'}, "
+        f"{args.optimizer}, {args.outlier_fraction:.0%} {args.outlier_kind} outliers "
         f"(offset {args.outlier_scale:g}-{2 * args.outlier_scale:g} std) in train/valid targets, "
         f"clean test; {args.seeds} seeds, {args.epochs} epochs, lr by valid median |error| "
         f"from {args.lr_grid}; {time.perf_counter() - start:.0f} s"

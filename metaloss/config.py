@@ -372,12 +372,19 @@ class BenchmarkConfig:
         "(another data set, learner, inner optimiser, horizon, batch size), never seen in "
         "meta-training; selection on meta-train tasks of each condition as for rows",
     )
-    split: Literal["meta_test", "meta_valid", "transfer"] = setting(
+    transfer_valid: tuple[BenchmarkRow, ...] = setting(
+        (),
+        "out-of-distribution validation conditions, run by benchmark.split=transfer_valid: data "
+        "sets and set-ups that no transfer row uses, to choose between candidate losses without "
+        "reading a transfer row",
+    )
+    split: Literal["meta_test", "meta_valid", "transfer", "transfer_valid"] = setting(
         "meta_test",
         "tasks the losses are tested on: 'meta_test' (the held-out benchmark tasks of "
         "benchmark.rows), 'meta_valid' (meta-validation tasks: to choose between candidate "
-        "losses or runs without ever reading a meta-test task) or 'transfer' (the held-out tasks "
-        "of benchmark.transfer's conditions)",
+        "losses or runs without ever reading a meta-test task), 'transfer' (the held-out tasks "
+        "of benchmark.transfer's conditions) or 'transfer_valid' (those of "
+        "benchmark.transfer_valid's)",
     )
 
 

@@ -131,6 +131,12 @@ def test_row_overrides_reach_every_setting_and_are_validated() -> None:
             rows_from_config(_config(split="transfer", transfer=[{"name": "r", "set": [item]}]))
     with pytest.raises(ConfigError, match=r"benchmark\.transfer: expected at least one"):
         rows_from_config(_config(split="transfer", transfer=[]))
+    valid = [{"name": "engel", "task": ["family=tabular", "dataset=engel"]}]
+    screened = rows_from_config(_config(split="transfer_valid", transfer_valid=valid))
+    assert [r.name for r in screened] == ["engel"]
+    assert screened[0].config.task.dataset == "engel"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"benchmark\.transfer_valid: expected at least one"):
+        rows_from_config(_config(split="transfer_valid"))
     with pytest.raises(ConfigError, match=r"dataset: expected one of .*stackloss"):
         rows_from_config(
             _config(
@@ -308,3 +314,85 @@ def test_huber_regressor_recovers_a_line_despite_outliers() -> None:
     assert np.allclose(coef, [1.0, -2.0, 0.5], atol=0.1) and abs(intercept - 0.3) < 0.15
     ols = np.linalg.lstsq(np.column_stack([x, np.ones(200)]), y, rcond=None)[0]
     assert abs(ols[-1] - 0.3) > 3.0  # least squares is dragged by the outliers
+
+
+def test_shipped_config_keeps_validation_data_sets_out_of_the_transfer_table() -> None:
+    from metaloss.config import load_config
+    from metaloss.datasets.statsmodels_regression import VALIDATION
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "configs" / "outliers.yaml")
+    tested = {getattr(r.config.task, "dataset", None) for r in _rows_of(config, "transfer")}
+    screened = {getattr(r.config.task, "dataset", None) for r in _rows_of(config, "transfer_valid")}
+    assert tested >= {"diabetes", "fair", "macrodata", "statecrime", "ccard", "stackloss"}
+    assert not tested & set(VALIDATION)
+    assert screened == set(VALIDATION)
+    # the loss meant for transfer chooses its checkpoint on validation data sets only
+    trained = load_config(root / "configs" / "outliers_transfer.yaml")
+    chosen_on = {
+        item.partition("=")[2]
+        for variant in trained.outer.valid_variants
+        for item in variant.set
+        if item.startswith("task.dataset=")
+    }
+    assert chosen_on == set(VALIDATION)
+    # ... and its own transfer table (docs/transfer.md) uses none of them
+    table = {getattr(r.config.task, "dataset", None) for r in _rows_of(trained, "transfer")}
+    assert table >= {"diabetes", "fair", "macrodata", "statecrime", "ccard", "stackloss"}
+    assert not table & set(VALIDATION)
+
+
+def _rows_of(config, split: str) -> list[Row]:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    return rows_from_config(replace(config, benchmark=replace(config.benchmark, split=split)))
+
+
+# ------------------------------------------------------------------------------ the goal table
+
+
+def _entry(row: str, loss: str, role: str, mean: float) -> dict[str, object]:
+    return {"row": row, "loss": loss, "role": role, "mean": mean, "param": {}}
+
+
+def _pair(row: str, baseline: str, verdict: str) -> dict[str, object]:
+    return {"row": row, "learned": "new", "baseline": baseline, "verdict": verdict,
+            "difference": 0.0, "p_t": 0.5, "p_wilcoxon": 0.5}  # fmt: skip
+
+
+def test_goal_table_compares_with_each_rows_best_baseline_and_mse_on_clean_rows() -> None:
+    import sys
+
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    sys.path.insert(0, str(experiments))
+    try:
+        from transfer_table import epsilon_of, summarise
+    finally:
+        sys.path.remove(str(experiments))
+    rows = ["a eps=0", "a eps=0.2", "b eps=0.4"]
+    means = {"a eps=0": (1.0, 0.9), "a eps=0.2": (3.0, 2.0), "b eps=0.4": (5.0, 6.0)}
+    entries = [_entry(r, "new", "learned", 1.0) for r in rows]
+    entries += [_entry(r, "oracle (mse on clean)", "oracle", 0.1) for r in rows]  # never best
+    for row, (mse, huber) in means.items():
+        entries += [_entry(row, "mse", "baseline", mse), _entry(row, "huber", "baseline", huber)]
+    # the verdicts against the row's best baseline (huber, huber, mse) are the ones counted
+    comparisons = [
+        _pair("a eps=0", "huber", "no significant difference"),
+        _pair("a eps=0", "mse", "worse"),
+        _pair("a eps=0.2", "huber", "better"),
+        _pair("a eps=0.2", "mse", "worse"),  # not the best baseline: ignored
+        _pair("b eps=0.4", "mse", "worse"),
+        _pair("b eps=0.4", "huber", "better"),  # not the best baseline: ignored
+    ]
+    data = {"rows": rows, "entries": entries, "comparisons": comparisons}
+    lines, counts = summarise(data, ["new"])
+    assert counts["new"] == {
+        "better": 1, "tie": 1, "worse": 1, "other": 0, "noisy_rows": 2, "noisy_better": 1,
+        "clean_rows": 1, "clean_worse_than_mse": 1,
+    }  # fmt: skip
+    assert lines[2].startswith("| a eps=0 | huber 0.9 | 1 |") and "vs MSE worse" in lines[2]
+    assert (epsilon_of("fair linear eps=0"), epsilon_of("x eps=0.4"), epsilon_of("sgd")) == (
+        0.0,
+        0.4,
+        None,
+    )

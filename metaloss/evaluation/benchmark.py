@@ -23,6 +23,9 @@ horizon, another batch size). A row may override any run setting (``set:``, vali
 ``--set``) besides the task (``task:``); selection and meta-test are exactly as above, on
 meta-train and meta-test tasks *of that condition*, so every loss's learning rate and every
 baseline's parameter is selected for the condition on rows or tasks that no test score reads.
+``benchmark.split=transfer_valid`` runs ``benchmark.transfer_valid`` the same way: conditions
+(data sets, set-ups) that no transfer row uses, for choosing between candidate losses without
+reading a transfer row.
 Some contenders are not losses of the inner loop: a classical robust fit
 (:mod:`metaloss.evaluation.fits`) enters rows with a linear learner only, and a baseline whose
 own parameters are learned with the model (Barron's adaptive loss) gets a learner with free
@@ -352,15 +355,16 @@ def _named_baseline(name: str) -> Callable[..., PerSampleLoss]:
 
 def rows_from_config(config: RunConfig) -> list[Row]:
     """The rows of ``benchmark.rows`` (default: one row, the configured task), or with
-    ``benchmark.split=transfer`` those of ``benchmark.transfer``."""
-    if config.benchmark.split == "transfer":
-        if not config.benchmark.transfer:
+    ``benchmark.split=transfer`` (``transfer_valid``) those of ``benchmark.transfer``
+    (``benchmark.transfer_valid``)."""
+    split = config.benchmark.split
+    if split in ("transfer", "transfer_valid"):
+        specs = getattr(config.benchmark, split)
+        if not specs:
             raise ConfigError(
-                "benchmark.transfer: expected at least one transfer row for benchmark.split=transfer"
+                f"benchmark.{split}: expected at least one row for benchmark.split={split}"
             )
-        return [
-            _row(config, i, spec, "transfer") for i, spec in enumerate(config.benchmark.transfer)
-        ]
+        return [_row(config, i, spec, split) for i, spec in enumerate(specs)]
     specs = config.benchmark.rows or (BenchmarkRow("default", ()),)
     return [_row(config, i, spec) for i, spec in enumerate(specs)]
 
@@ -617,7 +621,7 @@ def run_benchmark(
             k: m.higher_is_better for k, m in (maker(row.family) if maker else {}).items()
         }
     extra: dict[str, Any] = {}
-    if first.benchmark.split == "transfer":
+    if first.benchmark.split in ("transfer", "transfer_valid"):
         extra["conditions"] = {r.name: describe_condition(r) for r in rows}
     return BenchmarkResult(
         entries,

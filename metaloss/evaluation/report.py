@@ -160,6 +160,8 @@ _TESTED = {
     "meta_test": "held-out tasks",
     "meta_valid": "meta-validation tasks (screening: no meta-test task was read)",
     "transfer": "held-out tasks of each transfer condition",
+    "transfer_valid": "held-out tasks of out-of-distribution validation conditions (screening: "
+    "no transfer row was read)",
 }
 
 
@@ -179,7 +181,7 @@ def _conditions_table(result: BenchmarkResult) -> list[str]:
     if not conditions:
         return []
     lines = [
-        "## Transfer conditions (none of them seen in meta-training)",
+        "## Conditions (none of them seen in meta-training)",
         "",
         "| row | task | learner | inner optimiser | steps | train samples per task | lr grid |",
         "|---|---|---|---|---|---|---|",

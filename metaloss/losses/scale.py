@@ -22,14 +22,34 @@ Importing this module registers these regression features (see
 - ``target_scaled_residual``: ``(pred - target) / (target_scale + 1e-6)``, and
   ``abs_target_scaled_residual`` its absolute value.
 
+Scales of the *residual* distribution that do not collapse on skewed or zero-inflated data
+(where most residuals can be nearly equal, so the median absolute deviation is close to 0 and
+every other sample would look like an outlier), for losses meant to transfer to real data:
+
+- ``mad_scaled_residual``: ``(r - median(r)) / s50`` with ``s50 = 1.4826 * MAD(r)``, the
+  normalised median absolute deviation of the batch's residuals (floored at ``s90 / 1000``),
+  clipped to [-50, 50];
+- ``log_mad_scaled_residual``: ``log(1 + |mad_scaled_residual|)`` (bounded growth);
+- ``log_tail_scaled_residual``: ``log(1 + |r - median(r)| / s90)`` with ``s90`` the 90th
+  percentile of ``|r - median(r)|`` divided by 1.645 (also a std under Gaussian errors, but it
+  only collapses when 90% of the residuals coincide);
+- ``residual_tail_ratio``: ``log(s90 / s50)``, broadcast: about 0 for Gaussian residuals,
+  large for heavy tails, zero inflation or gross outliers;
+- ``residual_skewness``: Kelly's quantile skewness of the residuals,
+  ``(q90 + q10 - 2 median) / (q90 - q10)`` in [-1, 1], broadcast;
+- ``fit_progress``: ``log(s90(residuals) / s90(targets))``, broadcast: how far the fit has come
+  relative to the spread of the data (0 at a constant prediction, negative as it fits).
+
 References:
     Huber, "Robust Statistics", Wiley, 1981 (M-estimators with a scale estimate).
+    Kelly, "Fundamentals of Mathematical Statistics", 1947 (quantile skewness).
     Hampel, "The Influence Curve and its Role in Robust Estimation", JASA, 1974 (median
     absolute deviation as a robust scale).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from metaloss.losses.features import register_feature
@@ -37,9 +57,16 @@ from metaloss.losses.features import register_feature
 __all__ = [
     "abs_scaled_residual",
     "abs_target_scaled_residual",
+    "fit_progress",
+    "log_mad_scaled_residual",
+    "log_tail_scaled_residual",
+    "mad_scaled_residual",
     "outlier_fraction",
     "residual_scale",
+    "residual_skewness",
+    "residual_tail_ratio",
     "scaled_residual",
+    "spread_scales",
     "target_scale",
     "target_scaled_residual",
 ]
@@ -88,6 +115,74 @@ def abs_target_scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
     return target_scaled_residual(pred, target).abs()
 
 
+def _sorted(values: Tensor) -> Tensor:
+    return values.detach().flatten().sort().values
+
+
+def _at(sorted_values: Tensor, q: float) -> Tensor:
+    """The ``q`` quantile of already sorted values, interpolated linearly between ranks as
+    ``torch.quantile`` does (written with fixed indices so that it works under ``vmap``)."""
+    position = q * (sorted_values.shape[0] - 1)
+    low = int(position)
+    high = min(low + 1, sorted_values.shape[0] - 1)
+    weight = position - low
+    return sorted_values[low] * (1 - weight) + sorted_values[high] * weight
+
+
+def spread_scales(values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(median, s50, s90)`` of all elements of ``values`` (detached): the median, the
+    normalised median absolute deviation and the 90th percentile of the absolute deviations
+    over 1.645 (both estimate the std of Gaussian data). ``s90`` is at least 1e-6 and ``s50`` at
+    least ``s90 / 1000``."""
+    ordered = _sorted(values)
+    centre = _at(ordered, 0.5)
+    deviations = (ordered - centre).abs().sort().values
+    s90 = (_at(deviations, 0.9) / 1.645).clamp_min(_TINY)
+    s50 = torch.maximum(1.4826 * _at(deviations, 0.5), s90 / 1000)
+    return centre, s50, s90
+
+
+def mad_scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
+    """``(r - median(r)) / s50`` of the batch's residuals ``r`` (see :func:`spread_scales`),
+    clipped to [-50, 50]."""
+    residual = pred - target
+    centre, s50, _ = spread_scales(residual)
+    return ((residual - centre) / s50).clamp(-50.0, 50.0)
+
+
+def log_mad_scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
+    """``log(1 + |mad_scaled_residual|)``."""
+    return torch.log1p(mad_scaled_residual(pred, target).abs())
+
+
+def log_tail_scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
+    """``log(1 + |r - median(r)| / s90)`` of the batch's residuals."""
+    residual = pred - target
+    centre, _, s90 = spread_scales(residual)
+    return torch.log1p((residual - centre).abs() / s90)
+
+
+def residual_tail_ratio(pred: Tensor, target: Tensor) -> Tensor:
+    """``log(s90 / s50)`` of the batch's residuals, broadcast (0 for Gaussian residuals)."""
+    _, s50, s90 = spread_scales(pred - target)
+    return torch.log(s90 / s50).expand(pred.shape)
+
+
+def residual_skewness(pred: Tensor, target: Tensor) -> Tensor:
+    """Kelly's skewness ``(q90 + q10 - 2 q50) / (q90 - q10)`` of the residuals, broadcast."""
+    ordered = _sorted(pred - target)
+    low, mid, high = _at(ordered, 0.1), _at(ordered, 0.5), _at(ordered, 0.9)
+    skew = (high + low - 2 * mid) / (high - low).clamp_min(_TINY)
+    return skew.expand(pred.shape)
+
+
+def fit_progress(pred: Tensor, target: Tensor) -> Tensor:
+    """``log(s90(residuals) / s90(targets))``, broadcast (see :func:`spread_scales`)."""
+    _, _, residual_spread = spread_scales(pred - target)
+    _, _, target_spread = spread_scales(target)
+    return torch.log(residual_spread / target_spread).expand(pred.shape)
+
+
 register_feature("regression", "residual_scale", residual_scale)
 register_feature("regression", "scaled_residual", scaled_residual)
 register_feature("regression", "abs_scaled_residual", abs_scaled_residual)
@@ -95,3 +190,9 @@ register_feature("regression", "outlier_fraction", outlier_fraction)
 register_feature("regression", "target_scale", target_scale)
 register_feature("regression", "target_scaled_residual", target_scaled_residual)
 register_feature("regression", "abs_target_scaled_residual", abs_target_scaled_residual)
+register_feature("regression", "mad_scaled_residual", mad_scaled_residual)
+register_feature("regression", "log_mad_scaled_residual", log_mad_scaled_residual)
+register_feature("regression", "log_tail_scaled_residual", log_tail_scaled_residual)
+register_feature("regression", "residual_tail_ratio", residual_tail_ratio)
+register_feature("regression", "residual_skewness", residual_skewness)
+register_feature("regression", "fit_progress", fit_progress)

@@ -13,6 +13,7 @@ from metaloss.tasks import (  # noqa: F401  (imported to register their families
     multitask,
     outliers,
     quantile,
+    regression_mix,
     sine,
     tabular,
 )

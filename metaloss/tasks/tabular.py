@@ -4,7 +4,8 @@ family for losses meta-trained on synthetic tasks ("does it work on my data?").
 Any data set of :mod:`metaloss.datasets` (scikit-learn's diabetes; statsmodels' fair,
 macrodata, statecrime, ccard, stackloss), chosen by ``task.dataset``. The rows are split once,
 with the family seed, into a *pool* for inner training and meta-objectives and a fixed
-*held-out* set. Every task draws its ``train`` and ``outer_valid`` rows from the pool; the
+*held-out* set (``held_out`` of the rows, at most ``max_held_out``). Every task draws its
+``train`` and ``outer_valid`` rows from the pool; the
 ``test`` split of meta-test tasks is the held-out set, and tasks of the other splits (used to
 select learning rates and loss parameters) take their ``test`` rows from the pool too, so
 selection never touches a row any meta-test score is computed on. Because the held-out set is
@@ -67,6 +68,11 @@ class TabularConfig(TaskConfig):
         gt=0,
         le=0.5,
     )
+    max_held_out: int = setting(
+        1000,
+        "at most this many held-out rows (large data sets: the test split stays cheap to score)",
+        ge=1,
+    )
     n_train: int = setting(
         0, f"inner-training rows per task; 0: 60% of the pool, at most {_DEFAULT_CAP}", ge=0
     )
@@ -106,7 +112,7 @@ class DiabetesConfig(TabularConfig):
 def split_sizes(config: TabularConfig, rows: int) -> tuple[int, int, int]:
     """``(held_out, n_train, n_outer_valid)`` row counts for a data set of ``rows`` rows; raises
     ``ValueError`` naming the setting when they do not fit."""
-    held = max(1, round(config.held_out * rows))
+    held = min(config.max_held_out, max(1, round(config.held_out * rows)))
     pool = rows - held
     n_train = config.n_train or min(_DEFAULT_CAP, round(0.6 * pool))
     n_valid = config.n_outer_valid or min(_DEFAULT_CAP, pool - n_train)
