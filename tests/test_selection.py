@@ -15,7 +15,7 @@ import torch
 from torch.func import functional_call
 
 from metaloss.config import parse
-from metaloss.evaluation import EvalSet, eval_set, select_lr
+from metaloss.evaluation import EvalSet, eval_set, select_lr, steps_to_reach
 from metaloss.evaluation.benchmark import Contender, Row, _init_seed, run_row, select
 from metaloss.learners import make_learner
 from metaloss.losses import baseline
@@ -135,3 +135,12 @@ def test_selection_refuses_meta_test_tasks() -> None:
     data = eval_set(family, config, Split.META_TEST, 2)
     with pytest.raises(ValueError, match="meta-test"):
         select_lr(baseline("mse"), family, config, GRID, data)
+
+
+def test_steps_to_reach_reads_the_mean_curve() -> None:
+    # Mean curve 4, 2, 1: the first step at or below the threshold, or never.
+    curves = torch.tensor([[4.0, 3.0, 0.0], [4.0, 1.0, 2.0]])
+    assert steps_to_reach(curves, 2.0) == 1
+    assert steps_to_reach(curves, 1.0) == 2
+    assert steps_to_reach(curves, 4.0) == 0
+    assert steps_to_reach(curves, 0.5) is None
