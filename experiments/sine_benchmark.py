@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from metaloss import MetaTrainer, load_config
+from metaloss import MetaTrainer, load_config, make_family
 from metaloss.evaluation.compare import compare_with_mse
 
 DEFAULT_VARIANTS = [
@@ -56,7 +56,7 @@ def main() -> None:
         result = MetaTrainer(config).train()
         seconds = time.perf_counter() - start
         comparison = compare_with_mse(
-            result.loss.per_sample, MetaTrainer(config).family, config, args.test_tasks, args.seeds
+            result.loss.per_sample, make_family(config.task), config, args.test_tasks, args.seeds
         )
         print(
             f"\n## variant: {variant or '(configs/sine.yaml)'} — meta-trained in {seconds:.0f} s, "

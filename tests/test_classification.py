@@ -351,7 +351,7 @@ def test_tiny_meta_training_on_classification_tasks(tmp_path: Path, form: str) -
         result.loss.per_sample, trainer.problem.family, config
     )  # `metaloss train` prints it
     assert [r.name for r in comparison.rows][1::2] == ["ce", "ce (tuned lr)"]
-    assert "test CE" in comparison.markdown()
+    assert "test cross-entropy" in comparison.markdown()
 
 
 # ------------------------------------------------------------------------------ benchmark harness
@@ -405,6 +405,7 @@ def test_benchmark_reports_accuracy_decomposition_and_the_clean_label_oracle(
     assert result.metric == "test cross-entropy"
     assert result.metrics == {
         "accuracy": True,
+        "ece": False,
         "expected_cross_entropy": False,
         "entropy": False,
         "kl": False,
@@ -412,6 +413,7 @@ def test_benchmark_reports_accuracy_decomposition_and_the_clean_label_oracle(
     for entry in result.entries:
         m = entry.metrics
         assert ((m["accuracy"] >= 0) & (m["accuracy"] <= 1)).all()
+        assert ((m["ece"] >= 0) & (m["ece"] <= 1)).all()
         assert ("kl" in m) == (entry.row == "sym 0.4")  # only Gaussian mixtures know p(y|x)
         if "kl" in m:
             torch.testing.assert_close(m["entropy"] + m["kl"], m["expected_cross_entropy"])
@@ -437,7 +439,12 @@ def test_benchmark_reports_accuracy_decomposition_and_the_clean_label_oracle(
     }
     paths = write_report(result, tmp_path)
     table = (tmp_path / "results.md").read_text()
-    assert "## test accuracy" in table and "## test kl" in table and len(paths) == 4
+    assert (
+        "## test accuracy" in table
+        and "## test ece" in table
+        and "## test kl" in table
+        and len(paths) == 4
+    )
     kl_table = table.split("## test kl")[1].split("##")[0]
     assert "| — |" in kl_table  # digits tasks have no known p(y|x)
     assert "digits" in report["gap_closed_from_each_baseline"]
@@ -468,3 +475,70 @@ def test_classification_shape_view_and_degeneracy_check() -> None:
     torch.nn.init.zeros_(last.weight)
     report = check_degenerate(flat)
     assert report.collapsed and "constant" in report.reason
+
+
+# ------------------------------------------------------------------------------ any number of classes
+
+
+def _pad_classes(logits: torch.Tensor, classes: int) -> torch.Tensor:
+    """The same predictions with extra classes of probability 0 (a logit 1e4 below the rest):
+    probabilities, margin, entropy and CE of every sample are unchanged."""
+    low = logits.amin(-1, keepdim=True) - 1e4
+    return torch.cat([logits, low.expand(*logits.shape[:-1], classes - logits.shape[-1])], -1)
+
+
+@pytest.mark.parametrize("classes", [3, 10])
+def test_zoo_noisy_labels_loss_accepts_any_number_of_classes(classes: int) -> None:
+    loss = load_loss("noisy-labels", reduction="none").double()
+    generator = torch.Generator().manual_seed(classes)
+    logits = 3 * torch.randn(4, 16, classes, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, classes, (4, 16), generator=generator)
+    values = loss(logits, labels)
+    grads = vmap(grad(lambda z, y: loss(z, y).sum()))(logits, labels)
+    assert values.shape == (4, 16) and torch.isfinite(values).all()
+    assert torch.isfinite(grads).all() and grads.abs().sum() > 0
+    # Where the features coincide, the value is the one of the equivalent 5-class computation.
+    if classes < 5:  # 3-class logits against the same predictions padded to 5 classes
+        few, five = logits, _pad_classes(logits, 5)
+        torch.testing.assert_close(loss(few, labels), loss(five, labels))
+    else:  # 5-class logits against the same predictions padded to 10 classes
+        five, labels = logits[..., :5], labels % 5
+        torch.testing.assert_close(loss(_pad_classes(five, classes), labels), loss(five, labels))
+
+
+def test_learned_loss_of_scalar_features_from_config_keeps_no_class_count() -> None:
+    config = parse({"task": {"family": "digits"}, "loss": {"features": ["label_prob", "margin"]}})
+    loss = LearnedLoss.from_config(config.loss, "classification", num_classes=5)
+    assert "num_classes" not in loss.architecture()
+    logits, labels = torch.randn(6, 7), torch.randint(0, 7, (6,))
+    assert torch.isfinite(loss(logits, labels))
+
+
+def test_vector_feature_of_class_width_refuses_another_class_count_in_one_line() -> None:
+    loss = LearnedLoss(("label_prob", "sorted_probs"), kind="classification", num_classes=5)
+    with pytest.raises(ValueError, match=r"expected 5 classes .*'sorted_probs'.* got 3$"):
+        loss(torch.randn(4, 3), torch.randint(0, 3, (4,)))
+
+
+@pytest.mark.parametrize("classes", [3, 10])
+def test_zoo_broad_loss_takes_any_class_count_and_its_gradient_vanishes_at_large_margins(
+    classes: int,
+) -> None:
+    loss = load_loss("noisy-labels-broad", reduction="none").double()
+    generator = torch.Generator().manual_seed(classes)
+    logits = 3 * torch.randn(2, 16, classes, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, classes, (2, 16), generator=generator)
+    grads = vmap(grad(lambda z, y: loss(z, y).sum()))(logits, labels)
+    assert torch.isfinite(loss(logits, labels)).all() and torch.isfinite(grads).all()
+    for margin, bound in ((20.0, 1e-7), (100.0, 1e-30)):
+        z = torch.zeros(8, classes, dtype=torch.float64)
+        z[:, 0] = margin
+        z.requires_grad_()
+        (g,) = torch.autograd.grad(loss(z, torch.zeros(8, dtype=torch.long)).sum(), z)
+        assert g[:, 0].abs().max() < bound  # weight form: w * (p_y - 1), like cross-entropy
+    zoo = load_loss("noisy-labels", reduction="none").double()
+    z = torch.zeros(1, classes, dtype=torch.float64)
+    z[0, 0] = 20.0
+    z.requires_grad_()
+    (g,) = torch.autograd.grad(zoo(z, torch.zeros(1, dtype=torch.long)).sum(), z)
+    assert g[0, 0].abs() > 1e-4  # the loss-form zoo loss keeps pushing (issue 12)

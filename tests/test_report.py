@@ -297,7 +297,7 @@ def test_train_comparison_verdicts_table_and_json_by_hand() -> None:
     broken = paired_comparison([*LEARNED[:5], math.inf], WORSE)
     assert _comparison(broken).verdict().startswith("tuned learned vs tuned MSE: a run did not")
     table = _comparison(better).markdown().splitlines()
-    assert table[0].startswith("Clean test MSE after 5 inner steps on 6 held-out tasks × 2 seed(s)")
+    assert table[0].startswith("Test MSE after 5 inner steps on 6 held-out tasks × 2 seed(s)")
     assert table[4] == (
         "| loss | lr | lr from | test MSE | steps to MSE@same-lr final | steps to tuned-MSE final "
         "| diverged | n | mean difference (95% CI) | win rate | p (paired t) | p (Wilcoxon) | verdict |"

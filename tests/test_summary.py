@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,12 @@ import pytest
 import torch
 from tbparse import SummaryReader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
 from metaloss.config import load_config, parse
+from metaloss.evaluation.compare import compare_with_mse
 from metaloss.losses import LearnedLoss, baseline
 from metaloss.losses.kinds import KINDS, KindSpec, register_kind
 from metaloss.losses.regression import regression_curves
@@ -19,6 +23,8 @@ from metaloss.outer.trainer import MetaTrainer
 from metaloss.plots import figure_to_array, shape_view
 from metaloss.plots.regression import REGRESSION_VIEW
 from metaloss.summary import SummaryCallback
+from metaloss.summary_layout import HPARAM_KEYS, METRIC_TAGS, TEST_DELTA_TAG
+from metaloss.tasks import make_family
 
 INNER_STEPS = 3
 META_STEPS = 4
@@ -127,13 +133,106 @@ def test_config_text_and_hparams_in_the_run_folder(run_dir: Path) -> None:
     reader = SummaryReader(str(run_dir))
     assert "config" in set(reader.text.tag)
     hparams = dict(zip(reader.hparams.tag, reader.hparams.value, strict=True))
-    assert hparams["outer.shape_every"] == SHAPE_EVERY
-    scalars = reader.scalars
-    assert "hparam/best_valid_objective" in set(scalars.tag)
+    assert set(hparams) == set(HPARAM_KEYS)  # a dozen settings, not the whole config
+    assert not any(key.startswith("benchmark.") for key in hparams)
+    assert hparams["inner.steps"] == INNER_STEPS and hparams["loss.hidden"] == "8"
     assert all(
         Path(d).resolve() == run_dir.resolve()
         for d in {p.parent for p in run_dir.rglob("events.out.tfevents.*")}
     )
+
+
+def test_no_single_point_metric_cards_and_metrics_are_series(
+    run_dir: Path, events: EventAccumulator
+) -> None:
+    scalars = SummaryReader(str(run_dir)).scalars
+    assert not any(tag.startswith("hparam/") for tag in set(scalars.tag))
+    content = events.PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    metrics = [m.name.tag for m in experiment.metric_infos]
+    assert metrics == list(METRIC_TAGS)
+    for tag in metrics:
+        if tag != TEST_DELTA_TAG:  # written by metaloss train's comparison
+            assert (scalars.tag == tag).sum() > 1, tag
+    best = scalars[scalars.tag == "meta/best_valid_objective"].sort_values("step").value
+    valid = scalars[scalars.tag == "meta/valid_objective"].sort_values("step").value
+    assert list(best) == list(np.minimum.accumulate(valid.to_numpy()))
+
+
+def test_custom_scalars_put_learned_and_reference_curves_on_one_chart(
+    run_dir: Path, events: EventAccumulator
+) -> None:
+    (event,) = events.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(tensor_util.make_ndarray(event.tensor_proto).item())
+    charts = {chart.title: chart for category in layout.category for chart in category.chart}
+    (title,) = [t for t in charts if t.startswith("inner training")]
+    assert title.endswith("vs MSE")
+    tags = set(SummaryReader(str(run_dir)).scalars.tag)
+    patterns = list(charts[title].multiline.tag)
+    for curve in ("inner/start_curve", "inner/end_curve", "inner/objective_curve"):
+        assert curve in tags
+        assert sum(bool(re.search(p, curve)) for p in patterns) == 1, curve
+
+
+def test_shape_numbers_are_readable_as_text_tables(events: EventAccumulator) -> None:
+    tables = events.Tensors("shape/table/text_summary")
+    assert [e.step for e in tables] == [0, 2, 4]
+    text = tensor_util.make_ndarray(tables[-1].tensor_proto).item().decode()
+    values = tensor_util.make_ndarray(events.Tensors("shape/value")[-1].tensor_proto)
+    residual = tensor_util.make_ndarray(events.Tensors("shape/residual")[0].tensor_proto)
+    at = int(np.argmin(np.abs(residual - 1.0)))
+    row = next(line for line in text.splitlines() if line.startswith("| +1 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[1]) == pytest.approx(float(values[0, at]), rel=1e-3, abs=1e-4)
+    assert events.Tensors("best/shape_table/text_summary")
+
+
+def test_the_meta_test_comparison_is_written_as_text_and_a_metric(tmp_path: Path) -> None:
+    config = parse(
+        {
+            "learner": {"hidden": [8]},
+            "inner": {"steps": 2},
+            "evaluation": {"test_tasks": 4, "grid_tasks": 2, "lr_grid": [0.01, 0.03]},
+        }
+    )
+    loss = LearnedLoss(hidden=(4,))
+    comparison = compare_with_mse(loss.per_sample, make_family(config.task), config)
+    summary = SummaryCallback(tmp_path)
+    summary.close()
+    summary.log_comparison(comparison)
+    reader = SummaryReader(str(tmp_path))
+    scalars = reader.scalars
+    (delta,) = scalars[scalars.tag == TEST_DELTA_TAG].value
+    learned = next(r for r in comparison.rows if r.name == "learned (tuned lr)")
+    assert learned.vs_tuned is not None
+    assert delta == pytest.approx(learned.vs_tuned.difference.mean, rel=1e-6)
+    text = reader.text[reader.text.tag == "test/results"].value.iloc[0]
+    assert "learned (tuned lr)" in text
+
+
+def test_histograms_and_curves_use_the_validation_condition(tmp_path: Path) -> None:
+    """The first meta-validation condition may have another learner than the run's."""
+    config = parse(
+        {
+            "learner": {"hidden": [8]},
+            "loss": {"hidden": [8]},
+            "inner": {"steps": 2},
+            "outer": {
+                "steps": 1,
+                "meta_batch": 2,
+                "val_tasks": 2,
+                "shape_every": 1,
+                "valid_variants": [{"name": "wide", "set": ["learner.hidden=[5, 5]"]}],
+            },
+        }
+    )
+    summary = SummaryCallback(tmp_path)
+    try:
+        MetaTrainer(config, None, callbacks=[summary]).train()
+    finally:
+        summary.close()
+    scalars = SummaryReader(str(tmp_path)).scalars
+    assert (scalars.tag == "inner/end_curve").sum() == 3
 
 
 def test_regression_curves_match_a_known_loss() -> None:
@@ -183,3 +282,12 @@ def test_clean_and_corrupted_weights_are_split_for_outlier_tasks(tmp_path: Path)
     everything = accumulator.Histograms("losses/weight_inner_end")[0].histogram_value
     assert corrupted.num > 0 and clean.num > 0
     assert clean.num + corrupted.num == everything.num == 2 * config.task.n_train  # type: ignore[attr-defined]
+
+
+def test_the_first_group_holds_the_inner_curves_figure(events: EventAccumulator) -> None:
+    """``best/`` sorts first in TensorBoard: its images are what a run opens on."""
+    tags = events.Tags()
+    groups = sorted({t.split("/")[0] for kind in ("images", "scalars") for t in tags[kind]})
+    assert groups[0] == "best"
+    (image,) = events.Images("best/inner_curves")
+    assert image.step == META_STEPS and image.width >= 600

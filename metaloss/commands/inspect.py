@@ -64,9 +64,9 @@ def summary_lines(meta: dict[str, Any], description: list[str] | None) -> list[s
 
 
 def _loss_title(source: str, meta: dict[str, Any]) -> str:
-    """The figure's title: the file or zoo name, and the run it came from."""
+    """The figure's title: the file (as given) or zoo name, and the run it came from."""
     config = meta.get("config") or {}
-    name = Path(source).name if Path(source).exists() else source
+    name = str(source)
     trained = config.get("name")
     return f"{name} (trained on {trained})" if trained and trained not in name else name
 

@@ -12,7 +12,9 @@ from metaloss.commands.config import config_epilog
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
+from metaloss.evaluation.training_summary import assess_training
 from metaloss.export import save_loss
+from metaloss.losses.kinds import kind_spec
 from metaloss.outer.supervised import supervised_family
 from metaloss.outer.trainer import CHECKPOINT_NAME, MetaTrainer
 from metaloss.rl.config import is_rl_config
@@ -83,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         f"best meta-validation objective {result.best_value:.4g} at step {result.best_step}; "
         f"skipped steps: {result.skipped_steps}"
     )
+    health = assess_training(result.steps, result.validations, config.outer.grad_clip)
+    print("meta-training health:\n" + "\n".join(f"  {line}" for line in health.lines()))
     if result.degeneracy.collapsed:
         print(
             f"warning: the learned loss has collapsed: {result.degeneracy.reason}", file=sys.stderr
@@ -91,10 +95,11 @@ def run(args: argparse.Namespace) -> int:
     family = supervised_family(trainer)
     if not args.no_eval:
         print(
-            f"meta-testing against {'MSE' if family.kind == 'regression' else 'CE'} ...",
+            f"meta-testing against {kind_spec(family.kind).reference} ...",
             file=sys.stderr,
         )
         comparison = compare_with_mse(result.loss.per_sample, family, config)
+        summary.log_comparison(comparison)
         table = comparison.markdown()
         (out / "results.md").write_text(table)
         (out / "results.json").write_text(json.dumps(comparison.to_dict(), indent=2))

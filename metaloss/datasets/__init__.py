@@ -7,7 +7,9 @@ and targets, and says in its docstring which column is the target and why. Task 
 
 Regression sources: :mod:`metaloss.datasets.sklearn_regression` (diabetes) and
 :mod:`metaloss.datasets.statsmodels_regression` (fair, macrodata, statecrime, ccard, stackloss;
-needs the optional ``statsmodels`` package, ``pip install metaloss[data]``).
+needs the optional ``statsmodels`` package, ``pip install metaloss[data]``). Classification
+sources (:mod:`metaloss.datasets.classification`: digits, anes96, fair, make_classification) and
+the multi-output :mod:`metaloss.datasets.macrodata` are plain loaders read by their task families.
 """
 
 from metaloss.datasets import (  # noqa: F401  (imported to register their loaders)

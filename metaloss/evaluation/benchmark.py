@@ -62,6 +62,7 @@ from metaloss.tasks import Split, Task, TaskFamily, family_spec, make_family
 from metaloss.typing import PerSampleLoss
 
 __all__ = [
+    "BASELINE_VIEWS",
     "BenchmarkResult",
     "Comparison",
     "Contender",
@@ -248,6 +249,11 @@ class BenchmarkResult:
 # Building contenders and rows from a config.
 
 
+BASELINE_VIEWS: dict[str, Callable[[Task], Task]] = {}
+"""Baselines that see the tasks through a view, by name (e.g. ``equal_weights_standardised``:
+targets standardised as a practitioner would); filled by the modules that define them."""
+
+
 def contenders_from_config(
     config: RunConfig,
     learned: dict[str, PerSampleLoss],
@@ -281,6 +287,7 @@ def contenders_from_config(
                 spec.values,
                 fit=FITS.get(spec.name),
                 free_outputs=FREE_OUTPUTS.get(spec.name, 0),
+                view=BASELINE_VIEWS.get(spec.name),
             )
         )
     if config.benchmark.oracle:

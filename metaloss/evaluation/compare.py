@@ -23,7 +23,9 @@ from metaloss.evaluation.stats import (
     verdict_rule,
 )
 from metaloss.losses import baseline
+from metaloss.losses.kinds import kind_spec
 from metaloss.tasks import Split, TaskFamily
+from metaloss.tasks.registry import family_spec
 from metaloss.typing import PerSampleLoss
 
 __all__ = ["Comparison", "ComparisonRow", "compare_with_mse"]
@@ -57,6 +59,8 @@ class Comparison:
     tasks: int = 0
     """Held-out tasks (the pairs of ``vs_tuned``); ``runs`` = tasks × seeds."""
     min_pairs: int = DEFAULT_MIN_PAIRS
+    metric: str = "test MSE"
+    """How the family names its test metric (its spec's ``metric``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,10 +106,10 @@ class Comparison:
     def markdown(self) -> str:
         ref = self.reference
         seeds = self.runs // self.tasks if self.tasks else 1
-        columns = ["loss", "lr", "lr from", f"test {ref}", f"steps to {ref}@same-lr final"]
+        columns = ["loss", "lr", "lr from", self.metric, f"steps to {ref}@same-lr final"]
         columns += [f"steps to tuned-{ref} final", "diverged", *PAIRED_COLUMNS]
         lines = [
-            f"Clean test {ref} after {self.steps} inner steps on {self.tasks} held-out tasks × "
+            f"{self.metric[0].upper()}{self.metric[1:]} after {self.steps} inner steps on {self.tasks} held-out tasks × "
             f"{seeds} seed(s) (mean ± 95% CI over runs); steps = first inner step whose mean "
             f"error reaches the target. Paired columns: this loss − tuned {ref}, task by task "
             "(each task's error averaged over its seeds; negative is better).",
@@ -145,12 +149,15 @@ def compare_with_mse(
     test_tasks: int | None = None,
     seeds: int | None = None,
 ) -> Comparison:
-    """Meta-test ``learned`` against MSE on fixed held-out tasks (see module docstring); for a
-    classification family the reference is cross-entropy instead."""
+    """Meta-test ``learned`` against its kind's hand-designed reference loss (the kind spec's
+    ``reference``: MSE for regression, CE for classification, equal weights for multi-task) on
+    fixed held-out tasks (see module docstring)."""
     ev = config.evaluation
     test = eval_set(family, config, Split.META_TEST, test_tasks or ev.test_tasks, seeds or ev.seeds)
     grid_set = eval_set(family, config, Split.META_TRAIN, ev.grid_tasks)
-    ref = "mse" if family.kind == "regression" else "ce"
+    ref = kind_spec(family.kind).reference
+    if ref is None:
+        raise ValueError(f"metaloss train: no reference loss to compare {family.kind} losses with")
     mse = baseline(ref)
     mse_lr, mse_scores = select_lr(mse, family, config, ev.lr_grid, grid_set)
     learned_lr, learned_scores = select_lr(learned, family, config, ev.lr_grid, grid_set)
@@ -199,4 +206,5 @@ def compare_with_mse(
         ref.upper(),
         tasks=int(tuned_tasks.numel()),
         min_pairs=ev.min_pairs,
+        metric=family_spec(config.task.family).metric,
     )

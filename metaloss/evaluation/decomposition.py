@@ -11,8 +11,14 @@ cross-entropy by lowering KL improved the fit; one whose CE moves only because t
 test labels moved stayed within the noise floor. The per-sample identity holds exactly, so the
 two parts sum to the expected cross-entropy up to float rounding.
 
-Reference: Cover & Thomas, "Elements of Information Theory", 2nd ed., 2006, eq. 2.91 (the
-cross-entropy identity H(p, q) = H(p) + D(p || q)).
+The module also gives the metrics reported for every classification family beside test
+cross-entropy: accuracy and the expected calibration error (:func:`calibration_error`).
+
+References:
+    Cover & Thomas, "Elements of Information Theory", 2nd ed., 2006, eq. 2.91 (the
+    cross-entropy identity H(p, q) = H(p) + D(p || q)).
+    Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks", ICML 2017
+    (expected calibration error, 15 equal-width confidence bins).
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ from metaloss.tasks import Split, TaskFamily
 from metaloss.tasks.base import Batch
 
 __all__ = [
+    "ECE_BINS",
     "Decomposition",
     "DecompositionSummary",
     "accuracy",
+    "calibration_contributions",
+    "calibration_error",
     "classification_metrics",
     "decompose",
     "log_decomposition",
@@ -40,6 +49,9 @@ __all__ = [
 ]
 
 _TINY = 1e-30
+
+ECE_BINS = 15
+"""Equal-width bins of the top-class confidence for the expected calibration error (Guo et al.)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,42 @@ def accuracy(pred: Tensor, batch: Batch) -> Tensor:
     return (pred.argmax(-1) == batch.y).to(pred.dtype)
 
 
+def calibration_contributions(logits: Tensor, labels: Tensor, bins: int = ECE_BINS) -> Tensor:
+    """Per-sample terms ``[..., n]`` whose mean over the last dimension is the expected
+    calibration error (Guo et al., ICML 2017) of ``softmax(logits)`` on ``labels``.
+
+    ECE sorts samples into ``bins`` equal-width bins of the top-class confidence ``c_i`` (bin
+    ``b`` holds ``(b-1)/B < c <= b/B``) and averages ``|acc_b - conf_b|`` weighted by each bin's
+    share of samples: ``ECE = 1/n sum_b |sum_{i in b} (correct_i - c_i)|``. Sample ``i`` of bin
+    ``b`` contributes ``sign(sum_{j in b} (correct_j - c_j)) * (correct_i - c_i)``, so the mean of
+    the contributions is exactly the ECE and batches of runs ``[..., n]`` are scored at once.
+    """
+    probs = torch.softmax(logits, dim=-1)
+    confidence, predicted = probs.max(-1)
+    gap = (predicted == labels).to(probs.dtype) - confidence
+    index = (torch.ceil(confidence * bins).long() - 1).clamp(0, bins - 1)
+    member = torch.nn.functional.one_hot(index, bins).to(probs.dtype)  # [..., n, B]
+    per_bin = (member * gap.unsqueeze(-1)).sum(-2, keepdim=True)  # [..., 1, B]
+    sign = (member * torch.sign(per_bin)).sum(-1)
+    return sign * gap
+
+
+def calibration_error(logits: Tensor, labels: Tensor, bins: int = ECE_BINS) -> Tensor:
+    """The expected calibration error ``[...]`` of each batch of predictions (see
+    :func:`calibration_contributions`): 0 for a calibrated predictor, at most 1.
+
+    Example:
+        >>> sure = torch.tensor([[9.0, -9.0]] * 4)  # confidence ~1, half of them right
+        >>> round(float(calibration_error(sure, torch.tensor([0, 0, 1, 1]))), 3)
+        0.5
+    """
+    return calibration_contributions(logits, labels, bins).mean(-1)
+
+
+def _ece(pred: Tensor, batch: Batch) -> Tensor:
+    return calibration_contributions(pred, batch.y)
+
+
 def _part(name: str) -> Callable[[Tensor, Batch], Tensor]:
     def metric(pred: Tensor, batch: Batch) -> Tensor:
         return getattr(decompose(pred, batch.extras["true_probs"]), name)  # type: ignore[no-any-return]
@@ -137,10 +185,14 @@ def _part(name: str) -> Callable[[Tensor, Batch], Tensor]:
 
 
 def classification_metrics(family: TaskFamily) -> dict[str, Metric]:
-    """Metrics reported besides cross-entropy for a classification family: accuracy, and, when
-    its test batches carry the true ``p(y|x)`` (``extras["true_probs"]``), the expected CE and
-    its irreducible (``entropy``) and reducible (``kl``) parts."""
-    metrics = {"accuracy": Metric(accuracy, higher_is_better=True)}
+    """Metrics reported besides cross-entropy for a classification family: accuracy, the
+    expected calibration error (``ece``, 15 equal-width bins), and, when its test batches carry
+    the true ``p(y|x)`` (``extras["true_probs"]``), the expected CE and its irreducible
+    (``entropy``) and reducible (``kl``) parts."""
+    metrics = {
+        "accuracy": Metric(accuracy, higher_is_better=True),
+        "ece": Metric(_ece),
+    }
     if "true_probs" in family.task(Split.META_TEST, 0).test.extras:
         for name in ("cross_entropy", "entropy", "kl"):
             metrics[f"expected_{name}" if name == "cross_entropy" else name] = Metric(_part(name))

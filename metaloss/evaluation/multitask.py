@@ -19,12 +19,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from metaloss.evaluation.benchmark import Contender
+from metaloss.evaluation.benchmark import BASELINE_VIEWS, Contender
 from metaloss.losses.multitask import equal_weights
 from metaloss.tasks.base import Batch, Task
-from metaloss.tasks.multitask import ABSENT, head_metrics, only_head
+from metaloss.tasks.multitask import ABSENT, head_metrics, only_head, standardise_targets
 
 __all__ = ["active_heads", "delta_m", "head_metrics", "single_task_contenders", "single_task_view"]
+
+
+BASELINE_VIEWS["equal_weights_standardised"] = standardise_targets
 
 
 def single_task_view(head: int) -> Callable[[Task], Task]:

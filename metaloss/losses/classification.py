@@ -12,6 +12,8 @@ References:
     Zhang & Sabuncu, "Generalized Cross Entropy Loss for Training Deep Neural Networks with Noisy
     Labels", NeurIPS 2018.
     Wang et al., "Symmetric Cross Entropy for Robust Learning with Noisy Labels", ICCV 2019.
+    Reed et al., "Training Deep Neural Networks on Noisy Labels with Bootstrapping", ICLR
+    workshop 2015 (soft and hard bootstrapping).
     Shu et al., "Meta-Weight-Net: Learning an Explicit Mapping for Sample Weighting", NeurIPS 2019
     (the ``ce`` feature is its weighting network's input).
     Han et al., "Co-teaching: Robust Training of Deep Neural Networks with Extremely Noisy
@@ -22,6 +24,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -36,6 +39,8 @@ from metaloss.losses.learned import LearnedLoss, cross_entropy
 __all__ = [
     "CLASSIFICATION_BASELINES",
     "SHAPE_CONTEXTS",
+    "bootstrap_hard",
+    "bootstrap_soft",
     "check_classification",
     "classification_shape",
     "generalized_cross_entropy",
@@ -85,11 +90,41 @@ def symmetric_cross_entropy(
     )
 
 
+def bootstrap_soft(logits: Tensor, labels: Tensor, beta: float = 0.95) -> Tensor:
+    """Soft bootstrapping (Reed et al., 2015): cross-entropy against ``beta * one_hot + (1 - beta)
+    * q``, with ``q`` the prediction itself, not detached, so that it is CE plus ``(1 - beta)``
+    times the prediction's entropy (the paper's minimum-entropy view). ``beta = 1`` is CE.
+
+    Args:
+        beta: weight of the given label, in [0, 1]; the paper uses 0.95.
+    """
+    if not 0 <= beta <= 1:
+        raise ValueError(f"beta: expected 0 <= beta <= 1, got {beta}")
+    log_probs = torch.log_softmax(logits, dim=-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    return beta * cross_entropy(logits, labels) + (1 - beta) * entropy
+
+
+def bootstrap_hard(logits: Tensor, labels: Tensor, beta: float = 0.8) -> Tensor:
+    """Hard bootstrapping (Reed et al., 2015): cross-entropy against ``beta * one_hot(label) +
+    (1 - beta) * one_hot(argmax q)``, the learner's own predicted class. ``beta = 1`` is CE.
+
+    Args:
+        beta: weight of the given label, in [0, 1]; the paper uses 0.8.
+    """
+    if not 0 <= beta <= 1:
+        raise ValueError(f"beta: expected 0 <= beta <= 1, got {beta}")
+    predicted = logits.detach().argmax(-1)
+    return beta * cross_entropy(logits, labels) + (1 - beta) * cross_entropy(logits, predicted)
+
+
 CLASSIFICATION_BASELINES = {
     "ce": cross_entropy,
     "label_smoothing": label_smoothing,
     "gce": generalized_cross_entropy,
     "sce": symmetric_cross_entropy,
+    "bootstrap_soft": bootstrap_soft,
+    "bootstrap_hard": bootstrap_hard,
 }
 """Baseline names usable in configs and ``metaloss.losses.baseline(name, **params)``."""
 
@@ -118,6 +153,11 @@ def _margin(logits: Tensor, labels: Tensor) -> Tensor:
 def _entropy(logits: Tensor, labels: Tensor) -> Tensor:
     log_probs = torch.log_softmax(logits, dim=-1)
     return -(log_probs.exp() * log_probs).sum(-1)
+
+
+def _normalized_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Entropy of the prediction over its maximum ``log C``: in [0, 1] whatever the class count."""
+    return _entropy(logits, labels) / math.log(max(logits.shape[-1], 2))
 
 
 def _ce_quantile(logits: Tensor, labels: Tensor) -> Tensor:
@@ -155,6 +195,7 @@ def _register() -> None:
         "label_logit": _label_logit,
         "margin": _margin,
         "entropy": _entropy,
+        "normalized_entropy": _normalized_entropy,
         "ce": cross_entropy,
         "ce_quantile": _ce_quantile,
         "batch_label_prob": _batch_label_prob,

@@ -13,7 +13,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["FEATURES", "WIDTHS", "Feature", "compute_features", "feature_width", "register_feature"]
+__all__ = [
+    "FEATURES",
+    "WIDTHS",
+    "Feature",
+    "class_dependent_features",
+    "compute_features",
+    "feature_width",
+    "register_feature",
+]
 
 Feature = Callable[[Tensor, Tensor], Tensor]
 Width = int | Callable[[int], int]
@@ -52,6 +60,12 @@ def feature_width(kind: str, names: tuple[str, ...], num_classes: int | None = N
             width = width(num_classes)
         total += width
     return total
+
+
+def class_dependent_features(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The named features whose width depends on the number of classes (empty: the features
+    are scalar or of fixed width, so the loss accepts logits of any class count)."""
+    return tuple(n for n in names if callable(WIDTHS.get(kind, {}).get(n, 1)))
 
 
 def check_features(kind: str, names: tuple[str, ...]) -> None:

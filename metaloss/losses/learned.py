@@ -17,7 +17,12 @@ from torch import Tensor
 
 from metaloss.config import LossConfig
 from metaloss.learners import MLP
-from metaloss.losses.features import check_features, compute_features, feature_width
+from metaloss.losses.features import (
+    check_features,
+    class_dependent_features,
+    compute_features,
+    feature_width,
+)
 from metaloss.losses.module import LossModule, init_uniform_, reduce, register_architecture
 from metaloss.typing import Reduction
 
@@ -68,8 +73,10 @@ class LearnedLoss(LossModule):
     prediction is subtracted, so ``loss(t, t) == 0`` for every target ``t``.
 
     For classification ``pred`` holds logits ``[..., N, C]`` and ``target`` integer labels
-    ``[..., N]``; ``reduction="none"`` returns ``[..., N]``. Features may be vectors (e.g. the
-    sorted probability vector), whose width depends on ``num_classes``. ``zero_at_target`` is
+    ``[..., N]``; ``reduction="none"`` returns ``[..., N]``. A loss whose features are all scalar
+    accepts logits of any number of classes; features may also be vectors (e.g. the sorted
+    probability vector) whose width depends on ``num_classes``, and only such a loss refuses
+    logits of another class count. ``zero_at_target`` is
     ignored (a "perfect" logit vector does not exist). With ``form="weight"`` the loss is
     ``w(features) * CE`` where the features are detached, so the network acts as a per-sample
     weight, as in Meta-Weight-Net (Shu et al., 2019); pair it with ``output="sigmoid"``. For
@@ -85,7 +92,8 @@ class LearnedLoss(LossModule):
         zero_at_target: subtract the loss at a perfect prediction.
         kind: ``"regression"`` or ``"classification"``.
         reduction: default reduction, ``"mean"``, ``"sum"`` or ``"none"``.
-        num_classes: number of classes (classification with vector features only).
+        num_classes: number of classes; needed (and enforced) only by vector features whose
+            width depends on it.
         form: ``"loss"`` (the output is the loss) or ``"weight"`` (the output weights CE, or
             the squared residual for regression).
 
@@ -135,6 +143,7 @@ class LearnedLoss(LossModule):
         self.reduction: Reduction = reduction
         self.num_classes = num_classes
         self.form = form
+        self.class_dependent = class_dependent_features(kind, self.features)
         self.net = MLP(feature_width(kind, self.features, num_classes), self.hidden, 1, activation)
 
     @classmethod
@@ -142,7 +151,9 @@ class LearnedLoss(LossModule):
         cls, config: LossConfig, kind: str, num_classes: int | None
     ) -> dict[str, Any]:
         """The constructor arguments of a run config's ``loss`` section; ``num_classes`` is kept
-        for classification losses only."""
+        only by classification losses with a feature whose width depends on it (a loss of scalar
+        features accepts any number of classes)."""
+        needs_classes = kind == "classification" and class_dependent_features(kind, config.features)
         return {
             "features": config.features,
             "hidden": config.hidden,
@@ -150,7 +161,7 @@ class LearnedLoss(LossModule):
             "output": config.output,
             "zero_at_target": config.zero_at_target,
             "kind": kind,
-            "num_classes": num_classes if kind == "classification" else None,
+            "num_classes": num_classes if needs_classes else None,
             "form": config.form,
         }
 
@@ -182,9 +193,10 @@ class LearnedLoss(LossModule):
                     f"target: expected integer labels of shape {tuple(pred.shape[:-1])} for logits "
                     f"{tuple(pred.shape)}, got {tuple(target.shape)}"
                 )
-            if self.num_classes is not None and pred.shape[-1] != self.num_classes:
+            if self.class_dependent and pred.shape[-1] != self.num_classes:
                 raise ValueError(
-                    f"pred: expected {self.num_classes} classes (logits [..., {self.num_classes}]), got {pred.shape[-1]}"
+                    f"pred: expected {self.num_classes} classes (logits [..., {self.num_classes}]): "
+                    f"feature {self.class_dependent[0]!r} has one value per class, got {pred.shape[-1]}"
                 )
         values = self._raw(pred, target)
         if self.form == "weight":

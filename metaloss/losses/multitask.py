@@ -4,6 +4,14 @@ Baselines (per-sample functions ``(pred, target) -> [..., n]``, registered in
 :data:`metaloss.losses.BASELINES`):
 
 * ``equal_weights``: the sum of the heads' losses (squared error, cross-entropy).
+* ``equal_weights_standardised``: equal weights after standardising every regression head with
+  its training targets' mean and std (what a practitioner does first); the benchmark gives this
+  baseline the view :func:`metaloss.tasks.multitask.standardise_targets` of the tasks.
+* ``log_loss_weights``: the sum of the heads' *log* batch-mean losses, so each head's gradient is
+  divided by its current loss and no head's units dominate: the objective of FAMO (Liu et al.,
+  NeurIPS 2023) with its task weights held uniform, and the geometric-mean loss of Chennupati et
+  al. (CVPR workshops 2019) up to a positive factor. Per sample it is ``sum_t L_it / mean(L_t)``
+  with the mean over the batch detached (the same gradient).
 * ``uncertainty_weighting`` (Kendall, Gal & Cipolla, CVPR 2018): each head t has a learned
   log-variance ``s_t = log sigma_t^2``, a learner parameter trained by the inner loop
   (:class:`metaloss.learners.LogVarianceMLP`); a regression head contributes
@@ -38,6 +46,7 @@ __all__ = [
     "MT_FEATURES",
     "MultiTaskLoss",
     "equal_weights",
+    "log_loss_weights",
     "uncertainty_terms",
     "uncertainty_weighting",
 ]
@@ -62,7 +71,17 @@ def uncertainty_weighting(pred: Tensor, target: Tensor) -> Tensor:
     return uncertainty_terms(losses, kinds, log_variances(pred, target)).sum(-1)
 
 
+def log_loss_weights(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-sample ``sum_t L_it / mean_i(L_it)`` (mean over the batch, detached): the gradient of
+    ``sum_t log mean_i L_it`` (FAMO's objective at uniform weights; Liu et al., NeurIPS 2023)."""
+    losses, kinds = head_losses(pred, target)
+    scale = losses.detach().mean(-2, keepdim=True).clamp_min(1e-12)
+    return torch.where(kinds == ABSENT, torch.zeros_like(losses), losses / scale).sum(-1)
+
+
 BASELINES["equal_weights"] = equal_weights
+BASELINES["equal_weights_standardised"] = equal_weights
+BASELINES["log_loss_weights"] = log_loss_weights
 BASELINES["uncertainty_weighting"] = uncertainty_weighting
 
 

@@ -7,7 +7,9 @@ all read the same numbers:
 * ``curves(loss)`` evaluates the loss on a fixed grid and returns named tensors (stored in
   TensorBoard as tensors, so scripts can read them back as numbers);
 * ``figure(curves)`` draws those tensors, beside the hand-designed baselines of that kind;
-* ``describe(loss)`` returns a few lines of text (growth, symmetry, value at zero residual).
+* ``describe(loss)`` returns a few lines of text (growth, symmetry, value at zero residual);
+* ``table(curves)`` (optional) prints those tensors at a few points as a Markdown table
+  (TensorBoard's Text tab shows it: tensors alone are not drawn anywhere in its UI).
 
 Each kind names its view in its :class:`~metaloss.losses.kinds.KindSpec` (``shape_view``, as
 ``"module:attribute"``); :func:`shape_view` imports it on first use. Regression: value and
@@ -35,7 +37,15 @@ from torch import Tensor
 from metaloss.losses.kinds import KINDS, known_kinds
 from metaloss.typing import PerSampleLoss
 
-__all__ = ["FIGURE_DPI", "ShapeView", "figure_to_array", "has_shape_view", "shape_view", "titled"]
+__all__ = [
+    "FIGURE_DPI",
+    "ShapeView",
+    "figure_to_array",
+    "has_shape_view",
+    "markdown_table",
+    "shape_view",
+    "titled",
+]
 
 Curves = dict[str, Tensor]
 
@@ -51,11 +61,14 @@ class ShapeView:
         curves: ``loss -> named tensors`` on a fixed grid (the numbers behind the figure).
         figure: ``curves -> Figure`` drawn from exactly those tensors.
         describe: ``loss -> lines of text`` for ``metaloss inspect`` (``None``: no summary).
+        table: ``curves -> Markdown table`` of the curves at a few points, so the numbers are
+            readable in TensorBoard's Text tab (``None``: no table).
     """
 
     curves: Callable[[PerSampleLoss], Curves]
     figure: Callable[[Curves], Figure]
     describe: Callable[[PerSampleLoss], list[str]] | None = None
+    table: Callable[[Curves], str] | None = None
 
 
 def shape_view(kind: str) -> ShapeView:
@@ -80,6 +93,13 @@ def _resolve(location: str) -> ShapeView:
     if not isinstance(view, ShapeView):
         raise TypeError(f"{location} is not a ShapeView")  # a bug in a kind's registration
     return view
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table (as TensorBoard's Text tab renders it)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def titled(figure: Figure, title: str) -> Figure:

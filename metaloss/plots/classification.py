@@ -17,7 +17,7 @@ from torch import Tensor
 from metaloss.losses.baselines import baseline
 from metaloss.losses.classification import classification_shape
 from metaloss.losses.module import loss_dtype
-from metaloss.plots.base import FIGURE_DPI, ShapeView
+from metaloss.plots.base import FIGURE_DPI, ShapeView, markdown_table
 from metaloss.typing import PerSampleLoss
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "REFERENCES",
     "classification_curves",
     "classification_figure",
+    "classification_table",
     "describe_classification",
 ]
 
@@ -98,7 +99,33 @@ def describe_classification(loss: PerSampleLoss) -> list[str]:
     return lines
 
 
+TABLE_PROBABILITIES = (0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99)
+"""Labelled-class probabilities at which :func:`classification_table` prints the curves."""
+
+
+def classification_table(curves: Curves) -> str:
+    """The loss and ``d loss / d z_y`` at a few labelled-class probabilities (per reference
+    batch when the loss depends on the batch), as a Markdown table."""
+    p = curves["prob"].double()
+    values, grads = curves["value"].double(), curves["grad"].double()
+    contexts = curves["context"].tolist()
+    dependent = bool(curves["batch_dependent"].item())
+    rows_of = list(range(len(contexts))) if dependent else [0]
+    header = ["p_y"]
+    for i in rows_of:
+        name = f" (batch mean p_y {contexts[i]:g})" if dependent else ""
+        header += [f"loss{name}", f"d loss / d z_y{name}"]
+    rows = []
+    for x in TABLE_PROBABILITIES:
+        at = int(torch.argmin((p - x).abs()))
+        row = [f"{float(p[at]):.3g}"]
+        for i in rows_of:
+            row += [f"{float(values[i, at]):.4g}", f"{float(grads[i, at]):+.4g}"]
+        rows.append(row)
+    return markdown_table(header, rows)
+
+
 CLASSIFICATION_VIEW = ShapeView(
-    classification_curves, classification_figure, describe_classification
+    classification_curves, classification_figure, describe_classification, classification_table
 )
 """The classification shape view (named by the classification kind's spec)."""

@@ -20,7 +20,7 @@ from metaloss.losses.regression import (
     evaluate_in_batch,
     regression_curves,
 )
-from metaloss.plots.base import FIGURE_DPI, ShapeView
+from metaloss.plots.base import FIGURE_DPI, ShapeView, markdown_table
 from metaloss.typing import PerSampleLoss
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "describe_regression",
     "growth_exponent",
     "regression_figure",
+    "regression_table",
 ]
 
 Curves = dict[str, torch.Tensor]
@@ -246,5 +247,38 @@ def _curve_growth(
     return _log_log_slope(at(sign * near) - zero, at(sign * far) - zero, near, far)
 
 
-REGRESSION_VIEW = ShapeView(regression_curves, regression_figure, describe_regression)
+TABLE_RESIDUALS = (-5.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
+"""Residuals at which :func:`regression_table` prints the curves."""
+
+
+def regression_table(curves: Curves) -> str:
+    """The loss and ``d loss / d pred`` at a few residuals, per target (one pair of columns if
+    the loss ignores the target), as a Markdown table."""
+    r = curves["residual"].double()
+    values, grads = curves["value"].double(), curves["grad"].double()
+    targets = curves["target"].tolist()
+    same = bool(torch.allclose(values, values[:1], rtol=1e-5, atol=1e-7))
+    rows_of = [0] if same else list(range(len(targets)))
+    header = ["residual"]
+    for i in rows_of:
+        name = "any target" if same else f"target {targets[i]:g}"
+        header += [f"loss ({name})", f"d loss / d pred ({name})"]
+    rows = []
+    for x in TABLE_RESIDUALS:
+        at = int(torch.argmin((r - x).abs()))
+        row = ["0" if x == 0 else f"{x:+g}"]
+        for i in rows_of:
+            row += [f"{float(values[i, at]):.4g}", f"{float(grads[i, at]):+.4g}"]
+        rows.append(row)
+    note = (
+        " (the loss it descends: weight form, w(0) = 1)"
+        if bool(curves["weight_form"].item())
+        else ""
+    )
+    return markdown_table(header, rows) + f"\n\nValues on the figure's grid{note}."
+
+
+REGRESSION_VIEW = ShapeView(
+    regression_curves, regression_figure, describe_regression, regression_table
+)
 """The regression shape view (named by the regression kind's spec)."""

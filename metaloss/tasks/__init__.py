@@ -6,7 +6,10 @@ there; importing this package imports those modules (and nothing outside ``tasks
 
 from metaloss.tasks import (  # noqa: F401  (imported to register their families)
     classification,
+    classification_data,
+    classification_mix,
     learn2learn_adapter,
+    macrodata,
     multitask,
     outliers,
     quantile,

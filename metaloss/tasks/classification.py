@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -43,36 +43,42 @@ __all__ = [
     "DigitsFamily",
     "GaussianMixtureConfig",
     "GaussianMixtureFamily",
+    "LabelNoise",
     "NoisyLabelConfig",
     "NoisyLabelFamily",
+    "check_noise_rate",
+    "draw_noise",
     "flip_count",
     "flip_labels",
+    "noise_rate_setting",
+    "noise_type_setting",
+    "pair_fraction_setting",
 ]
 
 NoiseType = Literal["symmetric", "pair"]
 
 
-@dataclass(frozen=True)
-class NoisyLabelConfig(TaskConfig):
-    """Options shared by the noisy-label classification families."""
-
-    n_way: int = setting(5, "classes per task (N-way)", ge=2)
-    k_shot: int = setting(20, "inner-training samples per class (K-shot)", ge=1)
-    n_outer_valid: int = setting(
-        5, "clean meta-set samples per class (the meta-objective's data)", ge=1
-    )
-    n_test: int = setting(20, "clean test samples per class", ge=1)
-    noise_type: Literal["symmetric", "pair", "mixed"] = setting(
+def noise_type_setting() -> Any:
+    """The ``noise_type`` setting of a classification family's config."""
+    return setting(
         "symmetric",
         "label noise: 'symmetric' (uniform over other classes), 'pair' (class c -> c+1) or 'mixed' (either, per task)",
     )
-    noise_rate: tuple[float, float] = setting(
+
+
+def noise_rate_setting() -> Any:
+    """The ``noise_rate`` setting of a classification family's config."""
+    return setting(
         (0.0, 0.6),
         "range of the per-task label-noise rate on inner-training labels (give [r, r] to fix it)",
         ge=0,
         le=0.9,
     )
-    pair_fraction: float = setting(
+
+
+def pair_fraction_setting() -> Any:
+    """The ``pair_fraction`` setting of a classification family's config."""
+    return setting(
         0.5,
         "noise_type 'mixed': probability that a task gets pair-flip rather than symmetric noise "
         "(ignored by the other noise types)",
@@ -80,12 +86,43 @@ class NoisyLabelConfig(TaskConfig):
         le=1,
     )
 
+
+class LabelNoise(Protocol):
+    """The label-noise settings a family's config carries (see :func:`draw_noise`)."""
+
+    @property
+    def noise_type(self) -> Literal["symmetric", "pair", "mixed"]: ...
+    @property
+    def noise_rate(self) -> tuple[float, float]: ...
+    @property
+    def pair_fraction(self) -> float: ...
+
+
+def check_noise_rate(config: LabelNoise) -> None:
+    """Refuse ``noise_rate`` ranges with ``low > high`` (one line naming the field)."""
+    low, high = config.noise_rate
+    if low > high:
+        raise ConfigError(
+            f"task.noise_rate: expected [low, high] with low <= high, got {list(config.noise_rate)}"
+        )
+
+
+@dataclass(frozen=True)
+class NoisyLabelConfig(TaskConfig):
+    """Options shared by the few-shot noisy-label classification families."""
+
+    n_way: int = setting(5, "classes per task (N-way)", ge=2)
+    k_shot: int = setting(20, "inner-training samples per class (K-shot)", ge=1)
+    n_outer_valid: int = setting(
+        5, "clean meta-set samples per class (the meta-objective's data)", ge=1
+    )
+    n_test: int = setting(20, "clean test samples per class", ge=1)
+    noise_type: Literal["symmetric", "pair", "mixed"] = noise_type_setting()
+    noise_rate: tuple[float, float] = noise_rate_setting()
+    pair_fraction: float = pair_fraction_setting()
+
     def __post_init__(self) -> None:
-        low, high = self.noise_rate
-        if low > high:
-            raise ConfigError(
-                f"task.noise_rate: expected [low, high] with low <= high, got {list(self.noise_rate)}"
-            )
+        check_noise_rate(self)
 
 
 @dataclass(frozen=True)
@@ -168,6 +205,18 @@ def flip_labels(
     return noisy, mask
 
 
+def draw_noise(config: LabelNoise, generator: torch.Generator) -> tuple[float, NoiseType]:
+    """A task's noise rate (uniform in ``config.noise_rate``) and type (``mixed``: pair-flip with
+    probability ``config.pair_fraction``), drawn from ``generator``."""
+    low, high = config.noise_rate
+    rate = low + (high - low) * float(torch.rand((), generator=generator, dtype=torch.float64))
+    noise_type: NoiseType = "symmetric" if config.noise_type == "symmetric" else "pair"
+    if config.noise_type == "mixed":
+        draw = float(torch.rand((), generator=generator))
+        noise_type = "symmetric" if draw < 1.0 - config.pair_fraction else "pair"
+    return rate, noise_type
+
+
 class NoisyLabelFamily(TaskFamily):
     """Base of the classification families: per-class sampling, label noise, clean meta-set.
 
@@ -211,12 +260,7 @@ class NoisyLabelFamily(TaskFamily):
         c = self.config
         labels = torch.arange(c.n_way).unsqueeze(1).expand(c.n_way, self.per_class)
         bounds = (0, c.k_shot, c.k_shot + c.n_outer_valid, self.per_class)
-        low, high = c.noise_rate
-        rate = low + (high - low) * float(torch.rand((), generator=generator, dtype=torch.float64))
-        noise_type: NoiseType = "symmetric" if c.noise_type == "symmetric" else "pair"
-        if c.noise_type == "mixed":
-            draw = float(torch.rand((), generator=generator))
-            noise_type = "symmetric" if draw < 1.0 - c.pair_fraction else "pair"
+        rate, noise_type = draw_noise(c, generator)
 
         def batch(start: int, stop: int, noisy: bool) -> Batch:
             bx = x[:, start:stop].reshape(-1, x.shape[-1])

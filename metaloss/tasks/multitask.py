@@ -50,6 +50,7 @@ __all__ = [
     "head_metrics",
     "log_variances",
     "only_head",
+    "standardise_targets",
 ]
 
 ABSENT, REGRESSION, CLASSIFICATION = 0, 1, 2
@@ -188,6 +189,31 @@ def only_head(target: Tensor, head: int) -> Tensor:
     return out
 
 
+def standardise_targets(tasks: Task) -> Task:
+    """The view of (stacked) problems a practitioner trains on after standardising each
+    regression head with the mean and std of its *training* targets: every split's regression
+    targets become ``(y - mean) / std`` and its normalisers ``norm / std**2``, so the family's
+    normalised objective of a prediction ``z`` of the standardised target equals the one of the
+    raw-unit prediction ``z * std + mean`` (test scores stay comparable with raw-unit losses).
+    Classification heads are unchanged. Batches carry ``extras["target_scale"]`` (the std per
+    sample and head, 1 for other heads), so per-head errors can be reported in raw units."""
+    train_y = tasks.train.y
+    heads = train_y.shape[-1] // 3
+    regression = train_y[..., :1, heads : 2 * heads].round() == REGRESSION
+    values = train_y[..., :heads]
+    mean = torch.where(regression, values.mean(-2, keepdim=True), 0.0)
+    std = torch.where(regression, values.std(-2, keepdim=True).clamp_min(1e-8), 1.0)
+
+    def scale(batch: Batch) -> Batch:
+        y = batch.y.clone()
+        y[..., :heads] = (y[..., :heads] - mean) / std
+        y[..., 2 * heads :] = y[..., 2 * heads :] / std**2
+        extras = {**batch.extras, "target_scale": std.expand_as(y[..., :heads])}
+        return batch._replace(y=y, extras=extras)
+
+    return Task(scale(tasks.train), scale(tasks.outer_valid), scale(tasks.test))
+
+
 class MultiTaskFamily(TaskFamily):
     """Multi-task problems with a shared trunk and T heads (see the module docstring).
 
@@ -300,11 +326,17 @@ def _log_uniform(bounds: tuple[float, float], generator: torch.Generator) -> flo
 
 
 def _head_metric(head: int) -> Metric:
-    return Metric(lambda pred, batch: head_errors(pred, batch.y).losses[..., head])
+    def error(pred: Tensor, batch: Batch) -> Tensor:
+        value = head_errors(pred, batch.y).losses[..., head]
+        scale = batch.extras.get("target_scale")  # standardised targets: back to raw units
+        return value if scale is None else value * scale[..., head] ** 2
+
+    return Metric(error)
 
 
 def head_metrics(family: TaskFamily) -> dict[str, Metric]:
-    """The test error of each head slot, ``"head0"`` ... (0 where a problem has no such head)."""
+    """The test error of each head slot, ``"head0"`` ... (0 where a problem has no such head), in
+    the targets' raw units also for losses trained on standardised targets."""
     return {f"head{t}": _head_metric(t) for t in range(getattr(family, "heads", 0))}
 
 
