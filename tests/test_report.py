@@ -384,3 +384,13 @@ def test_tuning_trials_record_their_objective_per_meta_validation_task(
         assert len(per_task) == 4  # outer.val_tasks
         assert sum(per_task) / 4 == pytest.approx(trial.value, rel=1e-5)
     assert "| value | ci95 |" in result.trials_md.read_text().splitlines()[2]
+
+
+def test_accuracy_is_the_share_of_arg_max_predictions_equal_to_the_label() -> None:
+    from metaloss.evaluation.decomposition import accuracy
+    from metaloss.tasks.base import Batch
+
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [0.5, 0.0, 4.0], [1.0, 2.0, 0.0]])
+    labels = torch.tensor([0, 2, 2, 0])
+    got = accuracy(logits, Batch(torch.zeros(4, 1), labels, {}))
+    torch.testing.assert_close(got, torch.tensor([1.0, 0.0, 1.0, 0.0]))
