@@ -10,6 +10,8 @@ becomes ``|e| - 2 lr δ`` and the score is ``mean_i (|e_i| - 2 lr δ)²``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.func import functional_call
@@ -167,3 +169,21 @@ def test_rl_selection_picks_the_setting_with_the_highest_mean_return() -> None:
         "lr=0.003 ε=0.2": 42.0,
     }
     assert table["dpo"] == {"lr=0.001": -inf, "lr=0.003": 6.0}
+
+
+def test_the_progress_plan_counts_each_selection_value_and_each_test() -> None:
+    # mse over a 2-rate grid: 1 selection + 1 test; Huber, 4 values: 4 + 1; one value at one
+    # rate: no selection, 1 test; 2 values at one rate: 2 + 1. Two rows: 2 × 11 progress steps,
+    # and run_benchmark reports exactly that many.
+    from metaloss.evaluation.benchmark import plan_size, run_benchmark
+
+    config = _config([5.0, 10.0], test_tasks=2)
+    mse = Contender("mse", "baseline", lambda: baseline("mse"))
+    fixed = Contender("l1", "baseline", lambda: baseline("l1"), lr_grid=(0.1,))
+    two = replace(HUBER, name="huber2", values=(1.0, 4.0), lr_grid=(5.0,))
+    family = ConstantTargets(offset=100.0)
+    rows = [_row(config, family), Row("again", family, config)]
+    assert plan_size(rows, [mse, HUBER, fixed, two]) == 22
+    steps: list[str] = []
+    run_benchmark(rows, [mse, HUBER, fixed, two], progress=steps.append)
+    assert len(steps) == 22
