@@ -244,6 +244,12 @@ def test_train_comparison_pairs_by_task_over_seeds() -> None:
     assert slow is not None and slow.win_rate == 0.0 and slow.difference.mean > 0
     assert slow.p_wilcoxon == pytest.approx(2 / 128) and slow.p_t > 0.05
     assert slow.verdict == "no significant difference"
+    # Each run's final error is e² (1 - 4 lr)²: the same-lr row is 16 times the tuned one, run by
+    # run, and the tuned learned row (MSE at 0.2) equals tuned MSE's.
+    assert rows["learned"].test.n == tuned.test.n == 14
+    assert rows["learned"].test.mean == pytest.approx(16 * tuned.test.mean, rel=1e-9)
+    assert rows["learned"].test.half_width == pytest.approx(16 * tuned.test.half_width, rel=1e-9)
+    assert tuned.test.mean == pytest.approx(rows["mse (tuned lr)"].test.mean, rel=1e-12)
     text = comparison.markdown()
     assert "on at least 6 tasks" in text and "| 7 ⚠ |" in text
     assert "7 held-out tasks × 2 seed(s)" in text
