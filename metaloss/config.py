@@ -146,8 +146,16 @@ class InnerConfig:
     betas: tuple[float, float] = setting((0.9, 0.999), "Adam betas", ge=0, lt=1)
     eps: float = setting(1e-8, "Adam epsilon (inside the square root: safe at zero)", gt=0)
     grad_clip: float = setting(0.0, "clip each inner gradient to this norm; 0 disables", ge=0)
-    backend: Literal["func", "higher"] = setting(
-        "func", "differentiation backend: torch.func (vmap over tasks) or higher (task loop)"
+    backend: Literal["auto", "bmm", "func", "higher"] = setting(
+        "auto",
+        "differentiation backend: auto (bmm where the learner allows it, else func), bmm "
+        "(stacked parameters, batched matmuls, hand-written inner backward; MLP learners), func "
+        "(torch.func, vmap over tasks) or higher (task loop)",
+    )
+    compile: bool = setting(
+        False,
+        "torch.compile the inner unroll (bmm backend): faster after a first compile that can take "
+        "minutes; the compile time and recompiles are reported",
     )
 
 
@@ -172,6 +180,11 @@ class OuterConfig:
     steps: int = setting(1000, "meta-training steps", ge=1)
     lr: float = setting(3e-3, "meta learning rate (Adam)", gt=0)
     meta_batch: int = setting(16, "tasks per meta-step", ge=1)
+    prefetch: bool = setting(
+        True,
+        "draw the next meta-batch in a background thread during the current meta-step (same "
+        "numbers as drawing in line)",
+    )
     estimator: Literal["full_grad", "truncated_grad", "antithetic_es"] = setting(
         "full_grad", "meta-gradient estimator"
     )
@@ -322,6 +335,12 @@ class RunConfig:
     name: str = setting("sine", "run name, used in reports")
     seed: int = setting(0, "seed of the run (task sampling, initialisations, ES noise)")
     dtype: Literal["float32", "float64"] = setting("float32", "floating point precision")
+    device: str = setting(
+        "auto",
+        "where tensors live: auto (cuda if available, else mps, else cpu), cpu, cuda, cuda:N or "
+        "mps; random draws are made on CPU generators and moved, so a seed gives the same tasks "
+        "on every device",
+    )
     task: TaskConfig = field(default_factory=TaskConfig, metadata={"doc": "task family"})
     learner: LearnerConfig = field(default_factory=LearnerConfig, metadata={"doc": "learner"})
     loss: LossConfig = field(default_factory=LossConfig, metadata={"doc": "learned loss"})
@@ -334,6 +353,12 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
+        from metaloss.device import resolve_device
+
+        try:
+            resolve_device(self.device)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         low, high = self.outer.inner_lr_scale
         if low > high:
             raise ConfigError(

@@ -56,7 +56,8 @@ class LogVarianceMLP(MLP):
         count: int,
     ) -> None:
         super().__init__(in_features, hidden, out_features, activation)
-        self.log_variances = nn.Parameter(torch.zeros(count))
+        device = next(self.parameters()).device  # where the layers are (meta when loading)
+        self.log_variances = nn.Parameter(torch.zeros(count, device=device))
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         out = super().forward(x)
@@ -73,24 +74,29 @@ def make_learner(config: LearnerConfig, in_features: int, out_features: int) -> 
 
 
 def init_params(
-    model: nn.Module, count: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+    model: nn.Module,
+    count: int,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Tensor]:
     """``count`` independent initialisations of ``model``'s parameters, stacked on dim 0.
 
     Uses PyTorch's default ``nn.Linear`` scheme (uniform in ±1/sqrt(fan_in) for weights and
     biases) drawn from an explicit generator, so the same generator state gives the same learners.
-    Parameters named in the model's ``zero_init`` attribute start at zero and draw nothing.
+    Parameters named in the model's ``zero_init`` attribute start at zero and draw nothing. The
+    draws are made on the (CPU) generator and moved to ``device``: the same values on every device.
     """
     params: dict[str, Tensor] = {}
     fan_in = 1
     zeros = getattr(model, "zero_init", ())
     for name, p in model.named_parameters():
         if name in zeros:
-            params[name] = torch.zeros((count, *p.shape), dtype=dtype)
+            params[name] = torch.zeros((count, *p.shape), dtype=dtype, device=device)
             continue
         if p.dim() > 1:
             fan_in = p.shape[1]
         bound = 1.0 / math.sqrt(fan_in)
         draw = torch.rand((count, *p.shape), generator=generator, dtype=torch.float64)
-        params[name] = ((2 * draw - 1) * bound).to(dtype)
+        params[name] = ((2 * draw - 1) * bound).to(device=device, dtype=dtype)
     return params

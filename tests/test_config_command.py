@@ -61,7 +61,7 @@ def test_config_prints_value_default_range_and_documentation(
 def test_nested_task_sections_and_changed_only(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "cartpole", "--changed"]) == 0
     out = capsys.readouterr().out
-    assert "  task.ppo.num_envs = 8 *   (default 4; integer >= 1)" in out
+    assert "  task.ppo.num_steps = 64 *   (default 128; integer >= 1)" in out
     settings = [line for line in out.splitlines() if re.match(r"^ *[a-z_.]+ = ", line)]
     assert settings and all(" *   (" in line for line in settings)
 

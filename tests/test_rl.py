@@ -13,9 +13,9 @@ import torch
 from metaloss.config import ConfigError, load_config, parse
 from metaloss.outer.estimators import AntitheticES
 from metaloss.outer.problem import MetaObjective
+from metaloss.outer.trainer import MetaTrainer
 from metaloss.rl.config import CartPoleConfig, PPOConfig
 from metaloss.rl.envs import PARAMETERS, EnvFamily, make_vec_env
-from metaloss.rl.meta import RLMetaTrainer
 from metaloss.rl.objectives import (
     LearnedDrift,
     dpo_drift,
@@ -24,6 +24,7 @@ from metaloss.rl.objectives import (
     ppo_clip_objective,
 )
 from metaloss.rl.ppo import Agent, PPORun, _collect, _LoopState, compute_gae, train_ppo
+from metaloss.rl.problem import RLProblem
 from metaloss.tasks.base import Split
 
 CONFIG = Path(__file__).parent.parent / "configs" / "cartpole.yaml"
@@ -204,7 +205,47 @@ def test_rl_config_errors_name_the_field() -> None:
         parse({"task": {"family": "acrobot", "ppo": {"num_envs": 0}}})
     config = load_config(CONFIG, ["loss.features=[residual]"])
     with pytest.raises(ConfigError, match=r"loss\.features"):
-        RLMetaTrainer(config)
+        MetaTrainer(config)
+
+
+def test_an_accelerator_device_is_refused() -> None:
+    """RL trains on the CPU: a device the machine has (here forced past the availability check)
+    is refused rather than ignored."""
+    from metaloss.rl.config import check_rl_settings
+
+    config = load_config(CONFIG)
+    check_rl_settings(config)
+    object.__setattr__(config, "device", "cuda:0")
+    with pytest.raises(ConfigError, match=r"^device: RL runs on the CPU"):
+        check_rl_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("outer.estimator=full_grad", r"outer\.estimator: expected one of antithetic_es"),
+        ("outer.estimator=truncated_grad", r"outer\.estimator"),
+        ("inner.steps=20", r"inner: not used by the cartpole family"),
+        ("learner.hidden=[8]", r"learner: not used"),
+        ("outer.inner_lr_scale=[0.5,2.0]", r"outer\.inner_lr_scale: not used"),
+        ("dtype=float64", r"dtype: RL runs in float32"),
+        ("outer.prefetch=false", r"outer\.prefetch: not used"),
+        ("loss.output=square", r"loss\.output: not used"),
+        ("outer.objective_transform=log", r"outer\.objective_transform: not used"),
+        ("benchmark.oracle=true", r"benchmark\.oracle: not used"),
+    ],
+)
+def test_settings_rl_does_not_use_are_refused_in_one_line(
+    override: str, field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from metaloss.cli import main
+
+    with pytest.raises(ConfigError, match=field) as error:
+        MetaTrainer(load_config(CONFIG, [override]))
+    assert "\n" not in str(error.value)
+    assert main(["train", str(CONFIG), f"--set={override}", "--out", str(tmp_path / "x")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1  # one line, no traceback
+    assert not (tmp_path / "x").exists()  # refused before the run folder is written
 
 
 TINY = [
@@ -214,7 +255,6 @@ TINY = [
     "outer.val_every=2",
     "outer.val_tasks=1",
     "task.meta_total_steps=128",
-    "task.workers=1",
     "task.drift_init=zero",
     "task.ppo.num_envs=2",
     "task.ppo.num_steps=32",
@@ -224,27 +264,61 @@ TINY = [
 
 
 def test_tiny_meta_training_run_checkpoints_and_resumes_exactly(tmp_path: Path) -> None:
-    full = RLMetaTrainer(load_config(CONFIG, TINY), tmp_path / "full").train()
+    full = MetaTrainer(load_config(CONFIG, TINY), tmp_path / "full").train()
+    assert isinstance(full.loss, LearnedDrift)
     assert len(full.steps) == 2 and (tmp_path / "full" / "checkpoint.pt").exists()
-    assert all(math.isfinite(r.centre_return) and math.isfinite(r.grad_norm) for r in full.steps)
-    RLMetaTrainer(load_config(CONFIG, [*TINY, "outer.steps=1"]), tmp_path / "part").train()
-    resumed = RLMetaTrainer(load_config(CONFIG, TINY), tmp_path / "part").train(resume=True)
-    assert [r.centre_return for r in resumed.steps] == [r.centre_return for r in full.steps]
-    for name, a in full.objective.state_dict().items():
-        b = resumed.objective.state_dict()[name]
+    assert all(math.isfinite(r.meta_loss) and math.isfinite(r.grad_norm) for r in full.steps)
+    assert all("population_mean" in r.extra for r in full.steps)
+    MetaTrainer(load_config(CONFIG, [*TINY, "outer.steps=1"]), tmp_path / "part").train()
+    resumed = MetaTrainer(load_config(CONFIG, TINY), tmp_path / "part").train(resume=True)
+    assert [r.meta_loss for r in resumed.steps] == [r.meta_loss for r in full.steps]
+    for name, a in full.loss.state_dict().items():
+        b = resumed.loss.state_dict()[name]
         torch.testing.assert_close(a, b, msg=name)
     assert np.isfinite(resumed.best_value)
+
+
+def test_rl_meta_problem_fitness_is_minus_the_return_of_each_candidate() -> None:
+    """The ES population's meta-losses are minus the final returns of one population-PPO run
+    per (candidate, variant); the same candidate alone gets the same numbers."""
+    config = load_config(CONFIG, [*TINY, "outer.meta_batch=2"])
+    problem = RLProblem(config)
+    generator = torch.Generator().manual_seed(0)
+    drift = problem.make_loss(generator)
+    batch = problem.sample(generator)
+    params = {k: v.detach() for k, v in drift.named_parameters()}
+    other = {k: v + 0.5 for k, v in params.items()}
+    objective = problem.objective(drift, batch)
+    both = objective.many([params, other])
+    assert both.shape == (2, 2) and bool(torch.isfinite(both).all())
+    torch.testing.assert_close(objective(other), both[1], rtol=0, atol=0)
+    assert bool((both < 0).all())  # CartPole returns are positive
+
+
+def test_early_stopping_and_the_non_finite_guard_apply_to_rl(tmp_path: Path) -> None:
+    from metaloss.outer.trainer import NonFiniteError
+
+    config = load_config(CONFIG, [*TINY, "outer.steps=50", "outer.val_every=1", "outer.patience=1"])
+    result = MetaTrainer(config).train()
+    assert result.stopped_early and len(result.steps) < 50
+
+    class Broken(RLProblem):
+        def returns(self, template, candidates, batch):  # type: ignore[no-untyped-def]
+            return torch.full((len(candidates), len(batch.tasks)), float("nan"))
+
+    config = load_config(CONFIG, [*TINY, "outer.max_nonfinite=1", "outer.steps=5"])
+    with pytest.raises(NonFiniteError):
+        MetaTrainer(config, problem=Broken(config)).train()
 
 
 # ---------------------------------------------------------------------------- benchmark and figures
 
 BENCH_TINY = [
-    "task.workers=1",
     "task.bench_total_steps=256",
-    "task.bench_variants=1",
-    "task.bench_seeds=2",
-    "task.clip_grid=[0.1,0.2]",
-    "task.tune_tasks=1",
+    "evaluation.test_tasks=1",
+    "evaluation.seeds=2",
+    "evaluation.grid_tasks=1",
+    "benchmark.baselines=[{name: ppo_clip, param: clip_coef, values: [0.1, 0.2]}, {name: dpo}]",
     "evaluation.lr_grid=[0.001]",
     "task.threshold=15",
     "task.ppo.num_envs=2",
@@ -263,12 +337,36 @@ def test_metaloss_benchmark_runs_an_rl_config_end_to_end(
     argv = ["benchmark", str(CONFIG), "--loss", str(loss), "--out", str(tmp_path / "report")]
     assert main([*argv, *(f"--set={o}" for o in BENCH_TINY)]) == 0
     table = (tmp_path / "report" / "results.md").read_text()
-    for name in ("ppo_clip", "dpo", "learned", "default", "meta_test-0"):
+    for name in (
+        "ppo_clip",
+        "dpo",
+        "learned",
+        "default",
+        "meta_test-0",
+        "Pooled paired",
+        "Wilcoxon",
+    ):
         assert name in table
     data = json.loads((tmp_path / "report" / "results.json").read_text())
-    assert len(data["rows"]) == 3 * 2 and all(len(r["finals"]) == 2 for r in data["rows"])
-    assert set(data["selection"]["ppo_clip"]) == {"lr=0.001 ε=0.1", "lr=0.001 ε=0.2"}
-    assert (tmp_path / "report" / "shape_learned.png").exists()
+    assert len(data["entries"]) == 3 * 2 and all(len(e["per_task"]) == 2 for e in data["entries"])
+    clip = next(e for e in data["entries"] if e["loss"] == "ppo_clip")
+    assert set(clip["selection_scores_outer_valid"]) == {
+        "clip_coef=0.1 lr=0.001",
+        "clip_coef=0.2 lr=0.001",
+    }
+    assert data["pooled"] and data["pooled"][0]["n"] == 2
+    for name in ("shape_learned.png", "learning_curves.png", "results.csv"):
+        assert (tmp_path / "report" / name).exists()
+
+
+def test_rl_benchmark_refuses_a_supervised_baseline(tmp_path: Path) -> None:
+    from metaloss.cli import main
+    from metaloss.export import save_loss
+
+    loss = save_loss(LearnedDrift(hidden=(4,)), tmp_path / "drift.safetensors")
+    argv = ["benchmark", str(CONFIG), "--loss", str(loss), "--out", str(tmp_path / "report")]
+    assert main([*argv, "--set=benchmark.baselines=[{name: mse}]"]) == 2
+    assert not (tmp_path / "report").exists()
 
 
 def test_benchmark_rejects_a_non_policy_loss_file(tmp_path: Path) -> None:
@@ -330,3 +428,81 @@ def test_metaloss_train_on_an_rl_config_meta_trains_and_saves_a_loadable_objecti
     assert (
         main(["train", str(CONFIG), "--out", str(out), *(f"--set={o}" for o in TINY)]) == 1
     )  # exists, no --resume
+
+
+class _ScriptedEvaluator:
+    """Returns a known final return per (objective, lr) and records what it trained."""
+
+    def __init__(self) -> None:
+        self.calls: list[list] = []
+
+    @staticmethod
+    def score(objective: object, lr: float) -> float:
+        from metaloss.rl.objectives import ClipObjective
+
+        bonus = (
+            {0.1: 0.0, 0.2: 30.0, 0.3: 10.0}[objective.clip_coef]
+            if isinstance(objective, ClipObjective)
+            else 0.0
+        )
+        return {0.001: 100.0, 0.002: 160.0, 0.004: 40.0}[lr] + bonus
+
+    def __call__(self, runs, ppo, total_steps):  # type: ignore[no-untyped-def]
+        self.calls.append(list(runs))
+        return [
+            PPORun([total_steps], [self.score(r.objective, r.lr)], total_steps=total_steps)
+            for r in runs
+        ]
+
+    def close(self) -> None:
+        return None
+
+
+def test_rl_selection_picks_the_best_setting_and_tests_with_it() -> None:
+    """Selection keeps the (clip ε, lr) with the highest meta-train return (not the worst, not
+    the first) and the held-out rows are trained with exactly that setting."""
+    from metaloss.rl.benchmark import run_rl_benchmark
+
+    config = load_config(
+        CONFIG,
+        [
+            "evaluation.lr_grid=[0.001, 0.002, 0.004]",
+            "evaluation.grid_tasks=2",
+            "evaluation.test_tasks=1",
+            "evaluation.seeds=2",
+        ],
+    )
+    evaluator = _ScriptedEvaluator()
+    result = run_rl_benchmark(config, {"learned": LearnedDrift(hidden=(4,))}, evaluator)
+    clip = result.entry("default", "ppo_clip")
+    assert (clip.selection.value, clip.selection.lr) == (0.2, 0.002)
+    assert result.entry("default", "dpo").selection.lr == 0.002
+    assert clip.selection.scores["clip_coef=0.2 lr=0.002"] == 190.0
+    tested = [r for r in evaluator.calls[1] if not isinstance(r.objective, LearnedDrift)]
+    assert {(getattr(r.objective, "clip_coef", None), r.lr) for r in tested} == {
+        (0.2, 0.002),
+        (None, 0.002),
+    }
+    # selection never trains on a held-out row; testing never on a meta-train variant
+    assert all(r.task.name.startswith("meta_train") for r in evaluator.calls[0])
+    assert all(not r.task.name.startswith("meta_train") for r in evaluator.calls[1])
+    assert float(clip.per_task.mean()) == 190.0
+
+
+def test_metaloss_tune_runs_on_an_rl_config(tmp_path: Path) -> None:
+    """PPO's learning rate and clip ε are tuned on meta-validation variants; best.yaml is a
+    loadable RL config carrying the best learning rate."""
+    from metaloss.cli import main
+
+    small = ["task.ppo.num_envs=2", "task.ppo.num_steps=32", "task.ppo.hidden=[8]"]
+    argv = ["tune", str(CONFIG), "--target", "ppo_clip", "--trials", "2", "--out", str(tmp_path)]
+    sets = [*small, "task.bench_total_steps=256", "outer.val_tasks=1"]
+    assert main([*argv, *(f"--set={o}" for o in sets)]) == 0
+    best = json.loads((tmp_path / "ppo_clip" / "best.json").read_text())
+    assert {"task.ppo.lr", "ppo_clip.clip_coef"} <= set(best["params"])
+    assert best["baseline_params"]["clip_coef"] == best["params"]["ppo_clip.clip_coef"]
+    tuned = load_config(tmp_path / "ppo_clip" / "best.yaml")
+    assert tuned.task.ppo.lr == best["params"]["task.ppo.lr"]  # type: ignore[attr-defined]
+    assert (
+        main(["tune", str(CONFIG), "--target", "mse", "--trials", "1", "--out", str(tmp_path)]) == 2
+    )

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from metaloss.commands.common import add_overrides
 from metaloss.commands.config import config_epilog
 from metaloss.config import ConfigError, RunConfig, load_config, to_dict
+from metaloss.device import resolve_device
 from metaloss.evaluation.benchmark import (
     BenchmarkResult,
     PerSampleLoss,
@@ -78,11 +79,12 @@ def _loss_name(source: str, taken: set[str]) -> str:
     return name
 
 
-def load_learned(sources: list[str]) -> dict[str, PerSampleLoss]:
-    """Learned losses by report name, each as its per-sample function."""
+def load_learned(sources: list[str], device: str = "cpu") -> dict[str, PerSampleLoss]:
+    """Learned losses by report name, each as its per-sample function, on ``device`` (the
+    ``device`` setting's name)."""
     losses: dict[str, PerSampleLoss] = {}
     for source in sources:
-        module = load_loss(source, reduction="none")
+        module = load_loss(source, reduction="none", map_location=resolve_device(device))
         losses[_loss_name(source, set(losses))] = module
     return losses
 
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
         return run_meta_seeds(args, config)
     sources = _sources(args, config.benchmark.losses, family_spec(config.task.family).zoo_loss)
-    learned = load_learned(sources)
+    learned = load_learned(sources, config.device)
     out: Path = args.out or Path("reports") / config.name
     benchmark_and_report(args, config, learned, sources, out)
     return 0
@@ -140,7 +142,7 @@ def benchmark_and_report(
     """Benchmark ``learned`` (loaded from ``sources``) against the config's baselines, write the
     report into ``out`` and print it; ``args.tuned`` applies a tuning folder."""
     rows = rows_from_config(config)
-    references = load_learned(list(config.benchmark.learned_baselines))
+    references = load_learned(list(config.benchmark.learned_baselines), config.device)
     contenders = contenders_from_config(config, learned, rows[0].family, references)
     tuned_notes: dict[str, str] = {}
     if args.tuned is not None:  # tuned vs tuned (metaloss tune, docs/tuning.md)

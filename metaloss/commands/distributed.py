@@ -4,7 +4,9 @@ Every launched process meta-trains its shard of each meta-batch
 (:class:`~metaloss.outer.distributed.DistributedMetaTrainer`); rank 0 alone checks and writes the
 run folder (with the same guard as ``metaloss train``: an existing run is refused without
 ``--resume``), its checkpoints and the loss file, and tells the other ranks whether it may go
-on, so a refused folder stops every process with the same one-line error.
+on, so a refused folder stops every process with the same one-line error. RL configs take the
+same launch (``metaloss train cartpole --distributed``): :mod:`metaloss.commands.rl_train` splits
+the ES population's runs across the processes instead (:mod:`metaloss.rl.distributed`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from metaloss.config import RunConfig, to_dict
 from metaloss.export import save_loss
 from metaloss.outer.distributed import DistributedMetaTrainer
 
-__all__ = ["run_distributed"]
+__all__ = ["prepared_folder", "run_distributed"]
 
 
-def _prepared_folder(args: argparse.Namespace, config: RunConfig) -> Path:
+def prepared_folder(args: argparse.Namespace, config: RunConfig) -> Path:
     """Rank 0 prepares the run folder; every rank gets it, or rank 0's refusal as its own."""
     outcome: list[object] = [None]
     if dist.get_rank() == 0:
@@ -43,7 +45,7 @@ def run_distributed(args: argparse.Namespace, config: RunConfig) -> int:
 
     dist.init_process_group("gloo")
     try:
-        out = _prepared_folder(args, config)
+        out = prepared_folder(args, config)
         rank, world = dist.get_rank(), dist.get_world_size()
         if rank == 0:
             print(

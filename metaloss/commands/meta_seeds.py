@@ -109,7 +109,7 @@ def run_meta_seeds(args: argparse.Namespace, config: RunConfig) -> int:
             print(f"metaloss benchmark: meta-training seed {seed} into {folder}", file=sys.stderr)
             train_seed(seed_config, folder)
         paths.append(path)
-    learned = load_learned([str(p) for p in paths])
+    learned = load_learned([str(p) for p in paths], config.device)
     names = [f"seed-{k}" for k in range(count)]
     learned = dict(zip(names, learned.values(), strict=True))
     result = benchmark_and_report(args, config, learned, [str(p) for p in paths], out)

@@ -1,5 +1,6 @@
 """``metaloss rl-train``: meta-train a learned policy objective (LPO's drift) with antithetic ES
-on an RL family (``configs/cartpole.yaml``, ``configs/acrobot.yaml``) and save it."""
+on an RL family (``configs/cartpole.yaml``, ``configs/acrobot.yaml``) on the shared meta-trainer,
+and save it. ``metaloss train`` with an RL config runs this command."""
 
 from __future__ import annotations
 
@@ -9,16 +10,12 @@ from pathlib import Path
 
 from metaloss.commands.common import add_overrides, prepare_run_folder
 from metaloss.commands.config import config_epilog
-from metaloss.config import load_config, to_dict
+from metaloss.commands.progress import ProgressCallback
+from metaloss.config import RunConfig, load_config, to_dict
 from metaloss.export import save_loss
-from metaloss.rl.meta import (
-    CHECKPOINT_NAME,
-    RLCallback,
-    RLMetaTrainer,
-    RLStepRecord,
-    RLValidation,
-    rl_task_config,
-)
+from metaloss.outer.checkpoint import CHECKPOINT_NAME
+from metaloss.outer.trainer import MetaTrainer, TrainResult
+from metaloss.rl.problem import RLProblem, rl_task_config
 from metaloss.rl.summary import RLSummaryCallback
 
 __all__ = ["register", "run"]
@@ -35,56 +32,85 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<name>)")
     add_overrides(p, "outer.steps=5")
     p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="split each ES population across the processes of a torchrun launch (docs/rl.md)",
+    )
     p.set_defaults(func=run)
 
 
-class _Progress(RLCallback):
-    """One line per ES step and validation on stderr."""
-
-    def on_step(self, trainer: RLMetaTrainer, record: RLStepRecord) -> None:
-        print(
-            f"step {record.step}: centre return {record.centre_return:.1f}, population "
-            f"{record.population_return:.1f} (best {record.best_return:.1f}), |g| {record.grad_norm:.3g}, "
-            f"{record.seconds:.0f} s",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def on_validation(self, trainer: RLMetaTrainer, record: RLValidation) -> None:
-        best = " (best)" if record.best else ""
-        print(
-            f"validation at step {record.step}: return {record.value:.1f}{best}",
-            file=sys.stderr,
-            flush=True,
-        )
+def _announce(config: RunConfig, out: Path, processes: int) -> None:
+    task, outer = rl_task_config(config), config.outer
+    where = f" on {processes} processes" if processes > 1 else ""
+    print(
+        f"metaloss rl-train: {config.name}, {outer.steps} ES steps × {2 * outer.es_population + 1} "
+        f"candidates × {outer.meta_batch} variants × {task.meta_total_steps} env steps{where}, "
+        f"writing to {out}",
+        file=sys.stderr,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
-    task = rl_task_config(config)
+    problem = RLProblem(config)  # refuses unused settings before the run folder is written
+    if getattr(args, "distributed", False):
+        return _run_distributed(args, config)
+    trainer = MetaTrainer(config, None, problem=problem)
     out = prepare_run_folder(args.out, config, args.resume)
-    outer = config.outer
-    print(
-        f"metaloss rl-train: {config.name}, {outer.steps} ES steps × {2 * outer.es_population + 1} candidates × "
-        f"{outer.meta_batch} variants × {task.meta_total_steps} env steps, writing to {out}",
-        file=sys.stderr,
-    )
-    summary = RLSummaryCallback(out, shape_every=max(1, outer.shape_every))
-    trainer = RLMetaTrainer(config, out, callbacks=[_Progress(), summary])
+    trainer.out_dir = out
+    _announce(config, out, 1)
+    summary = RLSummaryCallback(out)
+    trainer.callbacks = [ProgressCallback(), summary]
     try:
         result = trainer.train(resume=args.resume)
     finally:
         summary.close()
+    _finish(result, config, out, {})
+    return 0
+
+
+def _run_distributed(args: argparse.Namespace, config: RunConfig) -> int:
+    """Under torchrun: every process trains its share of each population; rank 0 writes."""
+    import torch.distributed as dist
+
+    from metaloss.commands.distributed import prepared_folder
+    from metaloss.rl.distributed import distributed_trainer
+
+    dist.init_process_group("gloo")
+    try:
+        out = prepared_folder(args, config)
+        rank0, world = dist.get_rank() == 0, dist.get_world_size()
+        summary = RLSummaryCallback(out) if rank0 else None
+        if rank0:
+            _announce(config, out, world)
+        trainer = distributed_trainer(config, out, [summary] if summary else [])
+        try:
+            result = trainer.train(resume=args.resume)
+        finally:
+            if summary is not None:
+                summary.close()
+        if rank0:
+            _finish(result, config, out, {"processes": world})
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+def _finish(result: TrainResult, config: RunConfig, out: Path, extra: dict[str, object]) -> None:
     loss_path = save_loss(
-        result.objective,
+        result.loss,
         out / "loss.safetensors",
         to_dict(config),
-        {"best_step": result.best_step, "best_valid_return": result.best_value},
+        {"best_step": result.best_step, "best_valid_return": -result.best_value, **extra},
     )
-    print(f"best meta-validation return {result.best_value:.2f} at step {result.best_step}")
+    stopped = " (stopped early: outer.patience)" if result.stopped_early else ""
+    print(
+        f"best meta-validation return {-result.best_value:.2f} at step {result.best_step}; "
+        f"skipped steps: {result.skipped_steps}{stopped}"
+    )
     print(
         "outputs:\n"
         + "\n".join(f"  {p}" for p in (loss_path, out / "config.yaml", out / CHECKPOINT_NAME))
     )
     print(f"  {out}/events.out.tfevents.*  (view: tensorboard --logdir {out.parent})")
-    return 0

@@ -87,6 +87,14 @@ def run(args: argparse.Namespace) -> int:
     )
     health = assess_training(result.steps, result.validations, config.outer.grad_clip)
     print("meta-training health:\n" + "\n".join(f"  {line}" for line in health.lines()))
+    backend = getattr(trainer.problem, "backend", None)
+    compiled = backend.report() if backend is not None else {}
+    if compiled:  # inner.compile
+        print(
+            f"inner.compile: {compiled['graphs']:.0f} graphs compiled "
+            f"({compiled['recompiles']:.0f} recompiles), {compiled['compile_seconds']:.0f} s "
+            "in the calls that compiled"
+        )
     if result.degeneracy.collapsed:
         print(
             f"warning: the learned loss has collapsed: {result.degeneracy.reason}", file=sys.stderr

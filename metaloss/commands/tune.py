@@ -21,7 +21,8 @@ from tqdm import tqdm
 from metaloss.commands.common import add_overrides
 from metaloss.commands.config import config_epilog
 from metaloss.config import load_config
-from metaloss.tuning import known_targets, resolve_space, tune
+from metaloss.tuning import known_targets, tune
+from metaloss.tuning.objective import search_space
 from metaloss.tuning.storage import journal_path
 
 __all__ = ["TrialProgress", "dashboard_hint", "register", "run"]
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.heartbeat < 1:
         raise ValueError(f"--heartbeat: expected an integer >= 1, got {args.heartbeat}")
     config = load_config(args.config, args.overrides)
-    space = resolve_space(config, args.target)  # checked before anything is written
+    space = search_space(config, args.target)  # checked before anything is written
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     where = args.storage or journal_path(args.out)
     print(

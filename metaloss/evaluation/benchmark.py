@@ -212,6 +212,8 @@ class BenchmarkResult:
     """Extra metrics reported (name -> higher is better)."""
     split: str = "meta_test"
     """The tested tasks: ``meta_test`` (held-out) or ``meta_valid`` (candidate screening)."""
+    higher_is_better: bool = False
+    """Direction of ``metric`` (e.g. ``True`` for an RL family's episodic return)."""
     min_pairs: int = DEFAULT_MIN_PAIRS
     """``evaluation.min_pairs``: fewest tasks on which a comparison may be called better/worse."""
 
@@ -450,7 +452,7 @@ def _prepared(contender: Contender, row: Row, data: EvalSet) -> tuple[Row, EvalS
     learner = replace(row.config.learner, log_variances=contender.free_outputs)
     config = replace(row.config, learner=learner)
     first = next(iter(data.inits.values()))
-    free = torch.zeros((data.runs, contender.free_outputs), dtype=first.dtype)
+    free = torch.zeros((data.runs, contender.free_outputs), dtype=first.dtype, device=first.device)
     return (
         Row(row.name, _LeadingOutputs(row.family), config),
         replace(data, inits={**data.inits, "log_variances": free}),
@@ -537,7 +539,7 @@ def _fit_entry(contender: Contender, chosen: Selection, row: Row, test_set: Eval
         contender.fit, contender.params(chosen.value), test_set.tasks, "test", row.family.objective
     ).to(torch.float32)
     per_task = per_run.reshape(ev.seeds, ev.test_tasks).mean(0)
-    curve = torch.full((row.config.inner.steps + 1,), float(per_task.mean()))
+    curve = torch.full((row.config.inner.steps + 1,), float(per_task.mean()), device="cpu")
     return Entry(
         row.name,
         contender.name,
@@ -613,15 +615,18 @@ def describe_condition(row: Row) -> dict[str, Any]:
 
 
 def compare(result: BenchmarkResult) -> list[Comparison]:
-    """Every learned loss against every baseline on every row, paired by task (lower is
-    better; verdicts held to ``result.min_pairs`` tasks)."""
+    """Every learned loss against every baseline on every row, paired by task (the direction is
+    ``result.higher_is_better``; verdicts held to ``result.min_pairs`` tasks)."""
     out = []
     for row in result.rows:
         entries = result.row_entries(row)
         for learned in (e for e in entries if e.role == "learned"):
             for base in (e for e in entries if e.role == "baseline"):
                 paired = paired_comparison(
-                    learned.per_task, base.per_task, min_pairs=result.min_pairs
+                    learned.per_task,
+                    base.per_task,
+                    min_pairs=result.min_pairs,
+                    higher_is_better=result.higher_is_better,
                 )
                 separated = not learned.score.overlaps(base.score)
                 out.append(Comparison(row, learned.name, base.name, paired, separated))

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from metaloss.device import to_device
+
 __all__ = ["FITS", "Fit", "LinearModel", "fit_scores", "huber_regressor", "register_fit"]
 
 LinearModel = tuple[np.ndarray, float]
@@ -65,7 +67,9 @@ def fit_scores(
 ) -> Tensor:
     """Fit a model on every stacked task's ``train`` split and score it with ``objective`` on
     the ``record`` split: one mean per task, ``[tasks]``. Identical tasks (the same task under
-    several learner seeds) are fitted once."""
+    several learner seeds) are fitted once. Runs on the CPU (the fits are scikit-learn's), with
+    the scores on the CPU."""
+    tasks = to_device(tasks, "cpu")
     train, scored = tasks.train, getattr(tasks, record)
     out = torch.empty(train.x.shape[0], dtype=torch.float64)
     cache: dict[bytes, LinearModel] = {}

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from metaloss.config import RunConfig
+from metaloss.device import resolve_device, to_device
 from metaloss.inner import make_backend
 from metaloss.learners import init_params, make_learner
 from metaloss.seeds import GRID_INIT_SEED, TEST_INIT_SEED
@@ -76,8 +77,10 @@ def eval_set(
         if init_seed is not None
         else (TEST_INIT_SEED if split is Split.META_TEST else GRID_INIT_SEED)
     )
-    inits = init_params(learner, tasks * seeds, torch.Generator().manual_seed(seed), dtype)
-    return EvalSet(cast_task(stacked, dtype), inits, split)
+    device = resolve_device(config.device)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same runs on every device
+    inits = init_params(learner, tasks * seeds, generator, dtype, device)
+    return EvalSet(to_device(cast_task(stacked, dtype), device), inits, split)
 
 
 def run_loss(
@@ -95,10 +98,13 @@ def run_loss(
 
     No meta-gradient is built (the inner loop runs under ``torch.no_grad``). ``record="test"``
     is for reporting only; use ``"outer_valid"`` for anything that selects. ``metrics`` are
-    evaluated once, on the final learners and the same split (see :class:`Metric`).
+    evaluated once, on the final learners and the same split (see :class:`Metric`). The runs
+    happen where ``data`` lives (``config.device``; ``loss_fn`` must be there too); the curves
+    and metrics come back on the CPU.
     """
+    device = next(iter(data.inits.values())).device
     learner = make_learner(config.learner, family.in_features, family.out_features).to(
-        getattr(torch, config.dtype)
+        device=device, dtype=getattr(torch, config.dtype)
     )
     backend = make_backend(learner, config.inner, family.objective)
     curves, finite = [], []
@@ -116,8 +122,8 @@ def run_loss(
                 pred = _predict(learner, out.params, batch.x)
                 for key, metric in metrics.items():
                     values[key].append(metric.fn(pred, batch).flatten(1).mean(1))
-    extra = {k: torch.cat(v) for k, v in values.items()}
-    return LossRun(name, lr, torch.cat(curves), ~torch.cat(finite), extra)
+    extra = {k: torch.cat(v).cpu() for k, v in values.items()}
+    return LossRun(name, lr, torch.cat(curves).cpu(), ~torch.cat(finite).cpu(), extra)
 
 
 def _predict(learner: nn.Module, params: dict[str, Tensor], x: Tensor) -> Tensor:

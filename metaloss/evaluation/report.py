@@ -82,6 +82,7 @@ def to_json(result: BenchmarkResult, config: dict[str, Any] | None = None) -> di
                 }
     return {
         "metric": result.metric,
+        "higher_is_better": result.higher_is_better,
         "test_tasks": result.test_tasks,
         "split": result.split,
         "seeds": result.seeds,
@@ -198,7 +199,7 @@ def markdown(result: BenchmarkResult) -> str:
 
     def score(row: str, name: str) -> str:
         contenders = (x for x in result.row_entries(row) if x.role != "oracle")
-        best = min(contenders, key=lambda x: x.score.mean)
+        best = (max if result.higher_is_better else min)(contenders, key=lambda x: x.score.mean)
         return _cell(result, row, name, lambda e: _bold_if(str(e.score), e is best))
 
     title = (
@@ -207,7 +208,8 @@ def markdown(result: BenchmarkResult) -> str:
     )
     lines = _conditions_table(result)
     lines += _loss_by_row_table(title, result.rows, names, score)
-    lines += ["", "Bold: lowest mean among non-oracle losses in the column.", ""]
+    extreme = "highest" if result.higher_is_better else "lowest"
+    lines += ["", f"Bold: {extreme} mean among non-oracle losses in the column.", ""]
     lines += _metric_tables(result, names)
     lines += _comparison_table(result, compare(result))
     lines += _selection_table(result, names)

@@ -1,5 +1,11 @@
-"""The inner-loop backend interface: how to run the learner, differentiate the inner objective,
-and map one task's unroll over a stacked batch of tasks. :meth:`InnerBackend.run` is shared."""
+"""The inner-loop backend interface.
+
+:class:`InnerBackend` is what the outer loop and meta-testing call: :meth:`InnerBackend.run`
+trains one learner per task of a stacked batch and returns batched :class:`InnerResult` s.
+:class:`PerTaskBackend` implements it for backends that express one task's unroll
+(:func:`metaloss.inner.unroll.unroll`) and map it over tasks (``torch.func`` + ``vmap``,
+``higher``'s task loop); the batched-matmul backend runs all tasks at once by itself.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from metaloss.inner.unroll import InnerResult, Objective, unroll
 from metaloss.tasks.base import Batch, Task
 from metaloss.typing import PerSampleLoss
 
-__all__ = ["GradFn", "InnerBackend", "PerSampleLoss", "TaskFn"]
+__all__ = ["GradFn", "InnerBackend", "PerSampleLoss", "PerTaskBackend", "TaskFn"]
 
 GradFn = Callable[[Params, Batch], Params]
 TaskFn = Callable[[Params, Task], InnerResult]
@@ -26,7 +32,8 @@ class InnerBackend(ABC):
     Args:
         learner: the learner module (only its structure is used; parameters come per task).
         config: inner-loop settings.
-        objective: per-sample meta-objective (the task family's).
+        objective: per-sample meta-objective (the task family's), a function of one task's
+            predictions and targets.
     """
 
     name: str
@@ -35,6 +42,40 @@ class InnerBackend(ABC):
         self.learner = learner
         self.config = config
         self.objective = objective
+
+    @abstractmethod
+    def run(
+        self,
+        loss_fn: PerSampleLoss,
+        init_params: Params,
+        tasks: Task,
+        *,
+        backprop_steps: int | None = None,
+        record: str | None = None,
+        lr: float | None = None,
+    ) -> InnerResult:
+        """Train a learner per task with ``loss_fn`` (``lr`` overrides ``config.lr``).
+
+        ``loss_fn(pred, target)`` is one task's per-sample loss; the inner objective of a task is
+        its mean. A function marked with :func:`metaloss.inner.task_batched` may be called with
+        stacked tasks instead. Gradients flow into whatever ``loss_fn`` closes over while grad
+        mode is on. See :func:`metaloss.inner.unroll.unroll` for ``backprop_steps``, ``record``
+        and the non-finite guard, whose semantics every backend shares.
+        """
+
+    def report(self) -> dict[str, float]:
+        """Backend statistics worth logging (e.g. compile time and recompiles); default none."""
+        return {}
+
+
+class PerTaskBackend(InnerBackend):
+    """A backend that differentiates one task's inner objective and maps the unroll over tasks.
+
+    The non-finite guard is checked once per call: the unroll runs unguarded (recording only
+    whether each task's inner gradients stayed finite) and is repeated with the per-step guard
+    only when some task went non-finite, so the common case pays for no ``where`` at all and the
+    result is the same as with the guard at every step.
+    """
 
     @abstractmethod
     def forward(self, params: Params, x: Tensor) -> Tensor:
@@ -59,23 +100,29 @@ class InnerBackend(ABC):
         record: str | None = None,
         lr: float | None = None,
     ) -> InnerResult:
-        """Train a learner per task with ``loss_fn`` (``lr`` overrides ``config.lr``); see
-        :func:`metaloss.inner.unroll.unroll` for ``backprop_steps`` and ``record``."""
         optimizer = make_optimizer(self.config, lr)
         grad_fn = self.grad_fn(loss_fn)
 
-        def one_task(params: Params, task: Task) -> InnerResult:
-            return unroll(
-                params,
-                task,
-                grad_fn=grad_fn,
-                forward=self.forward,
-                optimizer=optimizer,
-                steps=self.config.steps,
-                objective=self.objective,
-                backprop_steps=backprop_steps,
-                grad_clip=self.config.grad_clip,
-                record=record,
-            )
+        def task_fn(guard: bool) -> TaskFn:
+            def one_task(params: Params, task: Task) -> InnerResult:
+                return unroll(
+                    params,
+                    task,
+                    grad_fn=grad_fn,
+                    forward=self.forward,
+                    optimizer=optimizer,
+                    steps=self.config.steps,
+                    objective=self.objective,
+                    backprop_steps=backprop_steps,
+                    grad_clip=self.config.grad_clip,
+                    record=record,
+                    guard=guard,
+                )
 
-        return self.map_tasks(one_task, init_params, tasks)
+            return one_task
+
+        out = self.map_tasks(task_fn(False), init_params, tasks)
+        if bool(out.finite.all()):
+            return out
+        del out  # frees the unguarded graph before the guarded run builds its own
+        return self.map_tasks(task_fn(True), init_params, tasks)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
-from metaloss.inner.backend import GradFn, InnerBackend, PerSampleLoss, TaskFn
+from metaloss.inner.backend import GradFn, PerSampleLoss, PerTaskBackend, TaskFn
 from metaloss.inner.optim import Params
 from metaloss.inner.unroll import InnerResult
 from metaloss.tasks.base import Batch, Task
@@ -17,7 +17,7 @@ from metaloss.tasks.base import Batch, Task
 __all__ = ["FuncBackend"]
 
 
-class FuncBackend(InnerBackend):
+class FuncBackend(PerTaskBackend):
     """Unroll inner loops of stacked tasks with ``torch.func``, batched over tasks by ``vmap``."""
 
     name = "func"

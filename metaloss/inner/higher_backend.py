@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from metaloss.config import InnerConfig
-from metaloss.inner.backend import GradFn, InnerBackend, PerSampleLoss, TaskFn
+from metaloss.inner.backend import GradFn, PerSampleLoss, PerTaskBackend, TaskFn
 from metaloss.inner.optim import Params
 from metaloss.inner.unroll import InnerResult, Objective
 from metaloss.tasks.base import Batch, Task, stack_tasks, unstack_task
@@ -34,7 +34,7 @@ def _import_higher() -> Any:
     return higher
 
 
-class HigherBackend(InnerBackend):
+class HigherBackend(PerTaskBackend):
     """Unroll inner loops task by task with ``higher``'s functional modules."""
 
     name = "higher"

@@ -1,7 +1,14 @@
 """The backend-neutral inner loop: K optimiser steps on a task's ``train`` split.
 
-Backends supply how to differentiate the inner objective (``grad_fn``) and how to run the learner
-(``forward``); everything else, including truncation and the non-finite guard, lives here once.
+Per-task backends supply how to differentiate the inner objective (``grad_fn``) and how to run
+the learner (``forward``); everything else, including truncation and the non-finite guard, lives
+here once (the batched-matmul backend implements the same semantics on stacked tasks).
+
+The non-finite guard: a task whose inner gradient is NaN or Inf at some step is frozen at its
+last finite parameters (the step is not applied, nor any later one) and reported in
+:attr:`InnerResult.finite`; its meta-objective and curve are those of the frozen learner, so a
+diverged run is never propagated as NaN into values. (Its meta-gradient is not made finite: the
+trainer skips such meta-steps.)
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ def unroll(
     grad_clip: float = 0.0,
     record: str | None = None,
     detach: Callable[[Any], Any] = _tree_detach,
+    guard: bool = True,
 ) -> InnerResult:
     """Run ``steps`` inner updates of one task and score the result on ``outer_valid``.
 
@@ -62,6 +70,10 @@ def unroll(
             ``None`` keeps all of them (full unroll).
         record: name of a split (``"test"``, ``"outer_valid"``, ``"train"``) whose objective is
             recorded after every step, or ``None``.
+        guard: freeze a task at its first non-finite inner gradient (see the module docstring).
+            With ``guard=False`` the updates are applied regardless and only
+            :attr:`InnerResult.finite` is computed: it is exactly the guarded run's, so a caller
+            can run unguarded and repeat with the guard only when some task was not finite.
     """
     state = optimizer.init(params)
     alive = torch.ones((), dtype=torch.bool, device=next(iter(params.values())).device)
@@ -88,7 +100,10 @@ def unroll(
                 grads = clip_by_global_norm(grads, grad_clip)
             new_params, state = optimizer.update(grads, state, params)
             alive = alive & finite
-            params = {n: torch.where(alive, new_params[n], params[n]) for n in params}
+            if guard:
+                params = {n: torch.where(alive, new_params[n], params[n]) for n in params}
+            else:
+                params = new_params
             if record:
                 curve.append(score(params))
     batch = task.outer_valid

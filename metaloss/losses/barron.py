@@ -74,14 +74,16 @@ def _table() -> Tensor:
     and 2, where ``log Z`` bends most."""
     nodes = [1.0 - math.cos(math.pi * i / (_GRID - 1)) for i in range(_GRID)]
     return torch.tensor(
-        [log_partition_exact(min(max(a, 0.0), 2.0)) for a in nodes], dtype=torch.float64
+        [log_partition_exact(min(max(a, 0.0), 2.0)) for a in nodes],
+        dtype=torch.float64,
+        device="cpu",  # cached once; moved to each input's device
     )
 
 
 def log_partition(alpha: Tensor) -> Tensor:
     """``log Z(alpha)`` for ``0 <= alpha <= 2``, interpolated linearly between the quadrature
     nodes (uniform in ``t = arccos(1 - alpha) / pi``)."""
-    values = _table().to(alpha.dtype)
+    values = _table().to(device=alpha.device, dtype=alpha.dtype)
     t = torch.arccos((1 - alpha).clamp(-1, 1)) / math.pi
     position = (t * (_GRID - 1)).clamp(0, _GRID - 1 - 1e-6)
     index = position.detach().floor().long()

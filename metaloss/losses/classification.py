@@ -35,6 +35,7 @@ from metaloss.losses.collapse import DegeneracyReport, degeneracy_report
 from metaloss.losses.features import register_feature
 from metaloss.losses.kinds import KindSpec, register_kind
 from metaloss.losses.learned import LearnedLoss, cross_entropy
+from metaloss.losses.module import loss_device
 
 __all__ = [
     "CLASSIFICATION_BASELINES",
@@ -232,8 +233,10 @@ def classification_shape(
     """
     per_sample = getattr(loss_fn, "per_sample", loss_fn)
     classes = getattr(loss_fn, "num_classes", None) or num_classes
-    p = torch.linspace(0.01, 0.99, points, dtype=torch.float64)
-    c = torch.tensor(contexts, dtype=torch.float64)
+    # Evaluated where the loss's parameters are; the curves come back on the CPU.
+    device = loss_device(loss_fn)
+    p = torch.linspace(0.01, 0.99, points, dtype=torch.float64, device="cpu")
+    c = torch.tensor(contexts, dtype=torch.float64, device="cpu")
 
     def logits(prob: Tensor) -> Tensor:
         rest = ((1 - prob) / (classes - 1)).unsqueeze(-1).expand(*prob.shape, classes - 1)
@@ -248,12 +251,12 @@ def classification_shape(
         ],
         dim=2,
     )  # [K, P, 32, C]: the probe first, then the reference batch
-    labels = torch.zeros(batch.shape[:-1], dtype=torch.long)
+    labels = torch.zeros(batch.shape[:-1], dtype=torch.long, device=device)
     with torch.enable_grad():
-        batch = batch.clone().requires_grad_()
+        batch = batch.to(device).clone().requires_grad_()
         values = per_sample(batch, labels)[..., 0]
         (grads,) = torch.autograd.grad(values.sum(), batch)
-    values = values.detach()
+    values, grads = values.detach().cpu(), grads.cpu()
     dependent = len(c) > 1 and not torch.allclose(
         values, values[:1].expand_as(values), rtol=1e-4, atol=1e-6
     )
@@ -262,7 +265,7 @@ def classification_shape(
         "context": c.to(dtype),
         "value": values,
         "grad": grads[..., 0, 0].detach(),
-        "batch_dependent": torch.tensor([float(dependent)], dtype=dtype),
+        "batch_dependent": torch.tensor([float(dependent)], dtype=dtype, device="cpu"),
     }
 
 

@@ -133,7 +133,7 @@ class LearnedLoss(LossModule):
                 f"form: 'weight' re-weights the squared residual or cross-entropy, so it needs "
                 f"kind 'regression' or 'classification', got {kind!r}"
             )
-        reduce(torch.zeros(()), reduction)  # validates the name
+        reduce(torch.zeros((), device="cpu"), reduction)  # validates the name
         self.features = tuple(features)
         self.hidden = tuple(hidden)
         self.activation = activation
@@ -180,6 +180,17 @@ class LearnedLoss(LossModule):
         if self.form == "weight":
             features = features.detach()
         return OUTPUTS[self.output](self.net(features).squeeze(-1))
+
+    @property
+    def elementwise(self) -> bool:
+        """Whether each element's loss depends on that element only: a regression loss whose
+        features are all elementwise (not the batch-level scale features). Such a loss may be
+        evaluated on stacked tasks at once (see :func:`metaloss.inner.task_batched`)."""
+        if self.kind != "regression":
+            return False
+        from metaloss.losses.regression import ELEMENTWISE_FEATURES
+
+        return set(self.features) <= ELEMENTWISE_FEATURES
 
     def per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
         """The unreduced loss: one value per sample (per element for regression)."""

@@ -29,6 +29,7 @@ __all__ = [
     "ARCHITECTURES",
     "LossModule",
     "init_uniform_",
+    "loss_device",
     "loss_dtype",
     "per_sample_fn",
     "reduce",
@@ -83,11 +84,18 @@ class LossModule(nn.Module, ABC):
         """The constructor arguments: enough to rebuild this loss without its trainer."""
 
     @classmethod
-    @abstractmethod
     def config_arguments(
         cls, config: LossConfig, kind: str, num_classes: int | None
     ) -> dict[str, Any]:
-        """The constructor arguments of the loss a run config's ``loss`` section describes."""
+        """The constructor arguments of the loss a run config's ``loss`` section describes;
+        by default those of a feature network (``loss.features``, ``hidden``, ``activation``
+        and the kind). A loss with more options extends this."""
+        return {
+            "features": config.features,
+            "hidden": config.hidden,
+            "activation": config.activation,
+            "kind": kind,
+        }
 
     @classmethod
     def from_config(
@@ -182,6 +190,14 @@ def per_sample_fn(loss: PerSampleLoss) -> PerSampleLoss:
     """The unreduced function of a loss: a :class:`LossModule`'s :meth:`~LossModule.per_sample`,
     or a plain per-sample function (a baseline) as it is."""
     return loss.per_sample if isinstance(loss, LossModule) else loss
+
+
+def loss_device(loss: PerSampleLoss) -> torch.device:
+    """The device of a loss module's parameters (the CPU for plain functions)."""
+    if isinstance(loss, nn.Module):
+        for parameter in loss.parameters():
+            return parameter.device
+    return torch.device("cpu")
 
 
 def loss_dtype(loss: PerSampleLoss) -> torch.dtype:

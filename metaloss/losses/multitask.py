@@ -34,7 +34,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metaloss.config import LossConfig
 from metaloss.learners import MLP
 from metaloss.losses.baselines import BASELINES
 from metaloss.losses.kinds import KindSpec, register_kind
@@ -189,7 +188,7 @@ class MultiTaskLoss(LossModule):
                 raise ValueError(
                     f"loss.features: expected names from {', '.join(sorted(MT_FEATURES))}, got {name!r}"
                 )
-        reduce(torch.zeros(()), reduction)  # validates the name
+        reduce(torch.zeros((), device="cpu"), reduction)  # validates the name
         self.features = tuple(features)
         self.hidden = tuple(hidden)
         self.activation = activation
@@ -199,19 +198,6 @@ class MultiTaskLoss(LossModule):
         self.tracks = any(n in ("log_variance", "loss_trend") for n in self.features)
         self.per_sample_weights = any(n not in _TASK_LEVEL for n in self.features)
         self.net = MLP(len(self.features), self.hidden, 1, activation)
-
-    @classmethod
-    def config_arguments(
-        cls, config: LossConfig, kind: str, num_classes: int | None
-    ) -> dict[str, Any]:
-        """The constructor arguments of a run config's ``loss`` section (``loss.features``,
-        ``hidden``, ``activation``)."""
-        return {
-            "features": config.features,
-            "hidden": config.hidden,
-            "activation": config.activation,
-            "kind": kind,
-        }
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild this loss without its trainer."""

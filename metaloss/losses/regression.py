@@ -21,11 +21,12 @@ from metaloss.losses.collapse import DegeneracyReport, degeneracy_report
 from metaloss.losses.features import register_feature
 from metaloss.losses.kinds import KindSpec, register_kind
 from metaloss.losses.learned import LearnedLoss
-from metaloss.losses.module import loss_dtype, per_sample_fn
+from metaloss.losses.module import loss_device, loss_dtype, per_sample_fn
 from metaloss.typing import PerSampleLoss
 
 __all__ = [
     "CONTEXT_SCALE",
+    "ELEMENTWISE_FEATURES",
     "REGRESSION_TARGETS",
     "check_regression",
     "evaluate_in_batch",
@@ -53,6 +54,10 @@ _ELEMENTWISE = {
 for _name, _feature in _ELEMENTWISE.items():
     register_feature("regression", _name, _feature)
 
+ELEMENTWISE_FEATURES = frozenset(_ELEMENTWISE)
+"""Regression features of one element only (unlike the batch-level scale features): a learned
+loss made of them treats every element, and every stacked task, independently."""
+
 
 def evaluate_in_batch(
     loss: PerSampleLoss, pred: Tensor, target: Tensor, scale: float = CONTEXT_SCALE
@@ -69,7 +74,7 @@ def evaluate_in_batch(
     """
     per_sample = per_sample_fn(loss)
     n = pred.shape[0]
-    signs = torch.ones(2 * n + 1, 1, dtype=pred.dtype)
+    signs = torch.ones(2 * n + 1, 1, dtype=pred.dtype, device=pred.device)
     signs[1::2] = -1
     context_target = signs.roll(1, 0)
     with torch.enable_grad():
@@ -107,15 +112,16 @@ def weight_form_potential(r: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _raw_curves(loss: PerSampleLoss, scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Residual grid ``[R]``, targets ``[T]`` and the loss and its gradient ``[T, R]``."""
-    dtype = loss_dtype(loss)
-    r = torch.linspace(-5, 5, 201, dtype=dtype)
-    t = torch.tensor(REGRESSION_TARGETS, dtype=dtype)
+    """Residual grid ``[R]``, targets ``[T]`` and the loss and its gradient ``[T, R]``, evaluated
+    where the loss's parameters are and returned on the CPU."""
+    dtype, device = loss_dtype(loss), loss_device(loss)
+    r = torch.linspace(-5, 5, 201, dtype=dtype, device=device)
+    t = torch.tensor(REGRESSION_TARGETS, dtype=dtype, device=device)
     target = t.repeat_interleave(len(r))[:, None]
     pred = target + r.repeat(len(t))[:, None]
     values, grads = evaluate_in_batch(loss, pred, target, scale)
     shape = (len(t), len(r))
-    return r, t, values.reshape(shape), grads.reshape(shape)
+    return r.cpu(), t.cpu(), values.reshape(shape).cpu(), grads.reshape(shape).cpu()
 
 
 def regression_curves(loss: PerSampleLoss, scale: float = CONTEXT_SCALE) -> Curves:
@@ -140,9 +146,9 @@ def regression_curves(loss: PerSampleLoss, scale: float = CONTEXT_SCALE) -> Curv
         "target": t,
         "value": value,
         "grad": grad,
-        "context_scale": torch.tensor([scale], dtype=dtype),
-        "batch_dependent": torch.tensor([float(dependent)], dtype=dtype),
-        "weight_form": torch.tensor([float(weight_form)], dtype=dtype),
+        "context_scale": torch.tensor([scale], dtype=dtype, device="cpu"),
+        "batch_dependent": torch.tensor([float(dependent)], dtype=dtype, device="cpu"),
+        "weight_form": torch.tensor([float(weight_form)], dtype=dtype, device="cpu"),
     }
 
 

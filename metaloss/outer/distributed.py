@@ -116,6 +116,9 @@ class ShardedProblem(MetaProblem):
     def validate(self, loss: LossModule) -> float:
         return self.inner.validate(loss)
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 class DistributedMetaTrainer(MetaTrainer):
     """A :class:`MetaTrainer` whose meta-batches are sharded across the processes of the

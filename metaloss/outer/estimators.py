@@ -120,7 +120,9 @@ class AntitheticES:
         ``objective.many`` (so a problem can evaluate the whole population in one batched
         computation or across processes) and combine the antithetic pairs."""
         flat = torch.cat([v.detach().flatten() for v in params.values()])
+        # Drawn on the (CPU) generator and moved: the same noise on every device.
         noise = torch.randn((self.population, flat.numel()), generator=generator, dtype=flat.dtype)
+        noise = noise.to(flat.device)
         candidates = [_unflatten(flat + self.sigma * e, params) for e in noise]
         candidates += [_unflatten(flat - self.sigma * e, params) for e in noise]
         candidates.append({k: v.detach() for k, v in params.items()})

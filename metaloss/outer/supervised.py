@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import torch
@@ -30,15 +31,17 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from metaloss.config import ConfigError, RunConfig, Variant, derive_config
-from metaloss.inner import InnerBackend, make_backend
+from metaloss.device import resolve_device, to_device
+from metaloss.inner import InnerBackend, make_backend, task_batched
 from metaloss.learners import init_params, make_learner
 from metaloss.losses.kinds import kind_spec
 from metaloss.losses.module import LossModule
+from metaloss.outer.prefetch import Prefetcher
 from metaloss.outer.problem import MetaObjective, MetaProblem
 from metaloss.seeds import VALID_INIT_SEED
 from metaloss.tasks import Split, Task, TaskFamily, make_family
 from metaloss.tasks.base import cast_task
-from metaloss.typing import Params
+from metaloss.typing import Params, PerSampleLoss
 
 __all__ = [
     "Condition",
@@ -89,18 +92,20 @@ class SupervisedProblem(MetaProblem):
     def __init__(self, config: RunConfig, family: TaskFamily | None = None) -> None:
         self.config = config
         self.dtype = getattr(torch, config.dtype)
+        self.device = resolve_device(config.device)
         self.base = self._condition("run", config, family)
         self.variants = [
             self._variant(v, "outer.variants", i) for i, v in enumerate(config.outer.variants)
         ] or [self.base]
-        self.weights = torch.tensor(
-            [v.weight for v in config.outer.variants] or [1.0], dtype=torch.float64
+        self.weights = torch.tensor(  # for draws on the (CPU) generator
+            [v.weight for v in config.outer.variants] or [1.0], dtype=torch.float64, device="cpu"
         )
         valid = config.outer.valid_variants
         self.valid_conditions = [
             self._variant(v, "outer.valid_variants", i) for i, v in enumerate(valid)
         ] or [self.base]
         self._valid_sets: list[tuple[Task, Params]] | None = None
+        self._prefetch = Prefetcher(self._draw, config.outer.prefetch)
 
     # ---------------------------------------------------------------- conditions
 
@@ -109,7 +114,7 @@ class SupervisedProblem(MetaProblem):
     ) -> Condition:
         family = family or make_family(config.task)
         learner = make_learner(config.learner, family.in_features, family.out_features).to(
-            self.dtype
+            device=self.device, dtype=self.dtype
         )
         backend = make_backend(learner, config.inner, family.objective)
         return Condition(name, config, family, learner, backend)
@@ -150,16 +155,26 @@ class SupervisedProblem(MetaProblem):
         loss = kind_spec(family.kind).loss_class.from_config(
             self.config.loss, family.kind, generator, num_classes=family.out_features
         )
-        return loss.to(self.dtype)
+        return loss.to(device=self.device, dtype=self.dtype)
 
     def sample(self, generator: torch.Generator) -> SupervisedBatch:
+        """The next meta-batch (with ``outer.prefetch``, drawn in a worker thread while the
+        previous one back-propagated; the batches and the generator's states are exactly those
+        of drawing in line, see :mod:`metaloss.outer.prefetch`)."""
+        return self._prefetch.sample(generator)
+
+    def close(self) -> None:
+        self._prefetch.close()
+
+    def _draw(self, generator: torch.Generator) -> SupervisedBatch:
         index = 0
         if len(self.variants) > 1:
             index = int(torch.multinomial(self.weights, 1, generator=generator))
         condition = self.variants[index]
         size = self.config.outer.meta_batch
-        tasks = cast_task(condition.family.sample(Split.META_TRAIN, size, generator), self.dtype)
-        inits = init_params(condition.learner, size, generator, self.dtype)
+        drawn = condition.family.sample(Split.META_TRAIN, size, generator)  # on the CPU
+        tasks = to_device(cast_task(drawn, self.dtype), self.device)
+        inits = init_params(condition.learner, size, generator, self.dtype, self.device)
         low, high = self.config.outer.inner_lr_scale
         lr = None
         if (low, high) != (1.0, 1.0):
@@ -181,13 +196,29 @@ class SupervisedProblem(MetaProblem):
     ) -> MetaObjective:
         log = self.config.outer.objective_transform == "log"
 
-        def per_task(params: Params, backprop_steps: int | None) -> Tensor:
-            def loss_fn(pred: Tensor, target: Tensor) -> Tensor:
-                return functional_call(loss, params, (pred, target), {"reduction": "none"})  # type: ignore[no-any-return]
+        batched = bool(getattr(loss, "elementwise", False))
+        swap_once = not condition.config.inner.compile
 
-            value = condition.backend.run(
-                loss_fn, inits, tasks, backprop_steps=backprop_steps, lr=lr
+        def unroll(loss_fn: PerSampleLoss, backprop_steps: int | None) -> Tensor:
+            fn = task_batched(loss_fn) if batched else loss_fn
+            return condition.backend.run(
+                fn, inits, tasks, backprop_steps=backprop_steps, lr=lr
             ).meta_objective
+
+        def per_task(params: Params, backprop_steps: int | None) -> Tensor:
+            if swap_once:  # the loss's parameters swapped once for the whole unroll
+                holder = _LossHolder(loss)
+                named = {f"loss.{k}": v for k, v in params.items()}
+                run = partial(_unroll_with_held_loss, unroll, backprop_steps)
+                value: Tensor = functional_call(holder, named, (run,))
+            else:  # swapped at every call (what torch.compile has been tested with)
+
+                def loss_fn(pred: Tensor, target: Tensor) -> Tensor:
+                    return functional_call(loss, params, (pred, target), {"reduction": "none"})  # type: ignore[no-any-return]
+
+                value = unroll(loss_fn, backprop_steps)
+            if torch.is_grad_enabled():
+                self._prefetch.start()  # the next meta-batch, while this one back-propagates
             return value.clamp_min(1e-12).log() if log else value
 
         return MetaObjective(per_task)
@@ -199,10 +230,11 @@ class SupervisedProblem(MetaProblem):
             count = self.config.outer.val_tasks
             self._valid_sets = []
             for c in self.valid_conditions:
-                tasks = cast_task(c.family.tasks(Split.META_VALID, count), self.dtype)
+                drawn = c.family.tasks(Split.META_VALID, count)
+                tasks = to_device(cast_task(drawn, self.dtype), self.device)
                 generator = torch.Generator().manual_seed(VALID_INIT_SEED)
                 self._valid_sets.append(
-                    (tasks, init_params(c.learner, count, generator, self.dtype))
+                    (tasks, init_params(c.learner, count, generator, self.dtype, self.device))
                 )
         return self._valid_sets[condition]
 
@@ -223,6 +255,22 @@ class SupervisedProblem(MetaProblem):
             "variants": [v.name for v in self.variants],
             "valid_variants": [v.name for v in self.valid_conditions],
         }
+
+
+class _LossHolder(nn.Module):
+    """Holds the loss so that ``functional_call`` can swap its parameters for a whole unroll
+    (once, instead of at each of the K loss evaluations); ``forward(run)`` calls ``run(loss)``."""
+
+    def __init__(self, loss: LossModule) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, run: Any) -> Tensor:
+        return run(self.loss)  # type: ignore[no-any-return]
+
+
+def _unroll_with_held_loss(unroll: Any, backprop_steps: int | None, loss: LossModule) -> Tensor:
+    return unroll(loss.per_sample, backprop_steps)  # type: ignore[no-any-return]
 
 
 def supervised_family(trainer: Any) -> TaskFamily:

@@ -1,326 +1,294 @@
-"""The RL benchmark: PPO's clip (tuned), DPO and learned drifts on held-out environment variants.
+"""The RL benchmark: tuned PPO clip, DPO and learned drifts on held-out environment variants.
 
-Every objective trains fresh agents with the *same* PPO loop and the same environment-step budget
-(``task.bench_total_steps``). Each objective's learning rate (``evaluation.lr_grid``) and PPO's
-clip ε (``task.clip_grid``) are selected on ``task.tune_tasks`` meta-train variants only, by final
-return; held-out rows (the unmodified environment and ``task.bench_variants`` meta-test variants
-from the disjoint outer parameter band) are never seen while selecting. Each row reports, over
-``task.bench_seeds`` seeds (the same seeds for every objective, so pairs are matched): the final
-return (mean return of the episodes that ended in the last 10% of the budget) and the steps to
-reach ``task.threshold`` (the mean of the last 20 episode returns; a run that never reaches it
-counts as the full budget), each as mean ± 95% CI, and a paired t-test of the learned objective
-against tuned PPO over all (row, seed) pairs.
+Every objective trains fresh agents with the *same* population-PPO loop and the same budget
+(``task.bench_total_steps``). Rows: the unmodified environment and ``evaluation.test_tasks``
+held-out meta-test variants (multipliers from the band of ``task.test_scale`` outside
+``task.train_scale``). For every objective, the agent's learning rate (``evaluation.lr_grid``)
+and the baseline's own parameter (``benchmark.baselines``: PPO's ``clip_coef`` values) are
+selected on ``evaluation.grid_tasks`` meta-train variants (one seed each), by mean final return;
+the held-out rows are never read while selecting. Each row then trains every objective with
+``evaluation.seeds`` seeds, the same seeds for every objective (pairs share initial agents and
+environment resets).
+
+Results are :class:`metaloss.evaluation.benchmark.BenchmarkResult` entries, so the statistics,
+comparisons and writers are the shared ones (:mod:`metaloss.evaluation.report`): per row, the
+"tasks" of an entry are its seeds; the main metric is the final return (mean return of the
+episodes ending in the last 10% of the budget; higher is better), the extra metric
+``steps to threshold`` is the first step at which the mean of the last 20 episode returns reaches
+``task.threshold`` (the full budget if never). :func:`pooled_comparisons` adds paired
+comparisons (t and Wilcoxon tests, win rate, verdict) over all held-out (variant, seed) pairs.
+All runs of a phase (selection, test) train as one population, in this process or across a
+``torch.distributed`` group.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from metaloss.config import RunConfig
-from metaloss.evaluation.stats import MeanCI, mean_ci, paired_t_test
-from metaloss.rl.config import PPOConfig, RLTaskConfig
+from metaloss.config import ConfigError, RunConfig
+from metaloss.evaluation.benchmark import BenchmarkResult, Entry, Selection
+from metaloss.evaluation.diagnostics import DIAGNOSES
+from metaloss.evaluation.stats import PairedComparison, paired_comparison
+from metaloss.rl.config import RLTaskConfig, check_rl_settings
 from metaloss.rl.envs import EnvFamily, EnvTask
-from metaloss.rl.objectives import LearnedDrift, PolicyObjective, make_objective
-from metaloss.rl.pool import WorkerPool
-from metaloss.rl.ppo import train_ppo
+from metaloss.rl.evaluate import Evaluator, LocalEvaluator
+from metaloss.rl.objectives import ClipObjective, DPOObjective, LearnedDrift, RunObjective
+from metaloss.rl.population import RunSpec
+from metaloss.rl.ppo import PPORun
 from metaloss.tasks.base import Split
 
 __all__ = [
-    "BenchJob",
-    "ObjectiveSpec",
-    "RLBenchmarkResult",
-    "RLRow",
-    "run_bench_job",
+    "FINAL_FRACTION",
+    "STEPS_METRIC",
+    "PolicyContender",
+    "Pooled",
+    "policy_contenders",
+    "pooled_comparisons",
+    "return_curve",
     "run_rl_benchmark",
+    "select_setting",
 ]
 
 FINAL_FRACTION = 0.1
+STEPS_METRIC = "steps to threshold"
+CURVE_POINTS = 20
 _TUNE_SEED = 20_000
 _TEST_SEED = 10_000
-
-
-@dataclass(frozen=True)
-class ObjectiveSpec:
-    """A policy objective that can be sent to a worker: a closed form by name, or a learned
-    drift's architecture and weights."""
-
-    name: str
-    kind: str
-    clip_coef: float = 0.2
-    architecture: dict[str, Any] | None = None
-    weights: dict[str, Tensor] | None = None
-
-    @classmethod
-    def learned(cls, name: str, drift: LearnedDrift) -> ObjectiveSpec:
-        arch = {
-            k: v
-            for k, v in drift.architecture().items()
-            if k in ("features", "hidden", "activation")
-        }
-        weights = {k: v.detach().clone() for k, v in drift.state_dict().items()}
-        return cls(name, "learned", architecture=arch, weights=weights)
-
-    def build(self) -> PolicyObjective:
-        """The objective as a callable ``(log_ratio, advantages) -> per-sample loss``."""
-        if self.kind != "learned":
-            return make_objective(self.kind, clip_coef=self.clip_coef)
-        drift = LearnedDrift(**(self.architecture or {}), reduction="none")
-        drift.load_state_dict(self.weights or {})
-        return drift
-
-
-@dataclass(frozen=True)
-class BenchJob:
-    """One training run of one objective on one variant with one seed."""
-
-    spec: ObjectiveSpec
-    task: EnvTask
-    ppo: PPOConfig
-    total_steps: int
-    seed: int
-    threshold: float
-
-
-def run_bench_job(job: BenchJob) -> tuple[float, int | None]:
-    """Final return and steps to the threshold (``None``: not reached) of one run."""
-    with torch.enable_grad():
-        run = train_ppo(job.task, job.ppo, job.spec.build(), job.seed, job.total_steps)
-    return run.final_return(FINAL_FRACTION), run.steps_to_threshold(job.threshold)
-
-
-@dataclass(frozen=True)
-class RLRow:
-    """One objective on one environment variant, over seeds."""
-
-    objective: str
-    variant: str
-    lr: float
-    clip_coef: float | None
-    finals: list[float]
-    steps: list[int | None]
-    budget: int
-
-    @property
-    def final(self) -> MeanCI:
-        return mean_ci(torch.tensor(self.finals))
-
-    @property
-    def steps_to_threshold(self) -> MeanCI:
-        return mean_ci(torch.tensor([float(self.budget if s is None else s) for s in self.steps]))
-
-    @property
-    def reached(self) -> int:
-        return sum(s is not None for s in self.steps)
-
-
-@dataclass
-class RLBenchmarkResult:
-    """All rows, the selection scores on meta-train variants, and the variants' physics."""
-
-    rows: list[RLRow]
-    selection: dict[str, dict[str, float]]
-    variants: dict[str, dict[str, float]]
-    budget: int
-    threshold: float
-    seeds: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def paired(self, a: str, b: str) -> tuple[float, float, int]:
-        """Paired t statistic, p-value and pair count of ``a``'s minus ``b``'s final returns."""
-        xs, ys = [], []
-        for variant in self.variants:
-            ra = next(r for r in self.rows if r.objective == a and r.variant == variant)
-            rb = next(r for r in self.rows if r.objective == b and r.variant == variant)
-            xs += ra.finals
-            ys += rb.finals
-        t, p = paired_t_test(torch.tensor(xs), torch.tensor(ys))
-        return t, p, len(xs)
-
-    def to_dict(self) -> dict[str, Any]:
-        rows = [
-            {
-                "objective": r.objective,
-                "variant": r.variant,
-                "lr": r.lr,
-                "clip_coef": r.clip_coef,
-                "final_return_mean": r.final.mean,
-                "final_return_ci95": r.final.half_width,
-                "steps_to_threshold_mean": r.steps_to_threshold.mean,
-                "steps_to_threshold_ci95": r.steps_to_threshold.half_width,
-                "reached": r.reached,
-                "finals": r.finals,
-                "steps": r.steps,
-            }
-            for r in self.rows
-        ]
-        return {
-            "budget": self.budget,
-            "threshold": self.threshold,
-            "seeds": self.seeds,
-            "rows": rows,
-            "selection": self.selection,
-            "variants": self.variants,
-            **self.extra,
-        }
-
-    def csv(self) -> str:
-        lines = [
-            "objective,variant,lr,clip_coef,final_mean,final_ci95,steps_mean,steps_ci95,reached,seeds"
-        ]
-        for r in self.rows:
-            f, s = r.final, r.steps_to_threshold
-            lines.append(
-                f"{r.objective},{r.variant},{r.lr},{r.clip_coef if r.clip_coef is not None else ''},"
-                f"{f.mean:.4f},{f.half_width:.4f},{s.mean:.1f},{s.half_width:.1f},{r.reached},{len(r.finals)}"
-            )
-        return "\n".join(lines) + "\n"
-
-    def markdown(self) -> str:
-        out = [
-            f"Budget {self.budget} env steps per run, {self.seeds} seeds per row (same seeds for every objective). "
-            f"Final return: mean return of episodes ending in the last {FINAL_FRACTION:.0%} of the budget. "
-            f"Steps to threshold {self.threshold:g}: first step where the mean of the last 20 episode returns "
-            "reaches it (never reached = the full budget). Mean ± 95% CI over seeds.",
-            "",
-            "| variant | objective | lr | clip ε | final return | steps to threshold | reached |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in self.rows:
-            clip = f"{r.clip_coef:g}" if r.clip_coef is not None else "–"
-            out.append(
-                f"| {r.variant} | {r.objective} | {r.lr:g} | {clip} | {r.final.mean:.1f} ± {r.final.half_width:.1f} "
-                f"| {r.steps_to_threshold.mean:.0f} ± {r.steps_to_threshold.half_width:.0f} | {r.reached}/{len(r.finals)} |"
-            )
-        names = sorted({r.objective for r in self.rows})
-        out += ["", "Paired t-tests of final return over all (variant, seed) pairs:", ""]
-        for a, b in itertools.combinations(names, 2):
-            t, p, n = self.paired(a, b)
-            out.append(f"- {a} − {b}: t = {t:.2f}, p = {p:.3g} (n = {n})")
-        out += ["", "Variants (multipliers of the default physical parameters):", ""]
-        for name, mult in self.variants.items():
-            out.append(f"- {name}: " + ", ".join(f"{k} × {v:.2f}" for k, v in mult.items()))
-        out += ["", "Selection on meta-train variants (mean final return per setting):", ""]
-        for name, scores in self.selection.items():
-            out.append(f"- {name}: " + ", ".join(f"{k}: {v:.1f}" for k, v in scores.items()))
-        return "\n".join(out) + "\n"
-
 
 Progress = Callable[[str], None]
 
 
-def _candidates(
-    task: RLTaskConfig, lr_grid: tuple[float, ...], learned: dict[str, LearnedDrift]
-) -> dict[str, list[tuple[ObjectiveSpec, float]]]:
-    grid: dict[str, list[tuple[ObjectiveSpec, float]]] = {
-        "ppo_clip": [
-            (ObjectiveSpec("ppo_clip", "ppo_clip", clip), lr)
-            for clip in task.clip_grid
-            for lr in lr_grid
-        ],
-        "dpo": [(ObjectiveSpec("dpo", "dpo"), lr) for lr in lr_grid],
-    }
-    for name, drift in learned.items():
-        grid[name] = [(ObjectiveSpec.learned(name, drift), lr) for lr in lr_grid]
-    return grid
+@dataclass(frozen=True)
+class PolicyContender:
+    """A policy objective entered in the benchmark: ``make(value)`` gives the run objective for
+    a value of its parameter (``values``: selected on meta-train variants; empty: none)."""
+
+    name: str
+    role: str
+    make: Callable[[float | None], RunObjective]
+    param: str = ""
+    values: tuple[float, ...] = ()
+
+    def settings(self, lr_grid: Sequence[float]) -> list[tuple[float | None, float]]:
+        """Every ``(value, lr)`` to select from."""
+        return [(v, lr) for v in (self.values or (None,)) for lr in lr_grid]
+
+    def label(self, value: float | None, lr: float) -> str:
+        return ("" if value is None else f"{self.param}={value:g} ") + f"lr={lr:g}"
+
+
+def _constant(drift: LearnedDrift) -> Callable[[float | None], RunObjective]:
+    return lambda _value: drift
+
+
+def _clip(value: float | None) -> RunObjective:
+    return ClipObjective(0.2 if value is None else value)
+
+
+def policy_contenders(config: RunConfig, learned: dict[str, LearnedDrift]) -> list[PolicyContender]:
+    """The learned drifts, then ``benchmark.baselines`` (``ppo_clip``, optionally with
+    ``param: clip_coef`` values, and ``dpo``), refused in one line if it names anything else."""
+    out = [PolicyContender(name, "learned", _constant(drift)) for name, drift in learned.items()]
+    for i, spec in enumerate(config.benchmark.baselines):
+        where = f"benchmark.baselines[{i}]"
+        if spec.name == "ppo_clip" and spec.param in ("", "clip_coef"):
+            out.append(PolicyContender("ppo_clip", "baseline", _clip, spec.param, spec.values))
+        elif spec.name == "dpo" and not spec.param:
+            out.append(PolicyContender("dpo", "baseline", lambda _v: DPOObjective()))
+        elif spec.name in ("ppo_clip", "dpo"):
+            raise ConfigError(
+                f"{where}.param: expected clip_coef for ppo_clip and none for dpo, got {spec.param!r}"
+            )
+        else:
+            raise ConfigError(
+                f"{where}.name: expected ppo_clip or dpo for an RL family, got {spec.name!r}"
+            )
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"benchmark.baselines: expected distinct objectives, got {names}")
+    return out
+
+
+def select_setting(scores: dict[tuple[float | None, float], float]) -> tuple[float | None, float]:
+    """The ``(value, lr)`` with the highest mean final return (non-finite scores lose; ties: the
+    first in the grid)."""
+    finite = {k: v for k, v in scores.items() if v == v and abs(v) != float("inf")}
+    if not finite:
+        return next(iter(scores))
+    return max(finite, key=lambda k: finite[k])
+
+
+def return_curve(run: PPORun, budget: int, points: int = CURVE_POINTS) -> Tensor:
+    """Mean return of the episodes ending in each of ``points`` equal parts of the budget (the
+    previous part's value where none ended; NaN before the first episode)."""
+    steps = torch.tensor(run.episode_steps, dtype=torch.float64)
+    returns = torch.tensor(run.episode_returns, dtype=torch.float64)
+    edges = torch.linspace(0, budget, points + 1, dtype=torch.float64)
+    out = torch.full((points,), float("nan"), dtype=torch.float64)
+    for i in range(points):
+        inside = (steps > edges[i]) & (steps <= edges[i + 1])
+        if bool(inside.any()):
+            out[i] = returns[inside].mean()
+        elif i > 0:
+            out[i] = out[i - 1]
+    return out
+
+
+def _steps(run: PPORun, threshold: float, budget: int) -> float:
+    reached = run.steps_to_threshold(threshold)
+    return float(budget if reached is None else reached)
+
+
+def _train(
+    evaluator: Evaluator,
+    config: RunConfig,
+    jobs: list[tuple[EnvTask, int, RunObjective, float]],
+) -> list[PPORun]:
+    task = config.task
+    assert isinstance(task, RLTaskConfig)
+    runs = [RunSpec(t, seed, objective, lr) for t, seed, objective, lr in jobs]
+    return evaluator(runs, task.ppo, task.bench_total_steps)
+
+
+def _select_all(
+    contenders: Sequence[PolicyContender],
+    config: RunConfig,
+    family: EnvFamily,
+    evaluator: Evaluator,
+) -> list[Selection]:
+    grid = config.evaluation.lr_grid
+    variants = family.tasks(Split.META_TRAIN, config.evaluation.grid_tasks)
+    jobs, keys = [], []
+    for c in contenders:
+        for value, lr in c.settings(grid):
+            keys.append((c, value, lr))
+            jobs += [(v, _TUNE_SEED + j, c.make(value), lr) for j, v in enumerate(variants)]
+    results = _train(evaluator, config, jobs)
+    finals = [r.final_return(FINAL_FRACTION) for r in results]
+    selections = []
+    for c in contenders:
+        scores = {}
+        for i, (owner, value, lr) in enumerate(keys):
+            if owner is c:
+                chunk = finals[i * len(variants) : (i + 1) * len(variants)]
+                scores[(value, lr)] = sum(chunk) / len(chunk)
+        value, lr = select_setting(scores)
+        labels = {c.label(v, r): s for (v, r), s in scores.items()}
+        selections.append(Selection(lr, value, labels))
+    return selections
 
 
 def run_rl_benchmark(
     config: RunConfig,
     learned: dict[str, LearnedDrift],
+    evaluator: Evaluator | None = None,
     progress: Progress | None = None,
-) -> RLBenchmarkResult:
-    """Select each objective's settings on meta-train variants, then train every objective on
-    the held-out rows with every seed at the same budget (see the module docstring)."""
+) -> BenchmarkResult:
+    """Select every objective's settings on meta-train variants, then train every objective on
+    every held-out row with every seed (see the module docstring); deterministic for a config."""
+    check_rl_settings(config)
     task = config.task
-    if not isinstance(task, RLTaskConfig):
-        raise ValueError(f"task.family: expected an RL family, got {task.family!r}")
+    assert isinstance(task, RLTaskConfig)
+    evaluator = evaluator or LocalEvaluator()
     say = progress or (lambda _: None)
     family = EnvFamily(task)
-    pool = WorkerPool(task.workers)
-    try:
-        grid = _candidates(task, config.evaluation.lr_grid, learned)
-        tune_tasks = family.tasks(Split.META_TRAIN, task.tune_tasks)
-        jobs = [
-            BenchJob(
-                spec,
-                variant,
-                replace(task.ppo, lr=lr),
-                task.bench_total_steps,
-                _TUNE_SEED + j,
-                task.threshold,
-            )
-            for options in grid.values()
-            for spec, lr in options
-            for j, variant in enumerate(tune_tasks)
-        ]
-        say(f"selecting settings: {len(jobs)} runs on {len(tune_tasks)} meta-train variants")
-        scores = [final for final, _ in pool.map(run_bench_job, jobs)]
-        chosen, selection = _select(grid, scores, len(tune_tasks))
-        rows_tasks = [family.default_task(), *family.tasks(Split.META_TEST, task.bench_variants)]
-        eval_jobs = [
-            BenchJob(
-                spec,
-                variant,
-                replace(task.ppo, lr=lr),
-                task.bench_total_steps,
-                _TEST_SEED + s,
-                task.threshold,
-            )
-            for spec, lr in chosen.values()
-            for variant in rows_tasks
-            for s in range(task.bench_seeds)
-        ]
-        say(f"evaluating: {len(eval_jobs)} runs on {len(rows_tasks)} held-out rows")
-        results = pool.map(run_bench_job, eval_jobs)
-    finally:
-        pool.close()
-    rows, i = [], 0
-    for name, (spec, lr) in chosen.items():
-        for variant in rows_tasks:
-            chunk = results[i : i + task.bench_seeds]
-            i += task.bench_seeds
-            clip = spec.clip_coef if spec.kind == "ppo_clip" else None
-            rows.append(
-                RLRow(
-                    name,
-                    variant.name,
-                    lr,
-                    clip,
-                    [f for f, _ in chunk],
-                    [s for _, s in chunk],
-                    task.bench_total_steps,
+    contenders = policy_contenders(config, learned)
+    ev = config.evaluation
+    say(f"selecting on {ev.grid_tasks} meta-train variants")
+    selections = _select_all(contenders, config, family, evaluator)
+    rows = [family.default_task(), *family.tasks(Split.META_TEST, ev.test_tasks)]
+    jobs = [
+        (row, _TEST_SEED + s, c.make(chosen.value), chosen.lr)
+        for c, chosen in zip(contenders, selections, strict=True)
+        for row in rows
+        for s in range(ev.seeds)
+    ]
+    say(f"testing: {len(jobs)} runs on {len(rows)} rows")
+    results = _train(evaluator, config, jobs)
+    budget = task.bench_total_steps
+    entries, i = [], 0
+    for c, chosen in zip(contenders, selections, strict=True):
+        for row in rows:
+            chunk = results[i : i + ev.seeds]
+            i += ev.seeds
+            finals = torch.tensor([r.final_return(FINAL_FRACTION) for r in chunk])
+            steps = torch.tensor([_steps(r, task.threshold, budget) for r in chunk])
+            curves = torch.stack([return_curve(r, budget) for r in chunk])
+            entries.append(
+                Entry(
+                    row.name,
+                    c.name,
+                    "learned" if c.role == "learned" else "baseline",
+                    chosen,
+                    c.param,
+                    finals,
+                    curves.nanmean(0).float(),
+                    dict.fromkeys(DIAGNOSES, 0),
+                    sum(r.skipped_updates > 0 for r in chunk),
+                    {STEPS_METRIC: steps},
                 )
             )
-    variants = {t.name: t.multipliers() for t in rows_tasks}
-    return RLBenchmarkResult(
-        rows, selection, variants, task.bench_total_steps, task.threshold, task.bench_seeds
+    result = BenchmarkResult(
+        entries,
+        [r.name for r in rows],
+        "final return",
+        ev.seeds,
+        1,
+        {r.name: budget for r in rows},
+        extra={
+            "variants": {r.name: r.multipliers() for r in rows},
+            "budget_env_steps": budget,
+            "threshold": task.threshold,
+            "final_fraction": FINAL_FRACTION,
+        },
+        metrics={STEPS_METRIC: False},
+        higher_is_better=True,
     )
+    result.extra["pooled"] = [p.to_dict() for p in pooled_comparisons(result)]
+    return result
 
 
-def _select(
-    grid: dict[str, list[tuple[ObjectiveSpec, float]]], scores: list[float], per: int
-) -> tuple[dict[str, tuple[ObjectiveSpec, float]], dict[str, dict[str, float]]]:
-    chosen: dict[str, tuple[ObjectiveSpec, float]] = {}
-    selection: dict[str, dict[str, float]] = {}
-    i = 0
-    for name, options in grid.items():
-        table: dict[str, float] = {}
-        best, best_score = options[0], -math.inf
-        for spec, lr in options:
-            values = [v for v in scores[i : i + per] if math.isfinite(v)]
-            i += per
-            score = sum(values) / len(values) if values else -math.inf
-            label = f"lr={lr:g}" + (f" ε={spec.clip_coef:g}" if spec.kind == "ppo_clip" else "")
-            table[label] = score
-            if score > best_score:
-                best, best_score = (spec, lr), score
-        chosen[name] = best
-        selection[name] = table
-    return chosen, selection
+@dataclass(frozen=True)
+class Pooled:
+    """A learned objective against a baseline, paired over every (variant, seed) of ``rows``."""
+
+    learned: str
+    baseline: str
+    rows: str
+    paired: PairedComparison
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (non-finite floats are left to the caller)."""
+        return {
+            "learned": self.learned,
+            "baseline": self.baseline,
+            "rows": self.rows,
+            **self.paired.to_dict(),
+        }
+
+
+def pooled_comparisons(result: BenchmarkResult) -> list[Pooled]:
+    """Learned minus each baseline in final return, paired over all (row, seed) pairs of the
+    held-out variants (every row but ``default``) and of all rows: paired t and Wilcoxon tests,
+    win rate and verdict of :func:`metaloss.evaluation.stats.paired_comparison`."""
+    out = []
+    learned = [e.name for e in result.entries if e.role == "learned" and e.row == result.rows[0]]
+    baselines = [e.name for e in result.entries if e.role == "baseline" and e.row == result.rows[0]]
+    scopes = {"held-out variants": result.rows[1:], "all rows": result.rows}
+    for a in learned:
+        for b in baselines:
+            for scope, rows in scopes.items():
+                if not rows:
+                    continue
+                xs = torch.cat([result.entry(r, a).per_task for r in rows]).double()
+                ys = torch.cat([result.entry(r, b).per_task for r in rows]).double()
+                paired = paired_comparison(
+                    xs, ys, min_pairs=result.min_pairs, higher_is_better=result.higher_is_better
+                )
+                out.append(Pooled(a, b, scope, paired))
+    return out

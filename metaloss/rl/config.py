@@ -16,9 +16,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from metaloss.config import ConfigError, TaskConfig, setting
+from metaloss.config import (
+    ConfigError,
+    RunConfig,
+    TaskConfig,
+    setting,
+)
 
-__all__ = ["AcrobotConfig", "CartPoleConfig", "PPOConfig", "RLTaskConfig", "is_rl_config"]
+__all__ = [
+    "AcrobotConfig",
+    "CartPoleConfig",
+    "PPOConfig",
+    "RLTaskConfig",
+    "check_rl_settings",
+    "is_rl_config",
+]
 
 
 @dataclass(frozen=True)
@@ -50,20 +62,32 @@ class PPOConfig:
 @dataclass(frozen=True)
 class RLTaskConfig(TaskConfig):
     """Options shared by the RL families: the environment distribution, the inner PPO loop, the
-    ES fitness, and the benchmark's budget and baselines' grids."""
+    ES fitness and the benchmark's budget. The benchmark's sizes and grids are the shared
+    sections': ``evaluation.test_tasks`` held-out variants, ``evaluation.seeds`` training seeds
+    per row, ``evaluation.grid_tasks`` meta-train variants for selection, ``evaluation.lr_grid``,
+    and ``benchmark.baselines`` (``ppo_clip`` with ``param: clip_coef`` values, ``dpo``)."""
 
     unused: ClassVar[tuple[str, ...]] = (
         "learner",
         "inner",
-        "tune",
-        "evaluation.test_tasks",
-        "evaluation.seeds",
-        "evaluation.grid_tasks",
-        "benchmark.baselines",
-        "benchmark.rows",
-        "benchmark.oracle",
+        "loss.output",
+        "loss.zero_at_target",
+        "loss.form",
+        "outer.truncation",
+        "outer.prefetch",
+        "outer.variants",
+        "outer.inner_lr_scale",
+        "outer.valid_variants",
+        "outer.objective_transform",
         "benchmark.learned_baselines",
+        "benchmark.oracle",
+        "benchmark.rows",
+        "benchmark.transfer",
+        "benchmark.split",
     )
+    """Settings no RL command reads (the agents are ``task.ppo.*``, the inner loop is PPO, RL
+    meta-trains with antithetic ES on ``task.*`` variants, and the benchmark's rows are the default
+    environment and ``evaluation.test_tasks`` held-out variants): refused when set."""
 
     env: str = setting("CartPole-v1", "gymnasium environment id")
     train_scale: tuple[float, float] = setting(
@@ -81,7 +105,6 @@ class RLTaskConfig(TaskConfig):
     fitness_fraction: float = setting(
         0.3, "fitness: mean return of episodes in this last part of a run", gt=0, le=1
     )
-    workers: int = setting(2, "processes that run the ES population's training runs", ge=1)
     drift_init: Literal["random", "dpo", "zero"] = setting(
         "dpo",
         "initial learned drift: random weights, a regression fit of DPO's drift, or zero output",
@@ -89,17 +112,7 @@ class RLTaskConfig(TaskConfig):
     bench_total_steps: int = setting(
         50_000, "environment steps per benchmark run (equal for every objective)", ge=1
     )
-    bench_variants: int = setting(
-        2, "held-out variants in the benchmark (besides the default env)", ge=0
-    )
-    bench_seeds: int = setting(5, "training seeds per benchmark row", ge=1)
     threshold: float = setting(475.0, "return threshold of the steps-to-threshold metric")
-    clip_grid: tuple[float, ...] = setting(
-        (0.1, 0.2, 0.3), "PPO clip epsilons searched on meta-train tasks", gt=0
-    )
-    tune_tasks: int = setting(
-        2, "meta-train tasks used to select each objective's lr (and PPO's clip)", ge=1
-    )
 
     def __post_init__(self) -> None:
         low, high = self.train_scale
@@ -135,3 +148,19 @@ class AcrobotConfig(RLTaskConfig):
 def is_rl_config(task: TaskConfig) -> bool:
     """Whether a run's task options describe an RL family."""
     return isinstance(task, RLTaskConfig)
+
+
+def check_rl_settings(config: RunConfig) -> None:
+    """Refuse, in one line naming the setting, a non-RL family, a ``dtype`` other than float32 or
+    a ``device`` other than the CPU (the settings RL does not read are refused when the config is
+    parsed: :attr:`RLTaskConfig.unused`)."""
+    if not isinstance(config.task, RLTaskConfig):
+        raise ConfigError(
+            f"task.family: expected an RL family (cartpole, acrobot), got {config.task.family!r}"
+        )
+    if config.dtype != "float32":
+        raise ConfigError(f"dtype: RL runs in float32; expected float32, got {config.dtype!r}")
+    if config.device not in ("auto", "cpu"):
+        raise ConfigError(
+            f"device: RL runs on the CPU; expected auto or cpu, got {config.device!r}"
+        )

@@ -18,14 +18,17 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.func import functional_call, vmap
 
-from metaloss.config import LossConfig
 from metaloss.learners import MLP
+from metaloss.losses.baselines import BASELINES
 from metaloss.losses.features import FEATURES, compute_features, feature_width, register_feature
 from metaloss.losses.kinds import KindSpec, register_kind
 from metaloss.losses.module import LossModule, register_architecture
@@ -33,8 +36,12 @@ from metaloss.typing import Reduction
 
 __all__ = [
     "LPO_FEATURES",
+    "ClipObjective",
+    "DPOObjective",
     "LearnedDrift",
     "PolicyObjective",
+    "RunObjective",
+    "StackedObjective",
     "dpo_drift",
     "dpo_objective",
     "make_objective",
@@ -168,19 +175,6 @@ class LearnedDrift(LossModule):
         self.reduction: Reduction = reduction
         self.net = MLP(feature_width(kind, features), self.hidden, 1, activation)
 
-    @classmethod
-    def config_arguments(
-        cls, config: LossConfig, kind: str, num_classes: int | None
-    ) -> dict[str, Any]:
-        """The constructor arguments of a run config's ``loss`` section (features, widths,
-        activation)."""
-        return {
-            "features": config.features,
-            "hidden": config.hidden,
-            "activation": config.activation,
-            "kind": kind,
-        }
-
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild this drift without its trainer."""
         return self.network_architecture()
@@ -218,4 +212,113 @@ def make_objective(name: str, **options: Any) -> PolicyObjective:
     raise ValueError(f"objective: expected 'ppo_clip', 'dpo' or a learned drift file, got {name!r}")
 
 
+@dataclass(frozen=True)
+class ClipObjective:
+    """PPO's clip with its own ε, as one run's objective in a :class:`StackedObjective`."""
+
+    clip_coef: float = 0.2
+
+
+@dataclass(frozen=True)
+class DPOObjective:
+    """DPO's objective with its own α and β, as one run's objective in a :class:`StackedObjective`."""
+
+    alpha: float = 2.0
+    beta: float = 0.6
+
+
+RunObjective = ClipObjective | DPOObjective | LearnedDrift
+"""The policy objective of one run of a population."""
+
+
+def _architecture_key(drift: LearnedDrift) -> str:
+    return json.dumps(drift.architecture(), sort_keys=True)
+
+
+class StackedObjective:
+    """One policy objective per run, evaluated on ``[R, N]`` log-ratios and advantages at once.
+
+    Runs are grouped by kind: PPO's clip (a tensor of ε, one per run), DPO, and learned drifts
+    of one architecture (their weights stacked and evaluated with ``torch.func.vmap`` over
+    ``functional_call``). Row ``r`` of the result depends only on row ``r`` of the inputs and
+    on run ``r``'s objective.
+
+    Example:
+        >>> stacked = StackedObjective([ClipObjective(0.1), DPOObjective(), LearnedDrift(hidden=(4,))])
+        >>> stacked(torch.zeros(3, 5), torch.randn(3, 5)).shape
+        torch.Size([3, 5])
+    """
+
+    def __init__(self, objectives: Sequence[RunObjective]) -> None:
+        if not objectives:
+            raise ValueError("objectives: expected one per run, got none")
+        self.runs = len(objectives)
+        self.groups: list[tuple[Tensor, Callable[[Tensor, Tensor], Tensor]]] = []
+        clips = [i for i, o in enumerate(objectives) if isinstance(o, ClipObjective)]
+        if clips:
+            eps = torch.tensor([objectives[i].clip_coef for i in clips], dtype=torch.float64)  # type: ignore[union-attr]
+            self.groups.append((torch.tensor(clips), _clip_group(eps)))
+        dpo: dict[tuple[float, float], list[int]] = {}
+        learned: dict[str, list[int]] = {}
+        for i, o in enumerate(objectives):
+            if isinstance(o, DPOObjective):
+                dpo.setdefault((o.alpha, o.beta), []).append(i)
+            elif isinstance(o, LearnedDrift):
+                learned.setdefault(_architecture_key(o), []).append(i)
+            elif not isinstance(o, ClipObjective):
+                raise TypeError(
+                    f"objectives[{i}]: expected a run objective, got {type(o).__name__}"
+                )
+        for (alpha, beta), rows in dpo.items():
+            self.groups.append((torch.tensor(rows), _dpo_group(alpha, beta)))
+        for rows in learned.values():
+            drifts = [objectives[i] for i in rows]
+            self.groups.append((torch.tensor(rows), _learned_group(drifts)))  # type: ignore[arg-type]
+        order = torch.cat([rows for rows, _ in self.groups])
+        self.inverse = torch.empty_like(order)
+        self.inverse[order] = torch.arange(order.numel())
+
+    def __call__(self, log_ratio: Tensor, advantages: Tensor) -> Tensor:
+        """Per-sample losses ``[R, N]``."""
+        if len(self.groups) == 1:
+            return self.groups[0][1](log_ratio, advantages)
+        parts = [fn(log_ratio[rows], advantages[rows]) for rows, fn in self.groups]
+        return torch.cat(parts).index_select(0, self.inverse)
+
+
+def _clip_group(eps: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    def evaluate(log_ratio: Tensor, advantages: Tensor) -> Tensor:
+        clip = eps.to(log_ratio.dtype).unsqueeze(-1)
+        ratio = torch.exp(log_ratio)
+        clipped = -advantages * torch.clamp(ratio, 1 - clip, 1 + clip)
+        return torch.maximum(-advantages * ratio, clipped)
+
+    return evaluate
+
+
+def _dpo_group(alpha: float, beta: float) -> Callable[[Tensor, Tensor], Tensor]:
+    return lambda log_ratio, advantages: dpo_objective(log_ratio, advantages, alpha, beta)
+
+
+def _learned_group(drifts: Sequence[LearnedDrift]) -> Callable[[Tensor, Tensor], Tensor]:
+    template = drifts[0]
+    weights = {
+        name: torch.stack([d.get_parameter(name).detach() for d in drifts])
+        for name, _ in template.named_parameters()
+    }
+
+    def one(w: dict[str, Tensor], log_ratio: Tensor, advantages: Tensor) -> Tensor:
+        return functional_call(template, w, (log_ratio, advantages), {"reduction": "none"})
+
+    batched = vmap(one)
+
+    def evaluate(log_ratio: Tensor, advantages: Tensor) -> Tensor:
+        w = {k: v.to(log_ratio.dtype) for k, v in weights.items()}
+        return batched(w, log_ratio, advantages)
+
+    return evaluate
+
+
 register_kind(KindSpec("policy", LearnedDrift, shape_view="metaloss.rl.shape:POLICY_VIEW"))
+BASELINES["ppo_clip"] = ppo_clip_objective  # targets of metaloss tune on RL configs
+BASELINES["dpo"] = dpo_objective

@@ -1,53 +1,59 @@
-"""TensorBoard for RL meta-training: the objective-shape figure (``shape/objective``, drawn by
-:mod:`metaloss.rl.shape`: the learned objective against the ratio for A = ±1 beside PPO's clip
-and DPO) every ``outer.shape_every`` steps and for the best objective at the end. Scalars:
-``meta/`` (centre, population and best returns, validation return, search-gradient norm),
-``time/``.
+"""TensorBoard for RL meta-training on the shared trainer: returns rather than meta-losses.
+
+The writer, the config text, the objective-shape figure (the policy kind's shape view,
+:data:`metaloss.rl.shape.POLICY_VIEW`: the objective against the ratio for A = ±1 beside PPO's
+clip and DPO; ``shape/`` every ``outer.shape_every`` steps, ``best/shape_`` at the end) and the
+hparams come from :class:`metaloss.summary.SummaryCallback`; the supervised inner-loop curves
+and histograms do not apply. Scalars: ``meta/centre_return``, ``meta/population_return``,
+``meta/best_candidate_return`` (ES fitness: mean return over the last ``task.fitness_fraction``
+of the runs), ``meta/valid_return``, ``meta/grad_norm``, ``meta/skipped_steps``,
+``time/seconds_per_step``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import yaml
 
-from metaloss.rl.meta import RLCallback, RLMetaTrainer, RLStepRecord, RLTrainResult, RLValidation
-from metaloss.rl.shape import policy_curves, policy_figure
+from metaloss.config import to_dict
+from metaloss.outer.trainer import MetaTrainer, StepRecord, TrainResult, ValidationRecord
+from metaloss.summary import SummaryCallback
+from metaloss.summary_layout import run_hparams
 
 __all__ = ["RLSummaryCallback"]
 
 
-class RLSummaryCallback(RLCallback):
-    """Write an RL meta-training run's scalars and objective-shape figures to TensorBoard."""
+class RLSummaryCallback(SummaryCallback):
+    """Write an RL meta-training run's returns, objective shapes and hparams to TensorBoard."""
 
-    def __init__(self, log_dir: Path, shape_every: int = 10) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+    def on_start(self, trainer: MetaTrainer) -> None:
+        config = yaml.safe_dump(to_dict(trainer.config), sort_keys=False)
+        self.writer.add_text("config", "```yaml\n" + config + "```", trainer.step)
+        self.log_shape(trainer, trainer.step)
 
-        self.writer = SummaryWriter(str(log_dir))
-        self.shape_every = shape_every
-
-    def _shape(self, trainer: RLMetaTrainer, step: int, tag: str = "shape/objective") -> None:
-        objective = trainer.objective
-        curves = policy_curves(lambda lr, adv: objective(lr, adv, reduction="none"))
-        self.writer.add_figure(tag, policy_figure(curves), step)
-
-    def on_start(self, trainer: RLMetaTrainer) -> None:
-        self._shape(trainer, trainer.step)
-
-    def on_step(self, trainer: RLMetaTrainer, record: RLStepRecord) -> None:
+    def on_step(self, trainer: MetaTrainer, record: StepRecord) -> None:
         w = self.writer
-        w.add_scalar("meta/centre_return", record.centre_return, record.step)
-        w.add_scalar("meta/population_return", record.population_return, record.step)
-        w.add_scalar("meta/best_candidate_return", record.best_return, record.step)
+        w.add_scalar("meta/centre_return", -record.meta_loss, record.step)
+        if "population_mean" in record.extra:
+            w.add_scalar("meta/population_return", -record.extra["population_mean"], record.step)
+            w.add_scalar(
+                "meta/best_candidate_return", -record.extra["population_best"], record.step
+            )
         w.add_scalar("meta/grad_norm", record.grad_norm, record.step)
+        w.add_scalar("meta/skipped_steps", trainer.skipped, record.step)
         w.add_scalar("time/seconds_per_step", record.seconds, record.step)
-        if record.step % self.shape_every == 0:
-            self._shape(trainer, record.step)
+        if record.step % self._every(trainer) == 0:
+            self.log_shape(trainer, record.step)
 
-    def on_validation(self, trainer: RLMetaTrainer, record: RLValidation) -> None:
-        self.writer.add_scalar("meta/valid_return", record.value, record.step)
+    def on_validation(self, trainer: MetaTrainer, record: ValidationRecord) -> None:
+        self.writer.add_scalar("meta/valid_return", -record.value, record.step)
 
-    def on_end(self, trainer: RLMetaTrainer, result: RLTrainResult) -> None:
-        self._shape(trainer, trainer.step, "shape/best_objective")
+    def on_end(self, trainer: MetaTrainer, result: TrainResult) -> None:
+        self.log_shape(trainer, max(result.best_step, 0), prefix="best/shape_")
+        metrics = {
+            "hparam/best_valid_return": -result.best_value,
+            "hparam/best_step": float(result.best_step),
+            "hparam/skipped_steps": float(result.skipped_steps),
+            "hparam/meta_steps": float(trainer.step),
+        }
+        self.writer.add_hparams(run_hparams(trainer.config), metrics, run_name=".")
         self.writer.flush()
-
-    def close(self) -> None:
-        self.writer.close()

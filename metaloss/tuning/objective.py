@@ -31,7 +31,14 @@ from metaloss.losses.module import LossModule
 from metaloss.outer import Callback, MetaTrainer, NonFiniteError, ValidationRecord
 from metaloss.seeds import VALID_INIT_SEED
 from metaloss.tasks import Split, TaskFamily, make_family
-from metaloss.tuning.space import LEARNED, TrialSettings, apply_values, resolve_space, suggest
+from metaloss.tuning.space import (
+    LEARNED,
+    Dimension,
+    TrialSettings,
+    apply_values,
+    resolve_space,
+    suggest,
+)
 
 __all__ = [
     "DIVERGED_ATTR",
@@ -41,6 +48,7 @@ __all__ = [
     "baseline_objective",
     "learned_objective",
     "make_objective",
+    "search_space",
 ]
 
 DIVERGED_ATTR = "diverged"
@@ -91,7 +99,7 @@ def validation_set(config: RunConfig, family: TaskFamily) -> EvalSet:
     return eval_set(family, config, Split.META_VALID, config.outer.val_tasks, 1, VALID_INIT_SEED)
 
 
-def learned_objective(trial: optuna.Trial, config: RunConfig, family: TaskFamily) -> float:
+def learned_objective(trial: optuna.Trial, config: RunConfig, family: TaskFamily | None) -> float:
     """Meta-train a loss with ``config``; the best meta-validation objective (pruned early by
     the trial's pruner, or as diverged)."""
     reporter = _ReportValidations(trial)
@@ -109,7 +117,7 @@ def learned_objective(trial: optuna.Trial, config: RunConfig, family: TaskFamily
         )
     trial.set_user_attr("best_step", result.best_step)
     trial.set_user_attr("skipped_steps", result.skipped_steps)
-    per_task = _learned_per_task(result.loss, config, family)
+    per_task = None if family is None else _learned_per_task(result.loss, config, family)
     if per_task is not None:
         trial.set_user_attr(PER_TASK_ATTR, per_task)
     return result.best_value
@@ -160,11 +168,36 @@ def baseline_objective(
     return float(run.final.mean())
 
 
+def search_space(config: RunConfig, target: str) -> list[Dimension]:
+    """The checked search space of ``target``: :func:`~metaloss.tuning.space.resolve_space`, or
+    for an RL config :func:`metaloss.rl.tune.resolve_rl_space` (PPO's settings)."""
+    from metaloss.rl.config import is_rl_config
+
+    if is_rl_config(config.task):
+        from metaloss.rl.tune import resolve_rl_space
+
+        return resolve_rl_space(config, target)
+    return resolve_space(config, target)
+
+
 def make_objective(config: RunConfig, target: str, family: TaskFamily | None = None) -> Objective:
     """The Optuna objective tuning ``target`` over ``config.tune.space`` (checked here, so a bad
-    search space fails before the first trial)."""
-    dims = resolve_space(config, target)
-    family = family or make_family(config.task)
+    search space fails before the first trial). RL configs tune PPO's settings and score their
+    baselines with :mod:`metaloss.rl.tune`."""
+    from metaloss.rl.config import is_rl_config
+
+    dims = search_space(config, target)
+    run_baseline: Callable[[optuna.Trial, TrialSettings, str], float]
+    if is_rl_config(config.task):
+        from metaloss.rl.tune import rl_baseline_objective
+
+        run_baseline = rl_baseline_objective
+    else:
+        family = family or make_family(config.task)
+
+        def run_baseline(trial: optuna.Trial, settings: TrialSettings, name: str) -> float:
+            assert family is not None
+            return baseline_objective(trial, settings, name, family)
 
     def objective(trial: optuna.Trial) -> float:
         values = suggest(trial, dims)
@@ -176,6 +209,6 @@ def make_objective(config: RunConfig, target: str, family: TaskFamily | None = N
             ) from None
         if target == LEARNED:
             return learned_objective(trial, settings.config, family)
-        return baseline_objective(trial, settings, target, family)
+        return run_baseline(trial, settings, target)
 
     return objective
