@@ -149,26 +149,18 @@ def test_steps_to_reach_reads_the_mean_curve() -> None:
 
 
 def test_rl_selection_picks_the_setting_with_the_highest_mean_return() -> None:
-    # Two tuning tasks per setting; RL scores are returns (higher is better). Non-finite returns
-    # are left out of a setting's mean, and a setting with none finite scores -inf.
-    from metaloss.rl.benchmark import ObjectiveSpec, _select
+    # RL scores are mean final returns (higher is better); non-finite ones lose, and with none
+    # finite the first setting of the grid is kept.
+    from metaloss.rl.benchmark import select_setting
 
-    clip = {eps: ObjectiveSpec("ppo_clip", "ppo_clip", clip_coef=eps) for eps in (0.1, 0.2)}
-    dpo = ObjectiveSpec("dpo", "dpo")
-    grid = {
-        "ppo_clip": [(clip[0.1], 1e-3), (clip[0.2], 1e-3), (clip[0.2], 3e-3)],
-        "dpo": [(dpo, 1e-3), (dpo, 3e-3)],
-    }
     nan, inf = float("nan"), float("inf")
-    scores = [10.0, 30.0, 50.0, nan, 40.0, 44.0, nan, -inf, 5.0, 7.0]
-    chosen, table = _select(grid, scores, 2)
-    assert chosen == {"ppo_clip": (clip[0.2], 1e-3), "dpo": (dpo, 3e-3)}
-    assert table["ppo_clip"] == {
-        "lr=0.001 ε=0.1": 20.0,
-        "lr=0.001 ε=0.2": 50.0,
-        "lr=0.003 ε=0.2": 42.0,
-    }
-    assert table["dpo"] == {"lr=0.001": -inf, "lr=0.003": 6.0}
+    scores = {(0.1, 1e-3): 20.0, (0.2, 1e-3): 50.0, (0.2, 3e-3): 42.0, (0.3, 1e-3): nan}
+    assert select_setting(scores) == (0.2, 1e-3)
+    assert select_setting({(None, 1e-3): -inf, (None, 3e-3): 6.0, (None, 1e-2): inf}) == (
+        None,
+        3e-3,
+    )
+    assert select_setting({(None, 1e-3): nan, (None, 3e-3): -inf}) == (None, 1e-3)
 
 
 def test_the_progress_plan_counts_each_selection_value_and_each_test() -> None:
