@@ -4,6 +4,7 @@ that `metaloss train` prints, and the tuning table."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import replace
@@ -160,6 +161,55 @@ def test_extra_metrics_are_reported_with_their_interval(tmp_path: Path) -> None:
     assert "## test accuracy (mean ± 95% CI over tasks; higher is better)" in markdown(result)
 
 
+def test_every_report_file_by_hand(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from metaloss.evaluation.report import write_report
+
+    result = _result({"six": 6})
+    huber = replace(result.entries[1], param="delta", selection=Selection(0.1, 0.3, {}))
+    result.entries[1] = huber
+    accuracy = torch.tensor([0.5, 0.6, 0.7, 0.8, 0.9, 1.0], dtype=torch.float64)
+    result.entries[0] = replace(result.entries[0], metrics={"accuracy": accuracy})
+    result.metrics = {"accuracy": True}
+    paths = write_report(result, tmp_path / "out", {"name": "x"})
+    assert [p.name for p in paths] == [
+        "results.json",
+        "results.csv",
+        "results.md",
+        "learning_curves.png",
+    ]
+    data = json.loads(paths[0].read_text())  # strict JSON: no NaN or Infinity
+    assert data["config"] == {"name": "x"} and data["entries"][1]["param"] == {"delta": 0.3}
+    assert paths[2].read_text() == markdown(result)
+    assert paths[3].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.reader(paths[1].read_text().splitlines()))
+    assert rows[0] == [
+        "row", "loss", "role", "lr", "param", "value", "mean", "ci95", "tasks", "diverged",
+        *DIAGNOSES, "accuracy_mean", "accuracy_ci95",
+    ]  # fmt: skip
+    ci = 2.570582 * math.sqrt(3.5 / 6)
+    first, second = rows[1], rows[2]
+    assert first[:6] == ["six", "learned", "learned", "0.01", "", ""]
+    assert float(first[6]) == 3.5 and float(first[7]) == pytest.approx(ci, rel=1e-6)
+    assert first[8:10] == ["6", "0"] and first[10 : 10 + len(DIAGNOSES)] == [
+        "6" if d == "healthy" else "0" for d in DIAGNOSES
+    ]
+    assert float(first[-2]) == pytest.approx(0.75)
+    assert second[:6] == ["six", "worse", "baseline", "0.1", "delta", "0.3"] and second[-2:] == [
+        "",
+        "",
+    ]
+    assert float(second[6]) == pytest.approx(4.75)
+    events = EventAccumulator(str(tmp_path / "out"))
+    events.Reload()
+    curve = [(e.step, e.value) for e in events.Scalars("benchmark/six/learned")]
+    assert curve == [(0, 1.0), (1, 0.5)]
+    (final,) = events.Scalars("final/six/accuracy/learned")
+    assert final.value == pytest.approx(0.75)
+    assert "benchmark/results/text_summary" in events.Tags()["tensors"]
+
+
 # ------------------------------------------------------------------------ metaloss train's report
 
 
@@ -194,6 +244,12 @@ def test_train_comparison_pairs_by_task_over_seeds() -> None:
     assert slow is not None and slow.win_rate == 0.0 and slow.difference.mean > 0
     assert slow.p_wilcoxon == pytest.approx(2 / 128) and slow.p_t > 0.05
     assert slow.verdict == "no significant difference"
+    # Each run's final error is e² (1 - 4 lr)²: the same-lr row is 16 times the tuned one, run by
+    # run, and the tuned learned row (MSE at 0.2) equals tuned MSE's.
+    assert rows["learned"].test.n == tuned.test.n == 14
+    assert rows["learned"].test.mean == pytest.approx(16 * tuned.test.mean, rel=1e-9)
+    assert rows["learned"].test.half_width == pytest.approx(16 * tuned.test.half_width, rel=1e-9)
+    assert tuned.test.mean == pytest.approx(rows["mse (tuned lr)"].test.mean, rel=1e-12)
     text = comparison.markdown()
     assert "on at least 6 tasks" in text and "| 7 ⚠ |" in text
     assert "7 held-out tasks × 2 seed(s)" in text
@@ -334,3 +390,13 @@ def test_tuning_trials_record_their_objective_per_meta_validation_task(
         assert len(per_task) == 4  # outer.val_tasks
         assert sum(per_task) / 4 == pytest.approx(trial.value, rel=1e-5)
     assert "| value | ci95 |" in result.trials_md.read_text().splitlines()[2]
+
+
+def test_accuracy_is_the_share_of_arg_max_predictions_equal_to_the_label() -> None:
+    from metaloss.evaluation.decomposition import accuracy
+    from metaloss.tasks.base import Batch
+
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [0.5, 0.0, 4.0], [1.0, 2.0, 0.0]])
+    labels = torch.tensor([0, 2, 2, 0])
+    got = accuracy(logits, Batch(torch.zeros(4, 1), labels, {}))
+    torch.testing.assert_close(got, torch.tensor([1.0, 0.0, 1.0, 0.0]))

@@ -16,6 +16,7 @@ from metaloss.commands.progress import ProgressCallback
 from metaloss.config import parse
 from metaloss.evaluation.benchmark import BenchmarkResult, Entry, Selection
 from metaloss.evaluation.diagnostics import DIAGNOSES
+from metaloss.evaluation.formatting import PAIRED_COLUMNS, format_p, paired_cells
 from metaloss.evaluation.seeds import (
     claim_holds,
     seed_claims,
@@ -140,6 +141,48 @@ def test_seed_report_as_data_and_the_minimum_pairs() -> None:
     (strict,) = seed_claims(result, list(seeds))
     assert strict.mean_of_seeds.verdict == "too few pairs"
     assert {c.verdict for c in strict.per_seed.values()} == {"too few pairs"}
+
+
+def test_seed_markdown_line_by_line() -> None:
+    seeds = {"seed-0": _shift(BASE, BETTER), "seed-1": _shift(BASE, [-b for b in BETTER])}
+    result = _result(seeds)
+    means = [sum(v) / 12 for v in seeds.values()]
+    (claim,) = seed_claims(result, list(seeds))
+    verdicts = ", ".join(
+        f"{s}: {c.verdict} (p {format_p(c.p_t)} / {format_p(c.p_wilcoxon)})"
+        for s, c in claim.per_seed.items()
+    )
+    text = seed_markdown(result, list(seeds), {"seed-0": 0.3, "seed-1": 0.2})
+    assert text.endswith(".\n") and text.split("\n") == [
+        "## Across 2 meta-training seeds (test MSE; lower is better)",
+        "",
+        "Spread: each seed's mean over 12 tasks, and the mean ± 95% CI of those 2 means over "
+        "seeds (t with 1 degrees of freedom).",
+        "",
+        "| row | mean ± CI over seeds | seed-0 | seed-1 |",
+        "|---|---|---|---|",
+        f"| r | {mean_ci(means)} | {means[0]:.4g} | {means[1]:.4g} |",
+        "",
+        'Claims "better than <baseline>": each seed\'s loss paired with the baseline over tasks, '
+        "and the mean of the seeds (each task's metric averaged over the seeds' losses) paired "
+        "with it; Δ per seed = each seed's mean difference, as mean ± CI over seeds.",
+        "",
+        "| row | vs | per-seed verdicts | Δ per seed (mean ± CI over seeds) | mean of seeds: "
+        + " | ".join(PAIRED_COLUMNS)
+        + " | claim holds for |",
+        "|---|---|---|---|" + "---|" * len(PAIRED_COLUMNS) + "---|",
+        "| r | mse | "
+        + verdicts
+        + f" | {claim.seed_differences} | "
+        + " | ".join(paired_cells(claim.mean_of_seeds))
+        + " | some seeds only (1 of 2); worse for 1 of 2 |",
+        "",
+        "Per-seed p-values: paired t / Wilcoxon. Best meta-validation objective per seed: "
+        "seed-0: 0.3, seed-1: 0.2. The zoo rule ships the seed with the lowest: **seed-1** "
+        "(chosen on meta-validation; its claims are those of its column above).",
+        "",
+    ]
+    assert verdicts.startswith("seed-0: better (p ") and ", seed-1: worse (p " in verdicts
 
 
 def test_select_seed_is_the_lowest_finite_meta_validation_objective() -> None:

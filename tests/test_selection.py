@@ -10,12 +10,14 @@ becomes ``|e| - 2 lr δ`` and the score is ``mean_i (|e_i| - 2 lr δ)²``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.func import functional_call
 
 from metaloss.config import parse
-from metaloss.evaluation import EvalSet, eval_set, select_lr
+from metaloss.evaluation import EvalSet, eval_set, select_lr, steps_to_reach
 from metaloss.evaluation.benchmark import Contender, Row, _init_seed, run_row, select
 from metaloss.learners import make_learner
 from metaloss.losses import baseline
@@ -135,3 +137,45 @@ def test_selection_refuses_meta_test_tasks() -> None:
     data = eval_set(family, config, Split.META_TEST, 2)
     with pytest.raises(ValueError, match="meta-test"):
         select_lr(baseline("mse"), family, config, GRID, data)
+
+
+def test_steps_to_reach_reads_the_mean_curve() -> None:
+    # Mean curve 4, 2, 1: the first step at or below the threshold, or never.
+    curves = torch.tensor([[4.0, 3.0, 0.0], [4.0, 1.0, 2.0]])
+    assert steps_to_reach(curves, 2.0) == 1
+    assert steps_to_reach(curves, 1.0) == 2
+    assert steps_to_reach(curves, 4.0) == 0
+    assert steps_to_reach(curves, 0.5) is None
+
+
+def test_rl_selection_picks_the_setting_with_the_highest_mean_return() -> None:
+    # RL scores are mean final returns (higher is better); non-finite ones lose, and with none
+    # finite the first setting of the grid is kept.
+    from metaloss.rl.benchmark import select_setting
+
+    nan, inf = float("nan"), float("inf")
+    scores = {(0.1, 1e-3): 20.0, (0.2, 1e-3): 50.0, (0.2, 3e-3): 42.0, (0.3, 1e-3): nan}
+    assert select_setting(scores) == (0.2, 1e-3)
+    assert select_setting({(None, 1e-3): -inf, (None, 3e-3): 6.0, (None, 1e-2): inf}) == (
+        None,
+        3e-3,
+    )
+    assert select_setting({(None, 1e-3): nan, (None, 3e-3): -inf}) == (None, 1e-3)
+
+
+def test_the_progress_plan_counts_each_selection_value_and_each_test() -> None:
+    # mse over a 2-rate grid: 1 selection + 1 test; Huber, 4 values: 4 + 1; one value at one
+    # rate: no selection, 1 test; 2 values at one rate: 2 + 1. Two rows: 2 × 11 progress steps,
+    # and run_benchmark reports exactly that many.
+    from metaloss.evaluation.benchmark import plan_size, run_benchmark
+
+    config = _config([5.0, 10.0], test_tasks=2)
+    mse = Contender("mse", "baseline", lambda: baseline("mse"))
+    fixed = Contender("l1", "baseline", lambda: baseline("l1"), lr_grid=(0.1,))
+    two = replace(HUBER, name="huber2", values=(1.0, 4.0), lr_grid=(5.0,))
+    family = ConstantTargets(offset=100.0)
+    rows = [_row(config, family), Row("again", family, config)]
+    assert plan_size(rows, [mse, HUBER, fixed, two]) == 22
+    steps: list[str] = []
+    run_benchmark(rows, [mse, HUBER, fixed, two], progress=steps.append)
+    assert len(steps) == 22
