@@ -18,8 +18,8 @@ worker many times slower on a loaded machine).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 import torch
@@ -27,6 +27,39 @@ import torch
 __all__ = ["Prefetcher"]
 
 T = TypeVar("T")
+
+
+class _Ahead(Generic[T]):
+    """One batch drawn in a daemon thread from a clone of the generator.
+
+    A plain daemon thread, not a thread pool: a SIGTERM turned into an exception in the main
+    thread can land inside the pool's own locking (``submit``'s semaphore) and leave a lock held,
+    after which joining the pool's worker hangs forever; a daemon thread shares no lock with the
+    main thread and never keeps the interpreter from exiting.
+    """
+
+    def __init__(self, draw: Callable[[torch.Generator], T], begin: torch.Tensor) -> None:
+        self.begin = begin
+        self.batch: T | None = None
+        self.end: torch.Tensor | None = None
+        self.error: BaseException | None = None
+        self._draw = draw
+        self._threads = torch.get_num_threads()
+        self._thread = threading.Thread(target=self._run, name="metaloss-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        torch.set_num_threads(self._threads)
+        clone = torch.Generator()
+        clone.set_state(self.begin)
+        try:
+            self.batch = self._draw(clone)
+            self.end = clone.get_state()
+        except BaseException as error:  # re-raised in the main thread if the batch is used
+            self.error = error
+
+    def wait(self) -> None:
+        self._thread.join()
 
 
 class Prefetcher(Generic[T]):
@@ -42,26 +75,21 @@ class Prefetcher(Generic[T]):
         self.enabled = enabled
         self.hits = 0
         self.misses = 0
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: tuple[torch.Tensor, Future[tuple[T, torch.Tensor]]] | None = None
+        self._pending: _Ahead[T] | None = None
         self._next: torch.Tensor | None = None
-
-    def _ahead(self, clone: torch.Generator) -> tuple[T, torch.Tensor]:
-        batch = self.draw(clone)
-        return batch, clone.get_state()
 
     def sample(self, generator: torch.Generator) -> T:
         """The batch ``draw(generator)`` would return, with ``generator`` advanced the same."""
         batch: T | None = None
         if self._pending is not None:
-            begin, future = self._pending
-            self._pending = None
-            error = future.exception()
-            if torch.equal(begin, generator.get_state()):
-                if error is not None:  # drawing in line would fail the same way
-                    raise error
-                batch, end = future.result()
-                generator.set_state(end)
+            ahead, self._pending = self._pending, None
+            ahead.wait()
+            if torch.equal(ahead.begin, generator.get_state()):
+                if ahead.error is not None:  # drawing in line would fail the same way
+                    raise ahead.error
+                assert ahead.end is not None
+                batch = ahead.batch
+                generator.set_state(ahead.end)
                 self.hits += 1
         if batch is None:
             batch = self.draw(generator)
@@ -74,21 +102,11 @@ class Prefetcher(Generic[T]):
         when disabled or already started)."""
         if self._next is None:
             return
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                1,
-                thread_name_prefix="metaloss-prefetch",
-                initializer=torch.set_num_threads,
-                initargs=(torch.get_num_threads(),),
-            )
-        clone = torch.Generator()
-        clone.set_state(self._next)
-        self._pending = (self._next, self._executor.submit(self._ahead, clone))
+        self._pending = _Ahead(self.draw, self._next)
         self._next = None
 
     def close(self) -> None:
-        """Wait for the worker and stop it (a later :meth:`sample` starts a new one)."""
-        self._pending = self._next = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        """Wait for a batch still being drawn and drop it."""
+        pending, self._pending, self._next = self._pending, None, None
+        if pending is not None:
+            pending.wait()
