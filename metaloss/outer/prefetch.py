@@ -35,7 +35,9 @@ class _Ahead(Generic[T]):
     A plain daemon thread, not a thread pool: a SIGTERM turned into an exception in the main
     thread can land inside the pool's own locking (``submit``'s semaphore) and leave a lock held,
     after which joining the pool's worker hangs forever; a daemon thread shares no lock with the
-    main thread and never keeps the interpreter from exiting.
+    main thread and never keeps the interpreter from exiting. The prefetcher records each
+    thread before starting it and joins it in ``close`` (a daemon thread still inside torch at
+    interpreter exit would abort the process).
     """
 
     def __init__(self, draw: Callable[[torch.Generator], T], begin: torch.Tensor) -> None:
@@ -46,6 +48,8 @@ class _Ahead(Generic[T]):
         self._draw = draw
         self._threads = torch.get_num_threads()
         self._thread = threading.Thread(target=self._run, name="metaloss-prefetch", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
@@ -59,7 +63,9 @@ class _Ahead(Generic[T]):
             self.error = error
 
     def wait(self) -> None:
-        self._thread.join()
+        """Until the batch is drawn (at once if the thread never started)."""
+        if self._thread.ident is not None:
+            self._thread.join()
 
 
 class Prefetcher(Generic[T]):
@@ -82,8 +88,9 @@ class Prefetcher(Generic[T]):
         """The batch ``draw(generator)`` would return, with ``generator`` advanced the same."""
         batch: T | None = None
         if self._pending is not None:
-            ahead, self._pending = self._pending, None
-            ahead.wait()
+            ahead = self._pending
+            ahead.wait()  # still pending if a signal interrupts the wait: close() joins it
+            self._pending = None
             if torch.equal(ahead.begin, generator.get_state()):
                 if ahead.error is not None:  # drawing in line would fail the same way
                     raise ahead.error
@@ -102,11 +109,13 @@ class Prefetcher(Generic[T]):
         when disabled or already started)."""
         if self._next is None:
             return
-        self._pending = _Ahead(self.draw, self._next)
-        self._next = None
+        ahead = _Ahead(self.draw, self._next)
+        self._pending, self._next = ahead, None  # recorded before it runs: close() always joins
+        ahead.start()
 
     def close(self) -> None:
         """Wait for a batch still being drawn and drop it."""
-        pending, self._pending, self._next = self._pending, None, None
-        if pending is not None:
-            pending.wait()
+        self._next = None
+        if self._pending is not None:
+            self._pending.wait()
+        self._pending = None
