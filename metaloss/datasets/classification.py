@@ -35,6 +35,8 @@ from functools import cache
 import torch
 from torch import Tensor
 
+from metaloss.datasets.statsmodels_regression import FAIR_FEATURES
+
 __all__ = ["CLASSIFICATION_DATASETS", "load_classification"]
 
 _ANES_FEATURES = (
@@ -47,16 +49,6 @@ _ANES_FEATURES = (
     "educ",
     "income",
     "vote",
-)
-_FAIR_FEATURES = (
-    "rate_marriage",
-    "age",
-    "yrs_married",
-    "children",
-    "religious",
-    "educ",
-    "occupation",
-    "occupation_husb",
 )
 _GENERATOR_SEED = 12
 
@@ -94,7 +86,7 @@ def _anes96() -> tuple[Tensor, Tensor]:
 
 def _fair() -> tuple[Tensor, Tensor]:
     frame = _statsmodels("fair").load_pandas().data  # type: ignore[attr-defined]
-    x = torch.tensor(frame[list(_FAIR_FEATURES)].to_numpy(), dtype=torch.float32)
+    x = torch.tensor(frame[list(FAIR_FEATURES)].to_numpy(), dtype=torch.float32)
     return x, torch.tensor((frame["affairs"] > 0).to_numpy()).long()
 
 

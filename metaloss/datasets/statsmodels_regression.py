@@ -58,6 +58,7 @@ import torch
 from metaloss.datasets.registry import TabularData, register_regression
 
 __all__ = [
+    "FAIR_FEATURES",
     "VALIDATION",
     "ccard",
     "engel",
@@ -92,19 +93,23 @@ def _table(name: str, frame: Any, features: list[str], target: str) -> TabularDa
     return TabularData(name, x, y, tuple(features), target)
 
 
+FAIR_FEATURES = (
+    "rate_marriage",
+    "age",
+    "yrs_married",
+    "children",
+    "religious",
+    "educ",
+    "occupation",
+    "occupation_husb",
+)
+"""The features of statsmodels' ``fair`` survey (the regression and the classification target
+share them)."""
+
+
 def fair() -> TabularData:
     """Time in extramarital affairs (6366 rows, 8 features); see the module docstring."""
-    features = [
-        "rate_marriage",
-        "age",
-        "yrs_married",
-        "children",
-        "religious",
-        "educ",
-        "occupation",
-        "occupation_husb",
-    ]
-    return _table("fair", _load("fair"), features, "affairs")
+    return _table("fair", _load("fair"), list(FAIR_FEATURES), "affairs")
 
 
 def macrodata() -> TabularData:
