@@ -8,7 +8,8 @@ Every failure ends in exactly one line on stderr, never a traceback (``--debug``
 - 2: a bad config, override or command-line argument, refused before any work;
 - 3: ``metaloss train`` finished, but meta-training diverged (see the warnings it printed);
 - 130: interrupted (Ctrl-C), 143: terminated (SIGTERM); finished work is in the last
-  checkpoint, and no file is left half-written;
+  checkpoint, and no file is left half-written. Meta-training stops after the meta-step under
+  way and checkpoints it (:mod:`metaloss.stopping`); a second signal stops at once;
 - 141: the reader of the output went away (``metaloss config NAME | head -1``): the rest of the
   output is dropped without a word, as for a program the shell's SIGPIPE ends.
 """
@@ -26,6 +27,7 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
+from metaloss import stopping
 from metaloss.commands import COMMANDS
 from metaloss.errors import ConfigError, InputError, printable
 
@@ -155,18 +157,23 @@ def _silence_stdout() -> None:
 _debug = [False]  # --debug of the running command, for background threads
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that atomic writes clean up after themselves."""
+def _on_signal(signum: int, frame: object) -> None:
+    """SIGINT or SIGTERM: a loop marked with safe points stops at its next one (a second signal
+    stops at once); anywhere else the stop is raised here, in the main thread."""
+    if stopping.defer(signum):
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise stopping.Terminated()
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated()
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    previous = [signal.signal(s, _on_signal) for s in _SIGNALS] if main_thread else []
     thread_hook = threading.excepthook
     threading.excepthook = _quiet_thread_error
     try:
@@ -174,8 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         _debug[0] = False
         threading.excepthook = thread_hook
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in zip(_SIGNALS, previous, strict=False):
+            signal.signal(sig, handler)
 
 
 def _quiet_thread_error(hook_args: threading.ExceptHookArgs) -> None:
@@ -218,7 +225,7 @@ def _main(argv: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except _Terminated:
+    except stopping.Terminated:
         print(
             "metaloss: terminated (SIGTERM); finished work is in the last checkpoint (resume "
             "with --resume)",

@@ -214,10 +214,9 @@ class OuterConfig:
     lr: float = setting(3e-3, "meta learning rate (Adam)", gt=0)
     meta_batch: int = setting(16, "tasks per meta-step", ge=1, le=65_536)
     prefetch: bool = setting(
-        False,
+        True,
         "draw the next meta-batch in a background thread during the current meta-step (same "
-        "numbers as drawing in line); off by default: a SIGTERM during a run that prefetches "
-        "can still abort the process instead of ending it in one line (a known open bug)",
+        "numbers as drawing in line)",
     )
     estimator: Literal["full_grad", "truncated_grad", "antithetic_es"] = setting(
         "full_grad", "meta-gradient estimator"

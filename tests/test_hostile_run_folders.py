@@ -453,15 +453,22 @@ def test_a_real_full_disk(tmp_path: Path) -> None:
 # Signals, debug, broken pipes.
 
 
+@pytest.mark.parametrize("prefetch", [False, True])
 @pytest.mark.parametrize(
     ("sig", "code", "word"),
     [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
 )
 def test_a_signal_ends_in_one_line_and_the_run_resumes(
-    sig: int, code: int, word: str, workdir: Path
+    sig: int, code: int, word: str, prefetch: bool, workdir: Path
 ) -> None:
+    """With the prefetch thread alive too: the stop waits for the meta-step's end (a signal
+    raised inside a thread join used to hang the process or abort it at exit)."""
     args = [sys.executable, "-m", "metaloss", "train", str(SINE), *TINY_TRAIN, "--out", "run"]
-    args += ["--set=outer.steps=100000", "--no-eval"]
+    args += [
+        "--set=outer.steps=100000",
+        "--no-eval",
+        f"--set=outer.prefetch={str(prefetch).lower()}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(args, cwd=workdir, stderr=subprocess.PIPE, text=True, env=env)
     try:  # the timeouts bound a hang on a loaded machine, not a speed

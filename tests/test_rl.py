@@ -229,7 +229,7 @@ def test_an_accelerator_device_is_refused() -> None:
         ("learner.hidden=[8]", r"learner: not used"),
         ("outer.inner_lr_scale=[0.5,2.0]", r"outer\.inner_lr_scale: not used"),
         ("dtype=float64", r"dtype: RL runs in float32"),
-        ("outer.prefetch=true", r"outer\.prefetch: not used"),
+        ("outer.prefetch=false", r"outer\.prefetch: not used"),
         ("loss.output=square", r"loss\.output: not used"),
         ("outer.objective_transform=log", r"outer\.objective_transform: not used"),
         ("benchmark.oracle=true", r"benchmark\.oracle: not used"),

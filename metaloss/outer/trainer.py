@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from metaloss import stopping
 from metaloss.config import ConfigError, RunConfig, to_dict
 from metaloss.losses.collapse import DegeneracyReport, check_degenerate
 from metaloss.losses.module import LossModule
@@ -292,11 +293,25 @@ class MetaTrainer:
             getattr(callback, hook)(self, *args)
 
     def train(self, resume: bool = False) -> TrainResult:
-        """Run the outer loop to ``outer.steps`` (continuing a checkpoint with ``resume``)."""
+        """Run the outer loop to ``outer.steps`` (continuing a checkpoint with ``resume``).
+
+        A stop request (:mod:`metaloss.stopping`: the command line's SIGINT / SIGTERM) is
+        honoured between meta-steps: the finished steps are checkpointed, the stop is raised
+        from there, and the problem's worker threads are joined on the way out.
+        """
+        with stopping.safe_points():  # a signal while closing is deferred too
+            try:
+                return self._train(resume)
+            finally:
+                self.problem.close()
+
+    def _stop_if_requested(self) -> None:
         try:
-            return self._train(resume)
-        finally:
-            self.problem.close()
+            stopping.check()
+        except BaseException:
+            if self.steps and self.checkpoint_path() is not None:
+                self.save()
+            raise
 
     def _train(self, resume: bool) -> TrainResult:
         outer = self.config.outer
@@ -307,6 +322,7 @@ class MetaTrainer:
         self._emit("on_start")
         stopped_early = False
         while self.step < outer.steps:
+            self._stop_if_requested()
             record = self.meta_step()
             self.steps.append(record)
             self._emit("on_step", record)
