@@ -363,6 +363,13 @@ class BenchmarkConfig:
         ge=0,
         le=1,
     )
+    learned_views: tuple[str, ...] = setting(
+        (),
+        "views of the tasks under which each learned loss also enters, as '<loss> (<view>)': "
+        "standardise_targets (multi-task: each regression head standardised with its training "
+        "targets, the preprocessing the equal_weights_standardised baseline gets; test scores "
+        "stay in raw units); empty: none",
+    )
     rows: tuple[BenchmarkRow, ...] = setting(
         (), "conditions; empty: one row, the task as configured"
     )

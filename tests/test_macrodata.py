@@ -152,3 +152,56 @@ def test_head_errors_of_standardised_training_are_reported_in_raw_units() -> Non
             rtol=1e-3,
             atol=1e-3,
         )
+
+
+def test_a_learned_loss_under_the_standardised_view_is_scored_like_that_baseline() -> None:
+    """``benchmark.learned_views``: a learned loss also enters through the view. Entered as the
+    learned loss, equal weights under the view must score exactly as the baseline that has it."""
+    config = parse(
+        {
+            "task": {"family": "macrodata", "heads": [2, 3]},
+            "learner": {"hidden": [8], "log_variances": 6},
+            "inner": {"steps": 3, "optimizer": "adam", "lr": 0.01},
+            "evaluation": {"test_tasks": 4, "grid_tasks": 2, "lr_grid": [0.01, 0.1]},
+            "benchmark": {
+                "baselines": [{"name": "equal_weights_standardised"}],
+                "learned_views": ["standardise_targets"],
+                "oracle": False,
+            },
+        }
+    )
+    rows = rows_from_config(config)
+    contenders = contenders_from_config(config, {"mine": equal_weights}, rows[0].family)
+    viewed = {c.name: c for c in contenders}["mine (standardise_targets)"]
+    assert viewed.role == "learned" and viewed.view is standardise_targets
+    result = run_benchmark(rows, contenders)
+    scores = {e.name: e.per_task for e in result.entries}
+    torch.testing.assert_close(
+        scores["mine (standardise_targets)"], scores["equal_weights_standardised"], rtol=0, atol=0
+    )
+    assert not torch.equal(scores["mine"], scores["mine (standardise_targets)"])
+
+
+@pytest.mark.parametrize(
+    ("family", "view", "message"),
+    [
+        (
+            "macrodata",
+            "zscore",
+            r"learned_views\[0\]: expected one of standardise_targets, got 'zscore'",
+        ),
+        (
+            "sine",
+            "standardise_targets",
+            r"learned_views\[0\]: standardise_targets applies to multitask tasks, not to the sine",
+        ),
+    ],
+)
+def test_a_learned_view_the_family_cannot_use_is_refused(
+    family: str, view: str, message: str
+) -> None:
+    config = parse(
+        {"task": {"family": family}, "benchmark": {"learned_views": [view], "oracle": False}}
+    )
+    with pytest.raises(ConfigError, match=message):
+        contenders_from_config(config, {"mine": equal_weights})

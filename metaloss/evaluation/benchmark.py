@@ -67,11 +67,13 @@ from metaloss.typing import PerSampleLoss
 
 __all__ = [
     "BASELINE_VIEWS",
+    "TASK_VIEWS",
     "BenchmarkResult",
     "Comparison",
     "Contender",
     "Entry",
     "Row",
+    "TaskView",
     "compare",
     "contenders_from_config",
     "describe_condition",
@@ -261,6 +263,20 @@ BASELINE_VIEWS: dict[str, Callable[[Task], Task]] = {}
 targets standardised as a practitioner would); filled by the modules that define them."""
 
 
+@dataclass(frozen=True)
+class TaskView:
+    """A view of the tasks that learned losses may also be benchmarked under
+    (``benchmark.learned_views``): ``apply`` maps stacked tasks to what the contender trains and
+    is tested on; ``kinds`` are the loss kinds whose tasks it understands."""
+
+    apply: Callable[[Task], Task]
+    kinds: frozenset[str]
+
+
+TASK_VIEWS: dict[str, TaskView] = {}
+"""Views by the name ``benchmark.learned_views`` uses; filled by the modules that define them."""
+
+
 def contenders_from_config(
     config: RunConfig,
     learned: dict[str, PerSampleLoss],
@@ -272,6 +288,7 @@ def contenders_from_config(
     (default: regression) if enabled."""
     contenders = [Contender(name, "learned", _constant(fn)) for name, fn in learned.items()]
     contenders += _mixed_contenders(config, learned)
+    contenders += _viewed_contenders(config, learned)
     contenders += [
         Contender(name, "baseline", _constant(fn)) for name, fn in (learned_baselines or {}).items()
     ]
@@ -310,6 +327,28 @@ def contenders_from_config(
     if duplicates:
         raise ValueError(f"--loss: expected distinct loss names, got {', '.join(duplicates)} twice")
     return contenders
+
+
+def _viewed_contenders(config: RunConfig, learned: dict[str, PerSampleLoss]) -> list[Contender]:
+    """``benchmark.learned_views``: each learned loss also as ``"<loss> (<view>)"``, trained and
+    tested through the view (e.g. on standardised targets, as a baseline with that view is)."""
+    kind = family_spec(config.task.family).kind
+    viewed = []
+    for i, name in enumerate(config.benchmark.learned_views):
+        view = TASK_VIEWS.get(name)
+        if view is None:
+            known = ", ".join(sorted(TASK_VIEWS)) or "none"
+            raise ConfigError(f"benchmark.learned_views[{i}]: expected one of {known}, got {name!r}")
+        if kind not in view.kinds:
+            raise ConfigError(
+                f"benchmark.learned_views[{i}]: {name} applies to {', '.join(sorted(view.kinds))} "
+                f"tasks, not to the {config.task.family} family's {kind} tasks"
+            )
+        viewed += [
+            Contender(f"{loss} ({name})", "learned", _constant(fn), view=view.apply)
+            for loss, fn in learned.items()
+        ]
+    return viewed
 
 
 def _mixed_contenders(config: RunConfig, learned: dict[str, PerSampleLoss]) -> list[Contender]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from metaloss.evaluation.benchmark import BASELINE_VIEWS, Contender
+from metaloss.evaluation.benchmark import BASELINE_VIEWS, TASK_VIEWS, Contender, TaskView
 from metaloss.losses.multitask import equal_weights
 from metaloss.tasks.base import Batch, Task
 from metaloss.tasks.multitask import ABSENT, head_metrics, only_head, standardise_targets
@@ -28,6 +28,7 @@ __all__ = ["active_heads", "delta_m", "head_metrics", "single_task_contenders", 
 
 
 BASELINE_VIEWS["equal_weights_standardised"] = standardise_targets
+TASK_VIEWS["standardise_targets"] = TaskView(standardise_targets, frozenset({"multitask"}))
 
 
 def single_task_view(head: int) -> Callable[[Task], Task]:
