@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from torch import Tensor
 
 from metaloss.rl.config import CartPoleConfig, PPOConfig
 from metaloss.rl.envs import EnvFamily
@@ -188,6 +189,41 @@ def test_a_runs_numbers_do_not_depend_on_the_rest_of_the_population() -> None:
     assert inside.episode_steps == alone.episode_steps
 
 
+def _update_stats(runs: list[RunSpec], config: PPOConfig, run: int, steps: int) -> list[Tensor]:
+    stats: list[Tensor] = []
+
+    def record(update: int, values: dict[str, Tensor]) -> None:
+        stats.append(torch.stack([values[k][run] for k in sorted(values)]))
+
+    train_population(runs, config, total_steps=steps, on_update=record)
+    return stats
+
+
+def test_a_runs_every_update_is_bit_for_bit_the_same_alone_and_in_any_population() -> None:
+    """Not only the episodes (which a last-bit difference changes only much later): every
+    update's losses, KL and entropy, to the bit. Three population effects are pinned: a batch of
+    one run takes other matmul kernels (the critic's 1-wide layer, the learned drift under vmap),
+    minibatches padded to the population's largest change the length of the masked sums, and a
+    run that sits out a step must not change how the others' Adam step rounds."""
+    config = PPOConfig(num_envs=4, num_steps=32, hidden=(16, 16))
+    family = EnvFamily(CartPoleConfig())
+    torch.manual_seed(2)
+    drift, clip = LearnedDrift(hidden=(16,), reduction="none"), ClipObjective(0.2)
+    for objective in (drift, clip):
+        target = RunSpec(family.task(Split.META_TRAIN, 0), 11, objective, lr=2e-3)
+        others = [
+            RunSpec(family.task(Split.META_TRAIN, 1), 3, drift),
+            RunSpec(family.default_task(), 4, clip, lr=5e-3),
+            RunSpec(family.task(Split.META_TEST, 0), 5, DPOObjective()),
+        ]
+        alone = _update_stats([target], config, 0, 512)
+        for population in ([others[0], target], [*others, target]):
+            inside = _update_stats(population, config, len(population) - 1, 512)
+            assert len(inside) == len(alone) == 4
+            for a, b in zip(alone, inside, strict=True):
+                assert torch.equal(a, b), (type(objective).__name__, len(population), a - b)
+
+
 def test_reset_steps_are_masked_and_not_counted() -> None:
     config = PPOConfig(num_envs=3, num_steps=200, hidden=(8,))
     pop = _Population([RunSpec(CARTPOLE, 0), RunSpec(CARTPOLE, 1)], config, torch.float64)
@@ -224,6 +260,12 @@ def test_a_non_finite_objective_skips_only_its_own_run() -> None:
     assert results[0].skipped_updates == config.epochs * config.minibatches * 2
     assert results[1].skipped_updates == 0
     assert results[1].episode_returns == alone.episode_returns
+    # to the bit: the broken run sitting out every step changes nothing in the healthy run's Adam
+    runs = [RunSpec(CARTPOLE, 1, broken), healthy]
+    for a, b in zip(
+        _update_stats([healthy], config, 0, 128), _update_stats(runs, config, 1, 128), strict=True
+    ):
+        assert torch.equal(a, b)
 
 
 def test_population_ppo_learns_cartpole() -> None:

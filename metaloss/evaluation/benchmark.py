@@ -338,7 +338,9 @@ def _viewed_contenders(config: RunConfig, learned: dict[str, PerSampleLoss]) -> 
         view = TASK_VIEWS.get(name)
         if view is None:
             known = ", ".join(sorted(TASK_VIEWS)) or "none"
-            raise ConfigError(f"benchmark.learned_views[{i}]: expected one of {known}, got {name!r}")
+            raise ConfigError(
+                f"benchmark.learned_views[{i}]: expected one of {known}, got {name!r}"
+            )
         if kind not in view.kinds:
             raise ConfigError(
                 f"benchmark.learned_views[{i}]: {name} applies to {', '.join(sorted(view.kinds))} "

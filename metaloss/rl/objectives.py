@@ -311,10 +311,18 @@ def _learned_group(drifts: Sequence[LearnedDrift]) -> Callable[[Tensor, Tensor],
         return functional_call(template, w, (log_ratio, advantages), {"reduction": "none"})
 
     batched = vmap(one)
+    # vmap over a single run takes other kernels than over several (values differ in the last
+    # bit), so a lone drift is evaluated as a pair with itself: a run's numbers then do not
+    # depend on how many learned runs share its population.
+    pair = len(drifts) == 1
 
     def evaluate(log_ratio: Tensor, advantages: Tensor) -> Tensor:
         w = {k: v.to(log_ratio.dtype) for k, v in weights.items()}
-        return batched(w, log_ratio, advantages)
+        if not pair:
+            return batched(w, log_ratio, advantages)
+        w = {k: torch.cat([v, v]) for k, v in w.items()}
+        both = batched(w, torch.cat([log_ratio, log_ratio]), torch.cat([advantages, advantages]))
+        return both[:1]
 
     return evaluate
 

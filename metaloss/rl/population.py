@@ -249,7 +249,10 @@ def _update(pop: _Population, r: PopulationRollout, lr: Tensor) -> dict[str, Ten
     mb_size = (size + config.minibatches - 1).div(config.minibatches, rounding_mode="floor")
     mb_size = mb_size.clamp(min=1)
     batches = int((size + mb_size - 1).div(mb_size, rounding_mode="floor").max())
-    width = int(mb_size.max())
+    # Every run's minibatch is padded to the size of a rollout without reset steps, not to the
+    # population's largest: the masked sums then run over the same length whatever the other
+    # runs did, so a run's rounding (and with PPO's chaos, its returns) cannot depend on them.
+    width = -(-T * E // config.minibatches)
     lane = torch.arange(width)
     totals = {k: torch.zeros(R) for k in ("policy_loss", "value_loss", "entropy", "approx_kl")}
     counted = torch.zeros(R)

@@ -109,8 +109,18 @@ class StackedAgent:
 
     def _mlp(self, head: str, x: Tensor, params: Params) -> Tensor:
         names = self.heads[head]
+        lone = x.shape[0] == 1  # see below
         for i, name in enumerate(names):
-            x = torch.baddbmm(params[f"{name}.bias"], x, params[f"{name}.weight"])
+            bias, weight = params[f"{name}.bias"], params[f"{name}.weight"]
+            if lone:  # a batch of one takes another kernel (the critic's 1-wide layer rounds
+                # differently), so a lone run is computed as a pair with itself: its numbers
+                # are then those it has inside any population
+                both = torch.baddbmm(
+                    bias.expand(2, -1, -1), x.expand(2, -1, -1), weight.expand(2, -1, -1)
+                )
+                x = both[:1]
+            else:
+                x = torch.baddbmm(bias, x, weight)
             if i < len(names) - 1:
                 x = fast_tanh(x)
         return x
@@ -171,16 +181,13 @@ class StackedAdam:
         count = self.steps.clamp(min=1)
         step_size = (lr.to(torch.float64) / (1 - beta1**count)).to(grad.dtype).unsqueeze(1)
         correction = (1 - beta2**count).sqrt().to(grad.dtype).unsqueeze(1)
-        if bool(active.all()):  # in place, as torch.optim.Adam
-            self.exp_avg.lerp_(grad, 1 - beta1)
-            self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = self.exp_avg_sq.sqrt().div_(correction).add_(self.eps)
-            self.flat.addcdiv_(self.exp_avg * step_size, denom, value=-1)
-            return
+        # torch.optim.Adam's operations, for every row whether or not the others sit out: a
+        # run's rounding must not depend on the rest of its population.
         keep = active.unsqueeze(1)
         m = self.exp_avg.lerp(grad, 1 - beta1)
-        v = self.exp_avg_sq * beta2 + (1 - beta2) * grad * grad
-        updated = self.flat - step_size * m / (v.sqrt() / correction + self.eps)
+        v = torch.addcmul(self.exp_avg_sq * beta2, grad, grad, value=1 - beta2)
+        denom = v.sqrt().div_(correction).add_(self.eps)
+        updated = torch.addcdiv(self.flat, m * step_size, denom, value=-1)
         self.exp_avg = torch.where(keep, m, self.exp_avg)
         self.exp_avg_sq = torch.where(keep, v, self.exp_avg_sq)
         self.flat.copy_(torch.where(keep, updated, self.flat))
