@@ -186,7 +186,6 @@ class OutliersFamily(ConfiguredFamily[OutliersConfig]):
     def __init__(self, config: OutliersConfig) -> None:
         super().__init__(config)
         self.in_features = config.in_features
-        self.out_features = 1
 
     def make_task(self, generator: torch.Generator, split: Split) -> Task:
         c, g = self.config, generator

@@ -226,7 +226,6 @@ class RegressionMixFamily(ConfiguredFamily[RegressionMixConfig]):
     def __init__(self, config: RegressionMixConfig) -> None:
         super().__init__(config)
         self.in_features = config.in_features
-        self.out_features = 1
 
     def make_task(self, generator: torch.Generator, split: Split) -> Task:
         return self._task(generator, self.config.n_train[0])

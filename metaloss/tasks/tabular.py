@@ -153,7 +153,6 @@ class TabularFamily(ConfiguredFamily[TabularConfig]):
         y = _standardise(data.y, data.y[self.pool]) * config.target_scale
         self.x, self.y = x.float(), y.float().unsqueeze(-1)
         self.in_features = data.x.shape[1]
-        self.out_features = 1
 
     def make_task(self, generator: torch.Generator, split: Split) -> Task:
         c, g = self.config, generator
