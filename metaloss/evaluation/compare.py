@@ -24,6 +24,7 @@ from metaloss.evaluation.stats import (
 )
 from metaloss.losses import baseline
 from metaloss.losses.kinds import kind_spec
+from metaloss.markdown import table_head, table_row
 from metaloss.tasks import Split, TaskFamily
 from metaloss.tasks.registry import family_spec
 from metaloss.typing import PerSampleLoss
@@ -116,8 +117,7 @@ class Comparison:
             "",
             verdict_rule(self.min_pairs, "tasks"),
             "",
-            "| " + " | ".join(columns) + " |",
-            "|" + "---|" * len(columns),
+            *table_head(columns),
         ]
         for r in self.rows:
             s1 = "never" if r.steps_to_mse is None else str(r.steps_to_mse)
@@ -128,7 +128,7 @@ class Comparison:
                 else ["(reference)"] + [""] * (len(PAIRED_COLUMNS) - 1)
             )
             cells = [r.name, f"{r.lr:g}", r.lr_source, str(r.test), s1, s2, str(r.diverged)]
-            lines.append("| " + " | ".join([*cells, *paired]) + " |")
+            lines.append(table_row([*cells, *paired]))
         return "\n".join([*lines, "", self.verdict()]) + "\n"
 
 
