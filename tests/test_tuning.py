@@ -198,7 +198,7 @@ def test_a_dead_workers_trial_is_detected_by_heartbeat_and_retried(tmp_path: Pat
         dead = study.ask()  # a worker took a trial and died: its heartbeat stops
     dead.suggest_float("inner.lr", 0.003, 0.1, log=True)
     storage.set_trial_system_attr(dead._trial_id, HEARTBEAT_ATTR, time.time() - 60)
-    result = tune(config, "mse", 3, tmp_path, heartbeat_interval=1, grace_period=1)
+    result = tune(config, "mse", 3, tmp_path, storage=storage)
     trials = result.study.get_trials()
     assert states(result.study).count("COMPLETE") == 3
     assert trials[0].state == optuna.trial.TrialState.FAIL
@@ -383,7 +383,7 @@ def test_a_killed_worker_is_resumed_and_its_trial_retried(tmp_path: Path) -> Non
             break
     worker.kill()
     worker.wait()
-    result = tune(parse(data), "learned", 2, tmp_path / "out", heartbeat_interval=1)
+    result = tune(parse(data), "learned", 2, tmp_path / "out", storage=storage)
     trials = result.study.get_trials()
     assert trials[0].state == optuna.trial.TrialState.FAIL
     assert states(result.study).count("COMPLETE") == 2

@@ -102,16 +102,16 @@ def run(args: argparse.Namespace) -> int:
     )
     progress = TrialProgress(args.trials, args.target)
     try:
+        if storage is None:  # a new tuning folder: its journal
+            storage = make_storage(None, out, heartbeat_interval=args.heartbeat)
         result = tune(
             config,
             args.target,
             args.trials,
             out,
-            args.storage,
-            args.study,
-            heartbeat_interval=args.heartbeat,
-            callbacks=[progress],
             storage=storage,
+            name=args.study,
+            callbacks=[progress],
         )
     finally:
         progress.close()
