@@ -33,6 +33,7 @@ from metaloss.evaluation.formatting import PAIRED_COLUMNS, paired_cells
 from metaloss.evaluation.multitask import active_heads, delta_m, single_task_contenders
 from metaloss.evaluation.report import write_report
 from metaloss.evaluation.stats import mean_ci, paired_comparison, verdict_rule
+from metaloss.markdown import table_head, table_row
 from metaloss.tasks import Split
 
 
@@ -64,8 +65,7 @@ def main() -> None:
     ]
     paired_columns = ["row", "learned", "vs", *PAIRED_COLUMNS, "95% CIs separate"]
     paired_lines = [
-        "| " + " | ".join(paired_columns) + " |",
-        "|" + "---|" * len(paired_columns),
+        *table_head(paired_columns),
     ]
     for row in rows:
         ev = row.config.evaluation
@@ -109,9 +109,7 @@ def main() -> None:
                         mean_ci(per_loss[other.name])
                     )
                     cells = [row.name, entry.name, other.name, *paired_cells(paired)]
-                    paired_lines.append(
-                        "| " + " | ".join([*cells, "yes" if separated else "no"]) + " |"
-                    )
+                    paired_lines.append(table_row([*cells, "yes" if separated else "no"]))
                     report[row.name][entry.name][f"vs {other.name}"] = paired.to_dict()
     table = "\n".join(
         [

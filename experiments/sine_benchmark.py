@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -55,9 +56,11 @@ def main() -> None:
         start = time.perf_counter()
         result = MetaTrainer(config).train()
         seconds = time.perf_counter() - start
-        comparison = compare_with_mse(
-            result.loss.per_sample, make_family(config.task), config, args.test_tasks, args.seeds
+        tested = replace(
+            config,
+            evaluation=replace(config.evaluation, test_tasks=args.test_tasks, seeds=args.seeds),
         )
+        comparison = compare_with_mse(result.loss.per_sample, make_family(config.task), tested)
         print(
             f"\n## variant: {variant or '(configs/sine.yaml)'} — meta-trained in {seconds:.0f} s, "
             f"best meta-validation {result.best_value:.4g} at step {result.best_step}"

@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from metaloss.markdown import table_head, table_row
+
 __all__ = ["best_baselines", "epsilon_of", "main", "summarise"]
 
 _EPSILON = re.compile(r"eps=([0-9]*\.?[0-9]+)")
@@ -69,7 +71,7 @@ def summarise(data: dict[str, Any], learned: list[str]) -> tuple[list[str], dict
     means = {(e["row"], e["loss"]): e["mean"] for e in data["entries"]}
     pairs = {(c["row"], c["learned"], c["baseline"]): c for c in data["comparisons"]}
     header = ["row", "best tuned baseline", "mse", *learned]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = table_head(header)
     counts = {
         name: {"better": 0, "tie": 0, "worse": 0, "other": 0, "noisy_rows": 0,
                "noisy_better": 0, "clean_rows": 0, "clean_worse_than_mse": 0}
@@ -109,7 +111,7 @@ def summarise(data: dict[str, Any], learned: list[str]) -> tuple[list[str], dict
             if eps == 0 and base["loss"] != "mse":
                 cell += f"; vs MSE {_verdict(vs_mse)}"
             cells.append(cell)
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table_row(cells))
     return lines, counts
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from _configs import merged
 
 from metaloss.config import RunConfig, parse
 from metaloss.learners import init_params, make_learner
@@ -32,9 +33,7 @@ def make_problem(tasks: int = 3, **sections: dict) -> Problem:
         "learner": {"hidden": (8, 8), "activation": "tanh"},
         "loss": {"hidden": (8,)},
     }
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
-    config = parse(data)
+    config = parse(merged(data, **sections))
     family = make_family(config.task)
     generator = torch.Generator().manual_seed(0)
     learner = make_learner(config.learner, 1, 1).double()

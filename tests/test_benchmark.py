@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _configs import TINY_OUTLIERS
 
 from metaloss.cli import main
 from metaloss.config import ConfigError, parse
@@ -28,10 +29,7 @@ from metaloss.tasks.oracles import clean_only, weighted_mse
 from metaloss.tasks.outliers import OutliersFamily
 
 TINY = {
-    "name": "tiny",
-    "task": {"family": "outliers", "n_train": 12, "n_outer_valid": 16, "n_test": 16},
-    "learner": {"hidden": [8]},
-    "inner": {"steps": 4, "optimizer": "adam"},
+    **TINY_OUTLIERS,
     "evaluation": {"test_tasks": 5, "seeds": 2, "grid_tasks": 4, "lr_grid": [0.01, 0.05]},
     "benchmark": {
         "baselines": [{"name": "mse"}, {"name": "huber", "param": "delta", "values": [0.3, 1.0]}],

@@ -63,7 +63,7 @@ def _check_retried(result_study: optuna.Study, dead: int, budget: int) -> optuna
 def test_a_trial_without_any_heartbeat_is_stale_after_the_grace_period(tmp_path: Path) -> None:
     storage = make_storage(None, tmp_path, heartbeat_interval=1, grace_period=1)
     dead = _dead_trial(storage, beat=None)
-    result = tune(parse(TINY), "mse", 2, tmp_path, heartbeat_interval=1, grace_period=1)
+    result = tune(parse(TINY), "mse", 2, tmp_path, storage=storage)
     _check_retried(result.study, dead, 2)
 
 
@@ -71,7 +71,7 @@ def test_a_retried_trial_does_not_inherit_the_dead_workers_heartbeat(tmp_path: P
     storage = make_storage(None, tmp_path, heartbeat_interval=1, grace_period=2)
     old = time.time() - 3600
     dead = _dead_trial(storage, beat=old)
-    result = tune(parse(TINY), "mse", 2, tmp_path, heartbeat_interval=1, grace_period=2)
+    result = tune(parse(TINY), "mse", 2, tmp_path, storage=storage)
     retry = _check_retried(result.study, dead, 2)
     assert retry.system_attrs.get(HEARTBEAT_ATTR, time.time()) > old + 3000
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _rollouts import episode_lengths
 
 from metaloss.config import ConfigError, load_config, parse
 from metaloss.outer.estimators import AntitheticES
@@ -169,15 +170,7 @@ def test_next_step_autoreset_steps_are_masked_and_not_counted() -> None:
     terminal_obs = rollout.obs[1:][after & rollout.terminated[:-1].bool()]
     assert bool(((terminal_obs[:, 2].abs() > 0.2094) | (terminal_obs[:, 0].abs() > 2.4)).all())
     # CartPole pays 1 per real step: recorded returns are the episodes' lengths in valid steps
-    lengths = []
-    for i in range(config.num_envs):
-        count = 0
-        for t in range(config.num_steps):
-            count += int(valid[t, i])
-            if dones[t, i]:
-                lengths.append(count)
-                count = 0
-    assert sorted(run.episode_returns) == sorted(float(n) for n in lengths)
+    assert sorted(run.episode_returns) == sorted(episode_lengths(dones, valid))
 
 
 def test_ppo_runs_and_is_deterministic_for_a_seed() -> None:

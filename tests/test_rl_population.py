@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from _rollouts import episode_lengths
 from torch import Tensor
 
 from metaloss.rl.config import CartPoleConfig, PPOConfig
@@ -235,15 +236,7 @@ def test_reset_steps_are_masked_and_not_counted() -> None:
         assert bool((valid[1:][after] == 0).all()) and bool((valid[1:][~after] == 1).all())
         assert bool((rollout.rewards[:, run][1:][after] == 0).all())
         assert bool((dones[1:][after] == 0).all())
-        lengths = []
-        for i in range(config.num_envs):
-            count = 0
-            for t in range(config.num_steps):
-                count += int(valid[t, i])
-                if dones[t, i]:
-                    lengths.append(float(count))
-                    count = 0
-        assert sorted(pop.results[run].episode_returns) == sorted(lengths)
+        assert sorted(pop.results[run].episode_returns) == sorted(episode_lengths(dones, valid))
         # an episode's end step counts every environment's steps up to and including it
         ends = [(t + 1) * config.num_envs for t, _ in dones.nonzero().tolist()]
         assert pop.results[run].episode_steps == ends

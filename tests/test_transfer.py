@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _configs import TINY_OUTLIERS
 
 from metaloss.cli import main
 from metaloss.config import ConfigError, parse
@@ -39,10 +40,7 @@ BASELINES = [
 ]
 
 TINY = {
-    "name": "tiny",
-    "task": {"family": "outliers", "n_train": 12, "n_outer_valid": 16, "n_test": 16},
-    "learner": {"hidden": [8]},
-    "inner": {"steps": 4, "optimizer": "adam"},
+    **TINY_OUTLIERS,
     "evaluation": {"test_tasks": 4, "seeds": 2, "grid_tasks": 3, "lr_grid": [0.01, 0.05]},
     "benchmark": {
         "baselines": BASELINES,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _configs import TINY_SINE, merged
 
 from metaloss.cli import main
 from metaloss.commands.tune import dashboard_hint
@@ -16,16 +17,12 @@ from metaloss.config import parse
 from metaloss.tuning import known_targets, resolve_space
 from metaloss.tuning.space import DEFAULT_PARAM_RANGES, default_space
 
-TINY: dict[str, Any] = {
-    "name": "tiny",
-    "task": {"family": "sine", "n_train": 5, "n_outer_valid": 8, "n_test": 8},
-    "learner": {"hidden": [8]},
-    "loss": {"hidden": [8]},
-    "inner": {"steps": 3, "lr": 0.01},
-    "outer": {"steps": 2, "meta_batch": 2, "val_every": 2, "val_tasks": 4, "lr": 0.002},
-    "evaluation": {"lr_grid": [0.003, 0.01, 0.1]},
-    "tune": {"startup_trials": 2},
-}
+TINY = merged(
+    TINY_SINE,
+    outer={"steps": 2, "lr": 0.002},
+    evaluation={"lr_grid": [0.003, 0.01, 0.1]},
+    tune={"startup_trials": 2},
+)
 
 
 def _space(config: dict[str, Any], target: str) -> dict[str, tuple[Any, ...]]:

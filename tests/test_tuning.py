@@ -15,6 +15,7 @@ import optuna
 import pytest
 import torch
 import yaml
+from _configs import TINY_SINE, merged
 
 from metaloss.config import ConfigError, load_config, parse, to_dict
 from metaloss.tasks import Split
@@ -33,24 +34,8 @@ LR = {"param": "inner.lr", "low": 0.003, "high": 0.1, "log": True}
 
 
 def tiny(space: list[dict[str, Any]], **sections: dict[str, Any]) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "tiny",
-        "task": {"family": "sine", "n_train": 5, "n_outer_valid": 8, "n_test": 8},
-        "learner": {"hidden": [8]},
-        "loss": {"hidden": [8]},
-        "inner": {"steps": 3, "lr": 0.01},
-        "outer": {
-            "steps": 4,
-            "meta_batch": 2,
-            "val_every": 2,
-            "val_tasks": 4,
-            "checkpoint_every": 100,
-        },
-        "tune": {"startup_trials": 2, "space": space},
-    }
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
-    return data
+    tune = {"startup_trials": 2, "space": space}
+    return merged(merged(TINY_SINE, outer={"checkpoint_every": 100}, tune=tune), **sections)
 
 
 def states(study: optuna.Study) -> list[str]:
@@ -213,7 +198,7 @@ def test_a_dead_workers_trial_is_detected_by_heartbeat_and_retried(tmp_path: Pat
         dead = study.ask()  # a worker took a trial and died: its heartbeat stops
     dead.suggest_float("inner.lr", 0.003, 0.1, log=True)
     storage.set_trial_system_attr(dead._trial_id, HEARTBEAT_ATTR, time.time() - 60)
-    result = tune(config, "mse", 3, tmp_path, heartbeat_interval=1, grace_period=1)
+    result = tune(config, "mse", 3, tmp_path, storage=storage)
     trials = result.study.get_trials()
     assert states(result.study).count("COMPLETE") == 3
     assert trials[0].state == optuna.trial.TrialState.FAIL
@@ -398,7 +383,7 @@ def test_a_killed_worker_is_resumed_and_its_trial_retried(tmp_path: Path) -> Non
             break
     worker.kill()
     worker.wait()
-    result = tune(parse(data), "learned", 2, tmp_path / "out", heartbeat_interval=1)
+    result = tune(parse(data), "learned", 2, tmp_path / "out", storage=storage)
     trials = result.study.get_trials()
     assert trials[0].state == optuna.trial.TrialState.FAIL
     assert states(result.study).count("COMPLETE") == 2

@@ -9,18 +9,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
+from metaloss.commands.arguments import (
+    Command,
+    argument,
+    config_argument,
+    losses_option,
+    out_option,
+    overrides_option,
+)
 from metaloss.commands.common import (
     FolderPlan,
-    add_out,
-    add_overrides,
     plan_folder,
     staged_folder,
     staged_target,
     write_marker,
 )
-from metaloss.commands.config import config_epilog
+from metaloss.commands.progress import progress_bar
 from metaloss.config import ConfigError, RunConfig, load_config, to_dict
 from metaloss.device import resolve_device
 from metaloss.errors import LossFileError, printable
@@ -38,52 +42,26 @@ from metaloss.export import load_loss, zoo_names
 from metaloss.rl.config import is_rl_config
 from metaloss.tasks import family_spec
 
-__all__ = ["benchmark_and_report", "load_learned", "register", "run"]
+__all__ = [
+    "benchmark_and_report",
+    "load_learned",
+    "loss_sources",
+    "register",
+    "run",
+    "source_name",
+]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser(
-        "benchmark",
-        help="benchmark learned losses against baselines",
-        description=__doc__,
-        epilog=config_epilog(),
-    )
-    p.add_argument(
-        "config", help="config file or shipped name with a benchmark section (e.g. outliers)"
-    )
-    p.add_argument(
-        "--loss",
-        nargs="+",
-        default=None,
-        metavar="FILE|ZOO_NAME",
-        help="learned losses: files or zoo names (default: benchmark.losses, else the family's zoo loss)",
-    )
-    add_out(p, "report folder")
-    p.add_argument(
-        "--tuned",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="tuning folder of `metaloss tune`: losses tuned there use their tuned lr and parameter",
-    )
-    p.add_argument(
-        "--meta-seeds",
-        type=int,
-        default=None,
-        metavar="N",
-        help="meta-train the config with seeds 0..N-1 into OUT/seed-k/ (resumable), benchmark "
-        "all N losses and report the spread and claims across seeds (needs --out)",
-    )
-    add_overrides(p, "evaluation.test_tasks=200")
-    p.set_defaults(func=run)
-
-
-def _loss_name(source: str, taken: set[str]) -> str:
+def source_name(source: str, taken: set[str], prefix: str = "") -> str:
+    """The report name of a loss given as ``source``: ``prefix`` + the file's stem (the run
+    folder's name for ``runs/<run>/loss.safetensors``) or the zoo name, with ``-2``, ``-3``, ...
+    appended while it is in ``taken``."""
     path = Path(source)
     name = path.stem if path.suffix == ".safetensors" else source
     if name == "loss" and path.parent.name:
         name = path.parent.name  # runs/<run>/loss.safetensors -> <run>
-    base, i = name, 2
+    base = name = prefix + name
+    i = 2
     while name in taken:
         name, i = f"{base}-{i}", i + 1
     return name
@@ -95,7 +73,7 @@ def load_learned(sources: list[str], device: str = "cpu") -> dict[str, PerSample
     losses: dict[str, PerSampleLoss] = {}
     for source in sources:
         module = load_loss(source, reduction="none", map_location=resolve_device(device))
-        losses[_loss_name(source, set(losses))] = module
+        losses[source_name(source, set(losses))] = module
     return losses
 
 
@@ -112,11 +90,14 @@ def check_kinds(losses: list[tuple[str, PerSampleLoss]], rows: list[Row]) -> Non
                 )
 
 
-def _sources(
-    args: argparse.Namespace, configured: tuple[str, ...], default: str | None
+def loss_sources(
+    given: list[str] | None, configured: tuple[str, ...], default: str | None, what: str = "loss"
 ) -> list[str]:
-    if args.loss:
-        return list(args.loss)
+    """The learned losses to benchmark: ``--loss`` if ``given``, else the config's
+    ``benchmark.losses``, else the family's zoo entry ``default`` (the ``what`` it names, e.g. an
+    RL family's objective), refused in one line if not installed."""
+    if given:
+        return list(given)
     if configured:
         return list(configured)
     if default is None:
@@ -125,7 +106,7 @@ def _sources(
         )
     if default not in zoo_names():
         raise ValueError(
-            f"--loss: the family's zoo loss {default!r} is not installed; pass a loss file "
+            f"--loss: the family's zoo {what} {default!r} is not installed; pass a loss file "
             f"(zoo: {', '.join(zoo_names()) or 'none installed'})"
         )
     return [default]
@@ -150,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
         return run_meta_seeds(args, config)
     plan = plan_folder(args.out, config, "benchmark", resumable=False)  # checks only
-    sources = _sources(args, config.benchmark.losses, family_spec(config.task.family).zoo_loss)
+    zoo_loss = family_spec(config.task.family).zoo_loss
+    sources = loss_sources(args.loss, config.benchmark.losses, zoo_loss)
     learned = load_learned(sources, config.device)
     benchmark_and_report(args, config, learned, sources, plan)
     return 0
@@ -188,15 +170,7 @@ def benchmark_and_report(
         f"{config.evaluation.seeds} seed(s), writing to {shown}",
         file=sys.stderr,
     )
-    bar = tqdm(
-        total=plan_size(rows, contenders),
-        desc="benchmark",
-        unit="run",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        mininterval=1.0,
-        disable=None if sys.stderr.isatty() else False,
-    )
+    bar = progress_bar(plan_size(rows, contenders), "benchmark", "run")
 
     def progress(message: str) -> None:
         bar.set_postfix_str(message, refresh=False)
@@ -228,3 +202,36 @@ def benchmark_and_report(
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths))
     print(f"  {folder}/events.out.tfevents.*  (view: tensorboard --logdir {folder})")
     return result
+
+
+register = Command(
+    "benchmark",
+    "benchmark learned losses against baselines",
+    __doc__,
+    run,
+    (
+        config_argument("config file or shipped name with a benchmark section (e.g. outliers)"),
+        losses_option(
+            "learned losses: files or zoo names (default: benchmark.losses, else the family's "
+            "zoo loss)"
+        ),
+        out_option("report folder"),
+        argument(
+            "--tuned",
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help="tuning folder of `metaloss tune`: losses tuned there use their tuned lr and "
+            "parameter",
+        ),
+        argument(
+            "--meta-seeds",
+            type=int,
+            default=None,
+            metavar="N",
+            help="meta-train the config with seeds 0..N-1 into OUT/seed-k/ (resumable), "
+            "benchmark all N losses and report the spread and claims across seeds (needs --out)",
+        ),
+        overrides_option("evaluation.test_tasks=200"),
+    ),
+).register

@@ -1,4 +1,4 @@
-"""Arguments and output folders shared by several sub-commands.
+"""Output folders of the sub-commands that write (their arguments: :mod:`.arguments`).
 
 Every command that writes checks its output folder before any work and before anything is
 written (:func:`plan_folder`), then creates it (:func:`create_folder`):
@@ -15,7 +15,6 @@ Folders written by metaloss carry ``metaloss-run.json`` (which command, config n
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -40,8 +39,6 @@ __all__ = [
     "RUNS_DIR",
     "FolderPlan",
     "Staged",
-    "add_out",
-    "add_overrides",
     "create_folder",
     "figure_path",
     "plan_folder",
@@ -59,39 +56,6 @@ CHECKPOINT_NAME = "checkpoint.pt"  # the name both meta-trainers use (outer/trai
 JOURNAL_NAME = "study.journal"  # metaloss tune's embedded study (tuning/storage.py)
 _MAX_MARKER_BYTES = 65_536
 _FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
-
-
-def add_overrides(parser: argparse.ArgumentParser, example: str = "outer.steps=50") -> None:
-    """``--set KEY=VALUE`` (repeatable), collected in ``args.overrides`` and validated with the
-    config, so a wrong key, type or range ends in one line naming the field."""
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a setting, e.g. --set {example} (repeatable)",
-    )
-
-
-def _folder_argument(text: str) -> Path:
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"expected a folder path, got {text!r}")
-    if "\0" in text:
-        raise argparse.ArgumentTypeError("expected a folder path, got a path with a NUL byte")
-    return Path(text)
-
-
-def add_out(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--out DIR`` (default: a new folder under ``runs/``); an empty path is refused."""
-    parser.add_argument(
-        "--out",
-        type=_folder_argument,
-        default=None,
-        metavar="DIR",
-        help=f"{what} (default: a new folder runs/<name>__<command>__<seed>__<time>; an "
-        "existing folder is used only if it is empty or, with --resume, holds this run)",
-    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,48 +16,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from metaloss.commands.arguments import (
+    PREVIEW_OVERRIDES,
+    Command,
+    config_argument,
+    config_epilog,
+    switch,
+)
+
 __all__ = ["config_epilog", "format_rows", "register", "run"]
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser(
-        "config",
-        help="list every setting of a config: value, default, range, documentation",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "config",
-        nargs="?",
-        default=None,
-        help="config file or shipped name (default: the built-in sine settings)",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="apply an override first, as train/benchmark/tune do (repeatable)",
-    )
-    p.add_argument(
-        "--changed", action="store_true", help="only the settings that differ from the defaults"
-    )
-    p.add_argument("--list", action="store_true", help="list the shipped configs and exit")
-    p.set_defaults(func=run)
-
-
-def config_epilog() -> str:
-    """The paragraph every command that reads a config ends its ``--help`` with."""
-    from metaloss.config_docs import section_docs
-
-    parts = [name if doc in ("", name) else f"{name} ({doc})" for name, doc in section_docs()]
-    return (
-        "config sections: "
-        + ", ".join(parts)
-        + ". Every setting with its value, default, range and documentation: "
-        "`metaloss config CONFIG_OR_NAME`; shipped configs: `metaloss config --list`."
-    )
 
 
 def _show(value: Any) -> str:
@@ -151,3 +118,18 @@ def run(args: argparse.Namespace) -> int:
     for line in format_rows(rows, config.task.family, task_families()):
         print(line)
     return 0
+
+
+register = Command(
+    "config",
+    "list every setting of a config: value, default, range, documentation",
+    __doc__,
+    run,
+    (
+        config_argument("config file or shipped name (default: the built-in sine settings)", True),
+        PREVIEW_OVERRIDES,
+        switch("--changed", "only the settings that differ from the defaults"),
+        switch("--list", "list the shipped configs and exit"),
+    ),
+    layout="raw",
+).register

@@ -12,19 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from metaloss.commands.arguments import LOSS_FILE, Command, argument
+
 __all__ = ["register", "run"]
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser(
-        "export",
-        help="write a loss as a Hugging Face-layout folder (safetensors, config.json, model card)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("loss", help="a loss file (.safetensors) or a zoo name")
-    p.add_argument("--out", type=Path, required=True, help="the new folder to write")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,3 +27,13 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"load it with: load_loss({str(folder)!r})")
     return 0
+
+
+register = Command(
+    "export",
+    "write a loss as a Hugging Face-layout folder (safetensors, config.json, model card)",
+    __doc__,
+    run,
+    (LOSS_FILE, argument("--out", type=Path, required=True, help="the new folder to write")),
+    layout="raw",
+).register

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from metaloss.atomic import atomic_path
+from metaloss.commands.arguments import LOSS_FILE, Command, argument
 from metaloss.commands.common import figure_path
 from metaloss.errors import printable
 from metaloss.export import load_loss, read_metadata
@@ -27,24 +28,6 @@ from metaloss.plots import has_shape_view, shape_view
 from metaloss.plots.base import FIGURE_DPI, titled
 
 __all__ = ["register", "run", "summary_lines"]
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser(
-        "inspect",
-        help="draw a learned loss's shape and summarise it (file or zoo name)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("loss", help="a loss file (.safetensors) or a zoo name")
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="figure file, e.g. loss.png (.png is added to a name without a suffix; default: no "
-        "figure)",
-    )
-    p.set_defaults(func=run)
 
 
 def summary_lines(meta: dict[str, Any], description: list[str] | None) -> list[str]:
@@ -104,3 +87,20 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"figure: {printable(str(figure_file), 200)}")
     return 0
+
+
+_FIGURE = argument(
+    "--out",
+    type=Path,
+    default=None,
+    help="figure file, e.g. loss.png (.png is added to a name without a suffix; default: no "
+    "figure)",
+)
+register = Command(
+    "inspect",
+    "draw a learned loss's shape and summarise it (file or zoo name)",
+    __doc__,
+    run,
+    (LOSS_FILE, _FIGURE),
+    layout="raw",
+).register

@@ -8,7 +8,24 @@ from tqdm import tqdm
 
 from metaloss.outer.trainer import Callback, MetaTrainer, StepRecord, TrainResult, ValidationRecord
 
-__all__ = ["ProgressCallback"]
+__all__ = ["ProgressCallback", "progress_bar"]
+
+
+def progress_bar(
+    total: int, desc: str, unit: str, initial: int = 0, mininterval: float = 1.0
+) -> tqdm:
+    """A tqdm bar on stderr, fitted to the terminal's width and redrawn at most every
+    ``mininterval`` seconds."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=mininterval,
+        disable=None if sys.stderr.isatty() else False,
+    )
 
 
 class ProgressCallback(Callback):
@@ -20,16 +37,7 @@ class ProgressCallback(Callback):
 
     def on_start(self, trainer: MetaTrainer) -> None:
         total = trainer.config.outer.steps
-        self.bar = tqdm(
-            total=total,
-            initial=trainer.step,
-            desc="meta-train",
-            unit="step",
-            file=sys.stderr,
-            dynamic_ncols=True,
-            mininterval=1.0,
-            disable=None if sys.stderr.isatty() else False,
-        )
+        self.bar = progress_bar(total, "meta-train", "step", initial=trainer.step)
 
     def on_step(self, trainer: MetaTrainer, record: StepRecord) -> None:
         if self.bar is not None:

@@ -11,19 +11,24 @@ import sys
 from pathlib import Path
 
 from metaloss.atomic import write_text_atomic
+from metaloss.commands.arguments import (
+    Command,
+    config_argument,
+    losses_option,
+    out_option,
+    overrides_option,
+)
+from metaloss.commands.benchmark import loss_sources, source_name
 from metaloss.commands.common import (
-    add_out,
-    add_overrides,
     plan_folder,
     staged_folder,
     staged_target,
     write_marker,
 )
-from metaloss.commands.config import config_epilog
 from metaloss.config import RunConfig, load_config, to_dict
 from metaloss.evaluation.benchmark import BenchmarkResult
 from metaloss.evaluation.report import finite_json, markdown, to_json, write_csv
-from metaloss.export import load_loss, zoo_names
+from metaloss.export import load_loss
 from metaloss.rl.benchmark import policy_contenders, pooled_comparisons, run_rl_benchmark
 from metaloss.rl.config import check_rl_settings
 from metaloss.rl.objectives import LearnedDrift
@@ -31,26 +36,6 @@ from metaloss.rl.problem import rl_task_config
 from metaloss.rl.shape import policy_curves, policy_figure
 
 __all__ = ["load_drifts", "register", "run", "run_rl"]
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser(
-        "rl-benchmark",
-        help="benchmark policy objectives on held-out RL variants",
-        description=__doc__,
-        epilog=config_epilog(),
-    )
-    p.add_argument("config", help="config file or shipped name of an RL family, e.g. cartpole")
-    p.add_argument(
-        "--loss",
-        nargs="+",
-        default=None,
-        metavar="FILE|ZOO_NAME",
-        help="learned objectives: files or zoo names (default: the family's zoo objective)",
-    )
-    add_out(p, "report folder")
-    add_overrides(p, "evaluation.seeds=3")
-    p.set_defaults(func=run)
 
 
 def load_drifts(sources: list[str]) -> dict[str, LearnedDrift]:
@@ -62,35 +47,9 @@ def load_drifts(sources: list[str]) -> dict[str, LearnedDrift]:
             raise ValueError(
                 f"--loss: {source} is a {type(module).__name__}, expected a learned policy objective (LearnedDrift)"
             )
-        drifts[_name(source, set(drifts), len(sources))] = module
+        name = "learned" if len(sources) == 1 else source_name(source, set(drifts), "learned:")
+        drifts[name] = module
     return drifts
-
-
-def _name(source: str, taken: set[str], count: int) -> str:
-    if count == 1:
-        return "learned"
-    path = Path(source)
-    stem = path.stem if path.suffix == ".safetensors" else source
-    if stem == "loss" and path.parent.name:
-        stem = path.parent.name  # runs/<run>/loss.safetensors -> <run>
-    name, i = f"learned:{stem}", 2
-    while name in taken:
-        name, i = f"learned:{stem}-{i}", i + 1
-    return name
-
-
-def _sources(args: argparse.Namespace, config: RunConfig) -> list[str]:
-    if getattr(args, "loss", None):
-        return list(args.loss)
-    if config.benchmark.losses:
-        return list(config.benchmark.losses)
-    name = config.task.family
-    if name not in zoo_names():
-        raise ValueError(
-            f"--loss: the family's zoo objective {name!r} is not installed; pass a loss file "
-            f"(zoo: {', '.join(zoo_names()) or 'none installed'})"
-        )
-    return [name]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,7 +110,8 @@ def run_rl(args: argparse.Namespace, config: RunConfig) -> int:
     task = rl_task_config(config)
     check_rl_settings(config)
     plan = plan_folder(args.out, config, "benchmark", resumable=False)  # checks only
-    sources = _sources(args, config)
+    given = getattr(args, "loss", None)
+    sources = loss_sources(given, config.benchmark.losses, config.task.family, "objective")
     drifts = load_drifts(sources)
     contenders = policy_contenders(config, drifts)  # refuses bad baselines before any output
     out = staged_target(plan)
@@ -184,3 +144,19 @@ def run_rl(args: argparse.Namespace, config: RunConfig) -> int:
     print(table)
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths))
     return 0
+
+
+register = Command(
+    "rl-benchmark",
+    "benchmark policy objectives on held-out RL variants",
+    __doc__,
+    run,
+    (
+        config_argument("config file or shipped name of an RL family, e.g. cartpole"),
+        losses_option(
+            "learned objectives: files or zoo names (default: the family's zoo objective)"
+        ),
+        out_option("report folder"),
+        overrides_option("evaluation.seeds=3"),
+    ),
+).register

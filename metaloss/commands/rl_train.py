@@ -8,8 +8,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
-from metaloss.commands.config import config_epilog
+from metaloss.commands.arguments import (
+    RESUME,
+    Command,
+    config_argument,
+    out_option,
+    overrides_option,
+    switch,
+)
+from metaloss.commands.common import create_folder, plan_folder
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import RunConfig, load_config, to_dict
 from metaloss.export import save_loss
@@ -19,25 +26,6 @@ from metaloss.rl.problem import RLProblem, rl_task_config
 from metaloss.rl.summary import RLSummaryCallback
 
 __all__ = ["register", "run"]
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser(
-        "rl-train",
-        help="meta-train a learned policy objective with ES (RL families)",
-        description=__doc__,
-        epilog=config_epilog(),
-    )
-    p.add_argument("config", help="config file or shipped name of an RL family, e.g. cartpole")
-    add_out(p, "run folder")
-    add_overrides(p, "outer.steps=5")
-    p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
-    p.add_argument(
-        "--distributed",
-        action="store_true",
-        help="split each ES population across the processes of a torchrun launch (docs/rl.md)",
-    )
-    p.set_defaults(func=run)
 
 
 def _announce(config: RunConfig, out: Path, processes: int) -> None:
@@ -115,3 +103,21 @@ def _finish(result: TrainResult, config: RunConfig, out: Path, extra: dict[str, 
         + "\n".join(f"  {p}" for p in (loss_path, out / "config.yaml", out / CHECKPOINT_NAME))
     )
     print(f"  {out}/events.out.tfevents.*  (view: tensorboard --logdir {out.parent})")
+
+
+register = Command(
+    "rl-train",
+    "meta-train a learned policy objective with ES (RL families)",
+    __doc__,
+    run,
+    (
+        config_argument("config file or shipped name of an RL family, e.g. cartpole"),
+        out_option("run folder"),
+        overrides_option("outer.steps=5"),
+        RESUME,
+        switch(
+            "--distributed",
+            "split each ES population across the processes of a torchrun launch (docs/rl.md)",
+        ),
+    ),
+).register

@@ -8,8 +8,15 @@ import sys
 
 from metaloss.atomic import write_text_atomic
 from metaloss.cli import EXIT_DIVERGED
-from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
-from metaloss.commands.config import config_epilog
+from metaloss.commands.arguments import (
+    RESUME,
+    Command,
+    config_argument,
+    out_option,
+    overrides_option,
+    switch,
+)
+from metaloss.commands.common import create_folder, plan_folder
 from metaloss.commands.progress import ProgressCallback
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.compare import compare_with_mse
@@ -22,33 +29,6 @@ from metaloss.rl.config import is_rl_config
 from metaloss.summary import SummaryCallback
 
 __all__ = ["register", "run"]
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser(
-        "train",
-        help="meta-train a learned loss (default: the built-in sine job)",
-        description=__doc__,
-        epilog=config_epilog(),
-    )
-    p.add_argument(
-        "config",
-        nargs="?",
-        default=None,
-        help="config file or shipped name, e.g. outliers (default: built-in sine settings)",
-    )
-    add_out(p, "run folder")
-    add_overrides(p, "outer.steps=50")
-    p.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
-    p.add_argument(
-        "--no-eval", action="store_true", help="skip the comparison with MSE after training"
-    )
-    p.add_argument(
-        "--distributed",
-        action="store_true",
-        help="data-parallel meta-training: launch with torchrun (see docs/tuning.md)",
-    )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,3 +110,24 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_DIVERGED
     return 0
+
+
+register = Command(
+    "train",
+    "meta-train a learned loss (default: the built-in sine job)",
+    __doc__,
+    run,
+    (
+        config_argument(
+            "config file or shipped name, e.g. outliers (default: built-in sine settings)", True
+        ),
+        out_option("run folder"),
+        overrides_option("outer.steps=50"),
+        RESUME,
+        switch("--no-eval", "skip the comparison with MSE after training"),
+        switch(
+            "--distributed",
+            "data-parallel meta-training: launch with torchrun (see docs/tuning.md)",
+        ),
+    ),
+).register

@@ -17,10 +17,16 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
 
-from metaloss.commands.common import add_out, add_overrides, create_folder, plan_folder
-from metaloss.commands.config import config_epilog
+from metaloss.commands.arguments import (
+    Command,
+    argument,
+    config_argument,
+    out_option,
+    overrides_option,
+)
+from metaloss.commands.common import create_folder, plan_folder
+from metaloss.commands.progress import progress_bar
 from metaloss.config import load_config
 from metaloss.tuning import known_targets, tune
 from metaloss.tuning.objective import search_space
@@ -32,54 +38,6 @@ __all__ = ["TrialProgress", "dashboard_hint", "register", "run"]
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg, unused-ignore]
-    p = subparsers.add_parser(
-        "tune",
-        help="tune a learned loss or a baseline with Optuna (same budget for each)",
-        description=__doc__,
-        epilog=config_epilog(),
-    )
-    p.add_argument(
-        "config",
-        help="config file or shipped name, e.g. outliers (tune.space optional: every target "
-        "has a default search space)",
-    )
-    p.add_argument(
-        "--target",
-        default="learned",
-        help=f"what to tune: {', '.join(known_targets())} (default: learned)",
-    )
-    p.add_argument(
-        "--trials",
-        type=int,
-        required=True,
-        help="trial budget of the study (shared by all workers)",
-    )
-    add_out(
-        p,
-        "tuning folder: study journal, best.yaml, tables; shared by targets and workers, so an "
-        "earlier tuning folder is continued",
-    )
-    p.add_argument(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="SQLAlchemy URL of a shared study database (default: the journal file in --out)",
-    )
-    p.add_argument(
-        "--study", default=None, metavar="NAME", help="study name (default: <config name>-<target>)"
-    )
-    add_overrides(p, "outer.steps=50")
-    p.add_argument(
-        "--heartbeat",
-        type=int,
-        default=30,
-        metavar="SECONDS",
-        help="heartbeat interval of running trials; a trial silent for 4 intervals is retried",
-    )
-    p.set_defaults(func=run)
-
-
 class TrialProgress:
     """A tqdm bar on stderr over a study's trial budget, used as an Optuna trial callback:
     after each trial it shows how many of the study's trials are finished (by any worker, and
@@ -87,15 +45,7 @@ class TrialProgress:
 
     def __init__(self, budget: int, target: str) -> None:
         self.budget = budget
-        self.bar = tqdm(
-            total=budget,
-            desc=f"tune {target}",
-            unit="trial",
-            file=sys.stderr,
-            dynamic_ncols=True,
-            mininterval=0.0,
-            disable=None if sys.stderr.isatty() else False,
-        )
+        self.bar = progress_bar(budget, f"tune {target}", "trial", mininterval=0.0)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         finished = study.get_trials(deepcopy=False, states=_FINISHED)
@@ -152,16 +102,16 @@ def run(args: argparse.Namespace) -> int:
     )
     progress = TrialProgress(args.trials, args.target)
     try:
+        if storage is None:  # a new tuning folder: its journal
+            storage = make_storage(None, out, heartbeat_interval=args.heartbeat)
         result = tune(
             config,
             args.target,
             args.trials,
             out,
-            args.storage,
-            args.study,
-            heartbeat_interval=args.heartbeat,
-            callbacks=[progress],
             storage=storage,
+            name=args.study,
+            callbacks=[progress],
         )
     finally:
         progress.close()
@@ -189,3 +139,52 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  {where}  {dashboard_hint(str(where))}")
     return 0
+
+
+register = Command(
+    "tune",
+    "tune a learned loss or a baseline with Optuna (same budget for each)",
+    __doc__,
+    run,
+    (
+        config_argument(
+            "config file or shipped name, e.g. outliers (tune.space optional: every target "
+            "has a default search space)"
+        ),
+        argument(
+            "--target",
+            default="learned",
+            help=f"what to tune: {', '.join(known_targets())} (default: learned)",
+        ),
+        argument(
+            "--trials",
+            type=int,
+            required=True,
+            help="trial budget of the study (shared by all workers)",
+        ),
+        out_option(
+            "tuning folder: study journal, best.yaml, tables; shared by targets and workers, so "
+            "an earlier tuning folder is continued"
+        ),
+        argument(
+            "--storage",
+            default=None,
+            metavar="URL",
+            help="SQLAlchemy URL of a shared study database (default: the journal file in --out)",
+        ),
+        argument(
+            "--study",
+            default=None,
+            metavar="NAME",
+            help="study name (default: <config name>-<target>)",
+        ),
+        overrides_option("outer.steps=50"),
+        argument(
+            "--heartbeat",
+            type=int,
+            default=30,
+            metavar="SECONDS",
+            help="heartbeat interval of running trials; a trial silent for 4 intervals is retried",
+        ),
+    ),
+).register

@@ -31,10 +31,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
+from types import ModuleType
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from metaloss.datasets.registry import source_module
 from metaloss.datasets.statsmodels_regression import FAIR_FEATURES
 
 __all__ = ["CLASSIFICATION_DATASETS", "load_classification"]
@@ -53,45 +56,33 @@ _ANES_FEATURES = (
 _GENERATOR_SEED = 12
 
 
-def _sklearn(name: str) -> object:
-    try:
-        import sklearn.datasets
-    except ImportError:
-        raise ImportError(
-            f"dataset {name}: scikit-learn is not installed; run `pip install scikit-learn`"
-        ) from None
-    return sklearn.datasets
+def _sklearn(name: str) -> ModuleType:
+    return source_module("sklearn.datasets", "scikit-learn", name)
 
 
-def _statsmodels(name: str) -> object:
-    try:
-        import statsmodels.datasets
-    except ImportError:
-        raise ImportError(
-            f"dataset {name}: statsmodels is not installed; run `pip install statsmodels`"
-        ) from None
-    return getattr(statsmodels.datasets, name)
+def _statsmodels(name: str) -> Any:
+    return getattr(source_module("statsmodels.datasets", "statsmodels", name), name)
 
 
 def _digits() -> tuple[Tensor, Tensor]:
-    data = _sklearn("digits").load_digits()  # type: ignore[attr-defined]
+    data = _sklearn("digits").load_digits()
     return torch.tensor(data.data, dtype=torch.float32), torch.tensor(data.target)
 
 
 def _anes96() -> tuple[Tensor, Tensor]:
-    frame = _statsmodels("anes96").load_pandas().data  # type: ignore[attr-defined]
+    frame = _statsmodels("anes96").load_pandas().data
     x = torch.tensor(frame[list(_ANES_FEATURES)].to_numpy(), dtype=torch.float32)
     return x, torch.tensor(frame["PID"].to_numpy()).long()
 
 
 def _fair() -> tuple[Tensor, Tensor]:
-    frame = _statsmodels("fair").load_pandas().data  # type: ignore[attr-defined]
+    frame = _statsmodels("fair").load_pandas().data
     x = torch.tensor(frame[list(FAIR_FEATURES)].to_numpy(), dtype=torch.float32)
     return x, torch.tensor((frame["affairs"] > 0).to_numpy()).long()
 
 
 def _make_classification() -> tuple[Tensor, Tensor]:
-    x, y = _sklearn("make_classification").make_classification(  # type: ignore[attr-defined]
+    x, y = _sklearn("make_classification").make_classification(
         n_samples=2000,
         n_features=20,
         n_informative=8,

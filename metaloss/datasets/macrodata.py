@@ -26,6 +26,8 @@ from functools import cache
 import torch
 from torch import Tensor
 
+from metaloss.datasets.registry import source_module
+
 __all__ = ["MACRO_HEADS", "MACRO_SERIES", "load_macrodata"]
 
 MACRO_SERIES = (
@@ -51,12 +53,7 @@ MACRO_HEADS = ("d_realgdp", "d_realcons", "d_realinv", "unemp", "infl", "tbilrat
 @cache
 def load_macrodata() -> tuple[Tensor, Tensor]:
     """Inputs ``[201, 24]`` and the six heads ``[201, 6]`` (float32, raw units; cached)."""
-    try:
-        from statsmodels.datasets import macrodata
-    except ImportError:
-        raise ImportError(
-            "dataset macrodata: statsmodels is not installed; run `pip install statsmodels`"
-        ) from None
+    macrodata = source_module("statsmodels.datasets.macrodata", "statsmodels", "macrodata")
     frame = macrodata.load_pandas().data
     series = torch.tensor(frame[list(MACRO_SERIES)].to_numpy(), dtype=torch.float32)
     now, before, after = series[1:-1], series[:-2], series[2:]

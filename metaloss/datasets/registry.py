@@ -3,8 +3,10 @@ modules register theirs here; :mod:`metaloss.datasets` imports them)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 from torch import Tensor
 
@@ -14,6 +16,7 @@ __all__ = [
     "load_regression",
     "register_regression",
     "regression_names",
+    "source_module",
 ]
 
 
@@ -64,3 +67,14 @@ def load_regression(name: str) -> TabularData:
     if name not in REGRESSION:
         raise ValueError(f"dataset: expected one of {', '.join(regression_names())}, got {name!r}")
     return REGRESSION[name]()
+
+
+def source_module(module: str, package: str, dataset: str, install: str = "") -> ModuleType:
+    """The module ``module`` of the installed ``package`` that data set ``dataset`` comes from,
+    or an ``ImportError`` naming both and the command that installs the package (``install``;
+    default ``pip install <package>``)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        install = install or f"`pip install {package}`"
+        raise ImportError(f"dataset {dataset}: {package} is not installed; run {install}") from None

@@ -11,20 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from metaloss.datasets.registry import TabularData, register_regression
+from metaloss.datasets.registry import TabularData, register_regression, source_module
 
 __all__ = ["diabetes"]
 
 
 def diabetes() -> TabularData:
     """scikit-learn's diabetes data: raw features ``[442, 10]``, disease progression as target."""
-    try:
-        from sklearn.datasets import load_diabetes
-    except ImportError:
-        raise ImportError(
-            "dataset diabetes: scikit-learn is not installed; run `pip install scikit-learn`"
-        ) from None
-    data = load_diabetes(scaled=False)
+    data = source_module("sklearn.datasets", "scikit-learn", "diabetes").load_diabetes(scaled=False)
     return TabularData(
         "diabetes",
         torch.tensor(data.data, dtype=torch.float64),

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metaloss.datasets.registry import TabularData, register_regression
+from metaloss.datasets.registry import TabularData, register_regression, source_module
 
 __all__ = [
     "FAIR_FEATURES",
@@ -77,13 +77,8 @@ VALIDATION = ("engel", "grunfeld", "randhie", "strikes")
 
 def _load(name: str) -> Any:
     """The pandas frame of ``statsmodels.datasets.<name>``."""
-    try:
-        import statsmodels.datasets as datasets
-    except ImportError:
-        raise ImportError(
-            f"dataset {name}: statsmodels is not installed; run `pip install metaloss[data]` "
-            "(or `pip install statsmodels`)"
-        ) from None
+    install = "`pip install metaloss[data]` (or `pip install statsmodels`)"
+    datasets = source_module("statsmodels.datasets", "statsmodels", name, install)
     return getattr(datasets, name).load_pandas().data
 
 

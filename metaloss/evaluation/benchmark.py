@@ -592,20 +592,10 @@ def run_row(
         )
         per_task = run.final.reshape(ev.seeds, ev.test_tasks).mean(0)
         extra = {k: v.reshape(ev.seeds, ev.test_tasks).mean(0) for k, v in run.metrics.items()}
-        entries.append(
-            Entry(
-                row.name,
-                contender.name,
-                contender.role,
-                chosen,
-                contender.param,
-                per_task,
-                run.curves.mean(0),
-                count_diagnoses(run.curves, run.diverged),
-                int(run.diverged.sum()),
-                extra,
-            )
-        )
+        diagnoses = count_diagnoses(run.curves, run.diverged)
+        diverged = int(run.diverged.sum())
+        curve = run.curves.mean(0)
+        entries.append(_entry(row, contender, chosen, per_task, curve, diagnoses, diverged, extra))
         if progress:
             progress(f"{row.name}: test {contender.name}")
     return entries
@@ -621,16 +611,24 @@ def _fit_entry(contender: Contender, chosen: Selection, row: Row, test_set: Eval
     ).to(torch.float32)
     per_task = per_run.reshape(ev.seeds, ev.test_tasks).mean(0)
     curve = torch.full((row.config.inner.steps + 1,), float(per_task.mean()), device="cpu")
+    diverged = int((~torch.isfinite(per_run)).sum())
+    return _entry(row, contender, chosen, per_task, curve, dict.fromkeys(DIAGNOSES, 0), diverged)
+
+
+def _entry(
+    row: Row,
+    contender: Contender,
+    chosen: Selection,
+    per_task: Tensor,
+    curve: Tensor,
+    diagnoses: dict[str, int],
+    diverged: int,
+    metrics: dict[str, Tensor] | None = None,
+) -> Entry:
+    """The :class:`Entry` of ``contender`` on ``row`` tested with its selection ``chosen``."""
+    name, role, param = contender.name, contender.role, contender.param
     return Entry(
-        row.name,
-        contender.name,
-        contender.role,
-        chosen,
-        contender.param,
-        per_task,
-        curve,
-        dict.fromkeys(DIAGNOSES, 0),
-        int((~torch.isfinite(per_run)).sum()),
+        row.name, name, role, chosen, param, per_task, curve, diagnoses, diverged, metrics or {}
     )
 
 

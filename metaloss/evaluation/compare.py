@@ -24,6 +24,7 @@ from metaloss.evaluation.stats import (
 )
 from metaloss.losses import baseline
 from metaloss.losses.kinds import kind_spec
+from metaloss.markdown import table_head, table_row
 from metaloss.tasks import Split, TaskFamily
 from metaloss.tasks.registry import family_spec
 from metaloss.typing import PerSampleLoss
@@ -116,8 +117,7 @@ class Comparison:
             "",
             verdict_rule(self.min_pairs, "tasks"),
             "",
-            "| " + " | ".join(columns) + " |",
-            "|" + "---|" * len(columns),
+            *table_head(columns),
         ]
         for r in self.rows:
             s1 = "never" if r.steps_to_mse is None else str(r.steps_to_mse)
@@ -128,7 +128,7 @@ class Comparison:
                 else ["(reference)"] + [""] * (len(PAIRED_COLUMNS) - 1)
             )
             cells = [r.name, f"{r.lr:g}", r.lr_source, str(r.test), s1, s2, str(r.diverged)]
-            lines.append("| " + " | ".join([*cells, *paired]) + " |")
+            lines.append(table_row([*cells, *paired]))
         return "\n".join([*lines, "", self.verdict()]) + "\n"
 
 
@@ -142,18 +142,13 @@ def _per_task(final: Tensor, seeds: int) -> Tensor:
     return final.reshape(seeds, -1).mean(0)
 
 
-def compare_with_mse(
-    learned: PerSampleLoss,
-    family: TaskFamily,
-    config: RunConfig,
-    test_tasks: int | None = None,
-    seeds: int | None = None,
-) -> Comparison:
+def compare_with_mse(learned: PerSampleLoss, family: TaskFamily, config: RunConfig) -> Comparison:
     """Meta-test ``learned`` against its kind's hand-designed reference loss (the kind spec's
     ``reference``: MSE for regression, CE for classification, equal weights for multi-task) on
-    fixed held-out tasks (see module docstring)."""
+    fixed held-out tasks (see module docstring), ``config.evaluation`` telling how many tasks,
+    seeds and which learning-rate grid."""
     ev = config.evaluation
-    test = eval_set(family, config, Split.META_TEST, test_tasks or ev.test_tasks, seeds or ev.seeds)
+    test = eval_set(family, config, Split.META_TEST, ev.test_tasks, ev.seeds)
     grid_set = eval_set(family, config, Split.META_TRAIN, ev.grid_tasks)
     ref = kind_spec(family.kind).reference
     if ref is None:
@@ -177,12 +172,11 @@ def compare_with_mse(
     mse_final = float(runs[1][0].final.mean())
     tuned = runs[3][0]
     tuned_final = float(tuned.final.mean())
-    seed_count = seeds or ev.seeds
-    tuned_tasks = _per_task(tuned.final, seed_count)
+    tuned_tasks = _per_task(tuned.final, ev.seeds)
     rows = []
     for run, source in runs:
         paired = (
-            paired_comparison(_per_task(run.final, seed_count), tuned_tasks, min_pairs=ev.min_pairs)
+            paired_comparison(_per_task(run.final, ev.seeds), tuned_tasks, min_pairs=ev.min_pairs)
             if run is not tuned
             else None
         )

@@ -14,6 +14,7 @@ from metaloss.evaluation.benchmark import BenchmarkResult, Comparison, Entry, co
 from metaloss.evaluation.diagnostics import DIAGNOSES
 from metaloss.evaluation.formatting import PAIRED_COLUMNS, paired_cells
 from metaloss.evaluation.stats import mean_ci, verdict_rule
+from metaloss.markdown import table_head, table_row
 
 __all__ = [
     "finite_json",
@@ -228,12 +229,11 @@ def _comparison_table(result: BenchmarkResult, comparisons: list[Comparison]) ->
         "",
         verdict_rule(result.min_pairs, "tasks"),
         "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
+        *table_head(columns),
     ]
     for c in comparisons:
         cells = [c.row, c.learned, c.baseline, *paired_cells(c.paired)]
-        lines.append("| " + " | ".join([*cells, "yes" if c.separated else "no"]) + " |")
+        lines.append(table_row([*cells, "yes" if c.separated else "no"]))
     gaps = []
     for row in result.rows:
         for e in result.row_entries(row):
@@ -296,7 +296,7 @@ def _loss_by_row_table(
 ) -> list[str]:
     """A titled Markdown table: one line per loss, one column per benchmark row (or other
     heading); the text of each cell is ``cell(column, name)``."""
-    lines = [title, "", "| loss | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    lines = [title, "", *table_head(["loss", *columns])]
     for name in names:
         lines.append(f"| {name} | " + " | ".join(cell(column, name) for column in columns) + " |")
     return lines

@@ -24,6 +24,7 @@ import torch
 from metaloss.evaluation.benchmark import BenchmarkResult
 from metaloss.evaluation.formatting import PAIRED_COLUMNS, format_p, paired_cells
 from metaloss.evaluation.stats import MeanCI, PairedComparison, mean_ci, paired_comparison
+from metaloss.markdown import table_head, table_row
 
 __all__ = [
     "SeedClaim",
@@ -60,6 +61,17 @@ class SeedClaim:
     def seed_differences(self) -> MeanCI:
         """Each seed's mean difference to the baseline, as a mean ± CI over seeds."""
         return mean_ci([c.difference.mean for c in self.per_seed.values()])
+
+
+_CLAIM_COLUMNS = [
+    "row",
+    "vs",
+    "per-seed verdicts",
+    "Δ per seed (mean ± CI over seeds)",
+    f"mean of seeds: {PAIRED_COLUMNS[0]}",
+    *PAIRED_COLUMNS[1:],
+    "claim holds for",
+]
 
 
 def claim_holds(per_seed: Sequence[str], mean_of_seeds: str) -> str:
@@ -127,22 +139,18 @@ def seed_markdown(
         f"Spread: each seed's mean over {result.test_tasks} tasks, and the mean ± 95% CI of those "
         f"{len(seeds)} means over seeds (t with {len(seeds) - 1} degrees of freedom).",
         "",
-        "| row | mean ± CI over seeds | " + " | ".join(seeds) + " |",
-        "|---|---|" + "---|" * len(seeds),
+        *table_head(["row", "mean ± CI over seeds", *seeds]),
     ]
     for spread in seed_spreads(result, seeds):
         cells = [f"{spread.per_seed[s]:.4g}" for s in seeds]
-        lines.append(f"| {spread.row} | {spread.spread} | " + " | ".join(cells) + " |")
+        lines.append(table_row([spread.row, f"{spread.spread}", *cells]))
     lines += [
         "",
         'Claims "better than <baseline>": each seed\'s loss paired with the baseline over tasks, '
         "and the mean of the seeds (each task's metric averaged over the seeds' losses) paired "
         "with it; Δ per seed = each seed's mean difference, as mean ± CI over seeds.",
         "",
-        "| row | vs | per-seed verdicts | Δ per seed (mean ± CI over seeds) | mean of seeds: "
-        + " | ".join(PAIRED_COLUMNS)
-        + " | claim holds for |",
-        "|---|---|---|---|" + "---|" * len(PAIRED_COLUMNS) + "---|",
+        *table_head(_CLAIM_COLUMNS),
     ]
     for claim in seed_claims(result, seeds):
         verdicts = ", ".join(
@@ -151,7 +159,7 @@ def seed_markdown(
         )
         cells = [claim.row, claim.baseline, verdicts, str(claim.seed_differences)]
         cells += [*paired_cells(claim.mean_of_seeds), claim.holds]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table_row(cells))
     objectives = ", ".join(f"{s}: {valid_objectives[s]:.4g}" for s in seeds)
     lines += [
         "",

@@ -11,19 +11,35 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from metaloss.config import InnerConfig
-from metaloss.inner.optim import Params, make_optimizer
+from metaloss.inner.optim import FunctionalOptimizer, Params, make_optimizer
 from metaloss.inner.unroll import InnerResult, Objective, unroll
 from metaloss.tasks.base import Batch, Task
 from metaloss.typing import PerSampleLoss
 
-__all__ = ["GradFn", "InnerBackend", "PerSampleLoss", "PerTaskBackend", "TaskFn"]
+__all__ = ["GradFn", "InnerBackend", "PerSampleLoss", "PerTaskBackend", "TaskFn", "UnrollPlan"]
 
 GradFn = Callable[[Params, Batch], Params]
 TaskFn = Callable[[Params, Task], InnerResult]
+
+
+@dataclass(frozen=True)
+class UnrollPlan:
+    """What one :meth:`InnerBackend.run` call asks of every task's unroll.
+
+    Args:
+        optimizer: the inner optimiser, with the call's learning rate.
+        backprop_steps: keep the meta-graph through the last T steps only (``None``: all).
+        record: the split whose objective is recorded at every step (``None``: no curve).
+    """
+
+    optimizer: FunctionalOptimizer
+    backprop_steps: int | None
+    record: str | None
 
 
 class InnerBackend(ABC):
@@ -43,7 +59,6 @@ class InnerBackend(ABC):
         self.config = config
         self.objective = objective
 
-    @abstractmethod
     def run(
         self,
         loss_fn: PerSampleLoss,
@@ -62,6 +77,14 @@ class InnerBackend(ABC):
         mode is on. See :func:`metaloss.inner.unroll.unroll` for ``backprop_steps``, ``record``
         and the non-finite guard, whose semantics every backend shares.
         """
+        plan = UnrollPlan(make_optimizer(self.config, lr), backprop_steps, record)
+        return self.unroll_tasks(loss_fn, init_params, tasks, plan)
+
+    @abstractmethod
+    def unroll_tasks(
+        self, loss_fn: PerSampleLoss, init_params: Params, tasks: Task, plan: UnrollPlan
+    ) -> InnerResult:
+        """:meth:`run` with the call's options gathered in ``plan`` (what a backend implements)."""
 
     def report(self) -> dict[str, float]:
         """Backend statistics worth logging (e.g. compile time and recompiles); default none."""
@@ -90,17 +113,9 @@ class PerTaskBackend(InnerBackend):
     def map_tasks(self, one_task: TaskFn, init_params: Params, tasks: Task) -> InnerResult:
         """Apply ``one_task`` to every task of the stacked batch and stack the results."""
 
-    def run(
-        self,
-        loss_fn: PerSampleLoss,
-        init_params: Params,
-        tasks: Task,
-        *,
-        backprop_steps: int | None = None,
-        record: str | None = None,
-        lr: float | None = None,
+    def unroll_tasks(
+        self, loss_fn: PerSampleLoss, init_params: Params, tasks: Task, plan: UnrollPlan
     ) -> InnerResult:
-        optimizer = make_optimizer(self.config, lr)
         grad_fn = self.grad_fn(loss_fn)
 
         def task_fn(guard: bool) -> TaskFn:
@@ -110,12 +125,12 @@ class PerTaskBackend(InnerBackend):
                     task,
                     grad_fn=grad_fn,
                     forward=self.forward,
-                    optimizer=optimizer,
+                    optimizer=plan.optimizer,
                     steps=self.config.steps,
                     objective=self.objective,
-                    backprop_steps=backprop_steps,
+                    backprop_steps=plan.backprop_steps,
                     grad_clip=self.config.grad_clip,
-                    record=record,
+                    record=plan.record,
                     guard=guard,
                 )
 

@@ -31,10 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from metaloss.config import InnerConfig
-from metaloss.inner.backend import InnerBackend, PerSampleLoss
+from metaloss.inner.backend import InnerBackend, PerSampleLoss, UnrollPlan
 from metaloss.inner.batching import task_means
-from metaloss.inner.optim import FunctionalOptimizer, Params, make_optimizer
-from metaloss.inner.unroll import InnerResult, Objective, _tree_detach
+from metaloss.inner.optim import FunctionalOptimizer, Params
+from metaloss.inner.unroll import InnerResult, Objective, _tree_detach, first_tracked_step
 from metaloss.learners import MLP, LogVarianceMLP
 from metaloss.tasks.base import Batch, Task
 
@@ -228,26 +228,18 @@ class BmmBackend(InnerBackend):
 
     # ------------------------------------------------------------------ the unroll
 
-    def run(
-        self,
-        loss_fn: PerSampleLoss,
-        init_params: Params,
-        tasks: Task,
-        *,
-        backprop_steps: int | None = None,
-        record: str | None = None,
-        lr: float | None = None,
+    def unroll_tasks(
+        self, loss_fn: PerSampleLoss, init_params: Params, tasks: Task, plan: UnrollPlan
     ) -> InnerResult:
-        steps = self.config.steps
-        first_tracked = 0 if backprop_steps is None else max(steps - backprop_steps, 0)
-        scored = getattr(tasks, record) if record else None
+        first_tracked = first_tracked_step(self.config.steps, plan.backprop_steps)
+        scored = getattr(tasks, plan.record) if plan.record else None
         flat, alive, curve, meta_objective = self.unroll(
             self.pack(init_params),
             tasks.train,
             tasks.outer_valid,
             scored,
             task_means(loss_fn),
-            make_optimizer(self.config, lr),
+            plan.optimizer,
             first_tracked,
         )
         params = dict(zip(self.layout.names, self.unpack(flat), strict=True))

@@ -22,7 +22,7 @@ from torch import Tensor
 from metaloss.inner.optim import FunctionalOptimizer, Params, clip_by_global_norm
 from metaloss.tasks.base import Batch, Task, tree_map
 
-__all__ = ["InnerResult", "unroll"]
+__all__ = ["InnerResult", "first_tracked_step", "unroll"]
 
 Objective = Callable[[Tensor, Tensor], Tensor]
 
@@ -46,6 +46,12 @@ class InnerResult(NamedTuple):
 
 def _tree_detach(value: Any) -> Any:
     return tree_map(Tensor.detach, value)
+
+
+def first_tracked_step(steps: int, backprop_steps: int | None) -> int:
+    """The first of ``steps`` inner steps the meta-graph is kept through (truncated backprop
+    through the last ``backprop_steps``; ``None``: all, step 0)."""
+    return 0 if backprop_steps is None else max(steps - backprop_steps, 0)
 
 
 def unroll(
@@ -79,7 +85,7 @@ def unroll(
     alive = torch.ones((), dtype=torch.bool, device=next(iter(params.values())).device)
     curve: list[Tensor] = []
     tracking = torch.is_grad_enabled()
-    first_tracked = 0 if backprop_steps is None else max(steps - backprop_steps, 0)
+    first_tracked = first_tracked_step(steps, backprop_steps)
 
     def score(p: Params) -> Tensor:
         batch = getattr(task, record)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ sorted probability vector, whose width may depend on the number of classes).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import torch
 from torch import Tensor
@@ -17,6 +17,8 @@ __all__ = [
     "FEATURES",
     "WIDTHS",
     "Feature",
+    "check_feature_names",
+    "check_features",
     "class_dependent_features",
     "compute_features",
     "feature_width",
@@ -73,6 +75,11 @@ def check_features(kind: str, names: tuple[str, ...]) -> None:
     known = FEATURES.get(kind)
     if known is None:
         raise ValueError(f"loss kind: expected one of {', '.join(FEATURES)}, got {kind!r}")
+    check_feature_names(names, known)
+
+
+def check_feature_names(names: tuple[str, ...], known: Collection[str]) -> None:
+    """Raise ``ValueError`` if ``names`` is empty or names a feature not in ``known``."""
     if not names:
         raise ValueError("loss.features: expected at least one feature name")
     for name in names:

@@ -133,14 +133,9 @@ class LearnedLoss(LossModule):
                 f"form: 'weight' re-weights the squared residual or cross-entropy, so it needs "
                 f"kind 'regression' or 'classification', got {kind!r}"
             )
-        reduce(torch.zeros((), device="cpu"), reduction)  # validates the name
-        self.features = tuple(features)
-        self.hidden = tuple(hidden)
-        self.activation = activation
+        self.keep_network_settings(features, hidden, activation, kind, reduction)
         self.output = output
         self.zero_at_target = zero_at_target
-        self.kind = kind
-        self.reduction: Reduction = reduction
         self.num_classes = num_classes
         self.form = form
         self.class_dependent = class_dependent_features(kind, self.features)

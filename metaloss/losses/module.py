@@ -114,6 +114,23 @@ class LossModule(nn.Module, ABC):
             init_uniform_(loss, generator, config.init_scale)
         return loss
 
+    def keep_network_settings(
+        self,
+        features: tuple[str, ...],
+        hidden: tuple[int, ...],
+        activation: str,
+        kind: str,
+        reduction: Reduction,
+    ) -> None:
+        """Check ``reduction`` and keep the settings every feature-network loss shares (those
+        :meth:`network_architecture` gives back, and the default reduction)."""
+        reduce(torch.zeros((), device="cpu"), reduction)  # validates the name
+        self.features = tuple(features)
+        self.hidden = tuple(hidden)
+        self.activation = activation
+        self.kind = kind
+        self.reduction = reduction
+
     def network_architecture(self) -> dict[str, Any]:
         """The arguments every feature-network loss shares: features, hidden widths,
         activation and kind (subclasses add their own in :meth:`architecture`)."""

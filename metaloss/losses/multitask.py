@@ -36,8 +36,9 @@ from torch import Tensor
 
 from metaloss.learners import MLP
 from metaloss.losses.baselines import BASELINES
+from metaloss.losses.features import check_feature_names
 from metaloss.losses.kinds import KindSpec, register_kind
-from metaloss.losses.module import LossModule, reduce, register_architecture
+from metaloss.losses.module import LossModule, register_architecture
 from metaloss.tasks.multitask import ABSENT, CLASSIFICATION, REGRESSION, head_losses, log_variances
 from metaloss.typing import Reduction
 
@@ -181,19 +182,8 @@ class MultiTaskLoss(LossModule):
         super().__init__()
         if kind != "multitask":
             raise ValueError(f"kind: expected 'multitask', got {kind!r}")
-        if not features:
-            raise ValueError("loss.features: expected at least one feature name")
-        for name in features:
-            if name not in MT_FEATURES:
-                raise ValueError(
-                    f"loss.features: expected names from {', '.join(sorted(MT_FEATURES))}, got {name!r}"
-                )
-        reduce(torch.zeros((), device="cpu"), reduction)  # validates the name
-        self.features = tuple(features)
-        self.hidden = tuple(hidden)
-        self.activation = activation
-        self.kind = kind
-        self.reduction: Reduction = reduction
+        check_feature_names(tuple(features), MT_FEATURES)
+        self.keep_network_settings(features, hidden, activation, kind, reduction)
         self.max_log_weight = max_log_weight
         self.tracks = any(n in ("log_variance", "loss_trend") for n in self.features)
         self.per_sample_weights = any(n not in _TASK_LEVEL for n in self.features)

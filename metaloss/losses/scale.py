@@ -183,16 +183,21 @@ def fit_progress(pred: Tensor, target: Tensor) -> Tensor:
     return torch.log(residual_spread / target_spread).expand(pred.shape)
 
 
-register_feature("regression", "residual_scale", residual_scale)
-register_feature("regression", "scaled_residual", scaled_residual)
-register_feature("regression", "abs_scaled_residual", abs_scaled_residual)
-register_feature("regression", "outlier_fraction", outlier_fraction)
-register_feature("regression", "target_scale", target_scale)
-register_feature("regression", "target_scaled_residual", target_scaled_residual)
-register_feature("regression", "abs_target_scaled_residual", abs_target_scaled_residual)
-register_feature("regression", "mad_scaled_residual", mad_scaled_residual)
-register_feature("regression", "log_mad_scaled_residual", log_mad_scaled_residual)
-register_feature("regression", "log_tail_scaled_residual", log_tail_scaled_residual)
-register_feature("regression", "residual_tail_ratio", residual_tail_ratio)
-register_feature("regression", "residual_skewness", residual_skewness)
-register_feature("regression", "fit_progress", fit_progress)
+_REGRESSION_FEATURES = (
+    residual_scale,
+    scaled_residual,
+    abs_scaled_residual,
+    outlier_fraction,
+    target_scale,
+    target_scaled_residual,
+    abs_target_scaled_residual,
+    mad_scaled_residual,
+    log_mad_scaled_residual,
+    log_tail_scaled_residual,
+    residual_tail_ratio,
+    residual_skewness,
+    fit_progress,
+)
+"""The features this module registers, each under its function's name."""
+for _feature in _REGRESSION_FEATURES:
+    register_feature("regression", _feature.__name__, _feature)

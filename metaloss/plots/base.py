@@ -42,7 +42,6 @@ __all__ = [
     "ShapeView",
     "figure_to_array",
     "has_shape_view",
-    "markdown_table",
     "shape_view",
     "titled",
 ]
@@ -93,13 +92,6 @@ def _resolve(location: str) -> ShapeView:
     if not isinstance(view, ShapeView):
         raise TypeError(f"{location} is not a ShapeView")  # a bug in a kind's registration
     return view
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table (as TensorBoard's Text tab renders it)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def titled(figure: Figure, title: str) -> Figure:

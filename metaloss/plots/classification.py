@@ -17,7 +17,8 @@ from torch import Tensor
 from metaloss.losses.baselines import baseline
 from metaloss.losses.classification import classification_shape
 from metaloss.losses.module import loss_dtype
-from metaloss.plots.base import FIGURE_DPI, ShapeView, markdown_table
+from metaloss.markdown import markdown_table
+from metaloss.plots.base import FIGURE_DPI, ShapeView
 from metaloss.typing import PerSampleLoss
 
 __all__ = [

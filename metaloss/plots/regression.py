@@ -20,7 +20,8 @@ from metaloss.losses.regression import (
     evaluate_in_batch,
     regression_curves,
 )
-from metaloss.plots.base import FIGURE_DPI, ShapeView, markdown_table
+from metaloss.markdown import markdown_table
+from metaloss.plots.base import FIGURE_DPI, ShapeView
 from metaloss.typing import PerSampleLoss
 
 __all__ = [

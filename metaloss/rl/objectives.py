@@ -29,7 +29,13 @@ from torch.func import functional_call, vmap
 
 from metaloss.learners import MLP
 from metaloss.losses.baselines import BASELINES
-from metaloss.losses.features import FEATURES, compute_features, feature_width, register_feature
+from metaloss.losses.features import (
+    FEATURES,
+    check_features,
+    compute_features,
+    feature_width,
+    register_feature,
+)
 from metaloss.losses.kinds import KindSpec, register_kind
 from metaloss.losses.module import LossModule, register_architecture
 from metaloss.typing import Reduction
@@ -161,19 +167,9 @@ class LearnedDrift(LossModule):
         if kind != "policy":
             raise ValueError(f"LearnedDrift kind: expected 'policy', got {kind!r}")
         super().__init__()
-        features = tuple(features)
-        if not features:
-            raise ValueError("loss.features: expected at least one feature name")
-        for name in features:
-            if name not in FEATURES["policy"]:
-                known = ", ".join(sorted(FEATURES["policy"]))
-                raise ValueError(f"loss.features: expected names from {known}, got {name!r}")
-        self.features = features
-        self.hidden = tuple(hidden)
-        self.activation = activation
-        self.kind = kind
-        self.reduction: Reduction = reduction
-        self.net = MLP(feature_width(kind, features), self.hidden, 1, activation)
+        check_features(kind, tuple(features))
+        self.keep_network_settings(features, hidden, activation, kind, reduction)
+        self.net = MLP(feature_width(kind, self.features), self.hidden, 1, activation)
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild this drift without its trainer."""

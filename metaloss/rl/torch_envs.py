@@ -331,14 +331,6 @@ class TorchVectorEnv:
         self._noise = torch.zeros((0,))
         self._used = block
 
-    @property
-    def n_actions(self) -> int:
-        return self.physics.n_actions
-
-    @property
-    def obs_dim(self) -> int:
-        return self.physics.obs_dim
-
     def _uniforms(self) -> Tensor:
         """Reset uniforms ``[*batch_shape, state_dim]`` for one step, row ``i`` from its own
         generator."""

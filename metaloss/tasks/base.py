@@ -12,13 +12,16 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
 
+from metaloss.config import TaskConfig
+
 __all__ = [
     "Batch",
+    "ConfiguredFamily",
     "Split",
     "Task",
     "TaskFamily",
@@ -138,6 +141,18 @@ class TaskFamily(ABC):
     def objective(pred: Tensor, target: Tensor) -> Tensor:
         """Per-sample meta-objective and test metric (default: squared error)."""
         return (pred - target).pow(2).flatten(1).mean(1) if pred.dim() > 1 else (pred - target) ** 2
+
+
+C = TypeVar("C", bound=TaskConfig)
+
+
+class ConfiguredFamily(TaskFamily, Generic[C]):
+    """A family made from its ``task`` config section: it keeps it as ``config`` and seeds its
+    fixed parameters with ``config.seed``."""
+
+    def __init__(self, config: C) -> None:
+        super().__init__(config.seed)
+        self.config = config
 
 
 def cast_task(tasks: Task, dtype: torch.dtype) -> Task:

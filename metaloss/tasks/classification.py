@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from metaloss.config import ConfigError, TaskConfig, setting
-from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.base import Batch, ConfiguredFamily, Split, Task
 from metaloss.tasks.oracles import CLEAN_LABELS_ORACLE, label_cross_entropy
 from metaloss.tasks.registry import FamilySpec, Metric, register_family
 
@@ -217,7 +217,7 @@ def draw_noise(config: LabelNoise, generator: torch.Generator) -> tuple[float, N
     return rate, noise_type
 
 
-class NoisyLabelFamily(TaskFamily):
+class NoisyLabelFamily(ConfiguredFamily[NoisyLabelConfig]):
     """Base of the classification families: per-class sampling, label noise, clean meta-set.
 
     Subclasses provide :meth:`draw`, which returns inputs ``[N, m, d]`` (``m`` per class, in class
@@ -227,8 +227,7 @@ class NoisyLabelFamily(TaskFamily):
     kind = "classification"
 
     def __init__(self, config: NoisyLabelConfig) -> None:
-        super().__init__(config.seed)
-        self.config = config
+        super().__init__(config)
         self.out_features = config.n_way
 
     @staticmethod

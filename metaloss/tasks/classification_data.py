@@ -26,7 +26,7 @@ from torch import Tensor
 
 from metaloss.config import ConfigError, TaskConfig, setting
 from metaloss.datasets.classification import load_classification
-from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.base import Batch, ConfiguredFamily, Split, Task
 from metaloss.tasks.classification import (
     check_noise_rate,
     classification_metrics,
@@ -84,7 +84,7 @@ def stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor
     return mask.nonzero().squeeze(1), held_rows
 
 
-class ClassificationDataFamily(TaskFamily):
+class ClassificationDataFamily(ConfiguredFamily[ClassificationDataConfig]):
     """Random sub-samples of one bundled classification data set, with noisy training labels.
 
     Example:
@@ -96,8 +96,7 @@ class ClassificationDataFamily(TaskFamily):
     kind = "classification"
 
     def __init__(self, config: ClassificationDataConfig) -> None:
-        super().__init__(config.seed)
-        self.config = config
+        super().__init__(config)
         x, y = load_classification(config.dataset)
         self.pool, self.held = stratified_split(y, config.held_out, config.seed)
         needed = config.n_train + config.n_outer_valid + len(self.held)

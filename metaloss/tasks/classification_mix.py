@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from metaloss.config import ConfigError, setting
-from metaloss.tasks.base import Split, Task, TaskFamily
+from metaloss.tasks.base import ConfiguredFamily, Split, Task
 from metaloss.tasks.classification import (
     DigitsConfig,
     DigitsFamily,
@@ -67,15 +67,14 @@ class NoisyMixConfig(DigitsConfig):
             raise ConfigError(f"task.separation: expected low <= high, got {list(self.separation)}")
 
 
-class NoisyMixFamily(TaskFamily):
+class NoisyMixFamily(ConfiguredFamily[NoisyMixConfig]):
     """Digits tasks and Gaussian-mixture tasks (``gaussian_dim`` inputs padded to 64, sampled
     separation), one per draw."""
 
     kind = "classification"
 
     def __init__(self, config: NoisyMixConfig) -> None:
-        super().__init__(config.seed)
-        self.config = config
+        super().__init__(config)
         self.digits = DigitsFamily(config)
         self.in_features = DigitsFamily.in_features
         self.out_features = config.n_way

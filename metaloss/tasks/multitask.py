@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from metaloss.config import TaskConfig, setting
-from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.base import Batch, ConfiguredFamily, Split, Task, TaskFamily
 from metaloss.tasks.registry import FamilySpec, Metric, register_family
 
 __all__ = [
@@ -214,7 +214,7 @@ def standardise_targets(tasks: Task) -> Task:
     return Task(scale(tasks.train), scale(tasks.outer_valid), scale(tasks.test))
 
 
-class MultiTaskFamily(TaskFamily):
+class MultiTaskFamily(ConfiguredFamily[MultiTaskConfig]):
     """Multi-task problems with a shared trunk and T heads (see the module docstring).
 
     The meta-objective and test metric is the mean over a problem's heads of each head's loss
@@ -229,8 +229,7 @@ class MultiTaskFamily(TaskFamily):
     kind = "multitask"
 
     def __init__(self, config: MultiTaskConfig) -> None:
-        super().__init__(config.seed)
-        self.config = config
+        super().__init__(config)
         self.in_features = config.in_features
         self.heads = config.max_heads
         self.width = config.classes

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from metaloss.config import TaskConfig, setting
-from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.base import Batch, ConfiguredFamily, Split, Task
 from metaloss.tasks.oracles import CLEAN_SAMPLES_ORACLE
 from metaloss.tasks.registry import FamilySpec, register_family
 
@@ -168,7 +168,7 @@ def contaminate(
     return torch.where(mask, y, y + shift), mask
 
 
-class OutliersFamily(TaskFamily):
+class OutliersFamily(ConfiguredFamily[OutliersConfig]):
     """Regression tasks whose inner-training targets contain a fraction epsilon of outliers.
 
     Args:
@@ -184,10 +184,8 @@ class OutliersFamily(TaskFamily):
     kind = "regression"
 
     def __init__(self, config: OutliersConfig) -> None:
-        super().__init__(config.seed)
-        self.config = config
+        super().__init__(config)
         self.in_features = config.in_features
-        self.out_features = 1
 
     def make_task(self, generator: torch.Generator, split: Split) -> Task:
         c, g = self.config, generator

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from metaloss.config import ConfigError, TaskConfig, setting
-from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.base import Batch, ConfiguredFamily, Split, Task
 from metaloss.tasks.registry import FamilySpec, register_family
 
 __all__ = ["QuantileConfig", "QuantileFamily", "pinball"]
@@ -72,7 +72,7 @@ def _uniform(bounds: tuple[float, float], shape: tuple[int, ...], g: torch.Gener
     return low + (high - low) * torch.rand(shape, generator=g)
 
 
-class QuantileFamily(TaskFamily):
+class QuantileFamily(ConfiguredFamily[QuantileConfig]):
     """Skewed, heteroscedastic sine regression scored by the pinball loss at ``tau``.
 
     Example:
@@ -83,10 +83,6 @@ class QuantileFamily(TaskFamily):
     """
 
     kind = "regression"
-
-    def __init__(self, config: QuantileConfig) -> None:
-        super().__init__(config.seed)
-        self.config = config
 
     def make_task(self, generator: torch.Generator, split: Split) -> Task:
         c, g = self.config, generator

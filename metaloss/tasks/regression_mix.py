@@ -48,9 +48,9 @@ from metaloss.config import TaskConfig, setting
 from metaloss.tasks.base import (
     SPLIT_SIZE,
     Batch,
+    ConfiguredFamily,
     Split,
     Task,
-    TaskFamily,
     stack_tasks,
     task_generator,
 )
@@ -208,7 +208,7 @@ class _TaskModel:
         return ((y - self.y_mean) / self.y_std * scale + shift * scale).unsqueeze(-1)
 
 
-class RegressionMixFamily(TaskFamily):
+class RegressionMixFamily(ConfiguredFamily[RegressionMixConfig]):
     """Regression tasks with noisy, skewed, censored or heteroscedastic legitimate targets and a
     fraction epsilon of outliers in the training targets (see the module docstring).
 
@@ -224,10 +224,8 @@ class RegressionMixFamily(TaskFamily):
     kind = "regression"
 
     def __init__(self, config: RegressionMixConfig) -> None:
-        super().__init__(config.seed)
-        self.config = config
+        super().__init__(config)
         self.in_features = config.in_features
-        self.out_features = 1
 
     def make_task(self, generator: torch.Generator, split: Split) -> Task:
         return self._task(generator, self.config.n_train[0])

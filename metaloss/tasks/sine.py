@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from metaloss.config import TaskConfig, setting
-from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.base import Batch, ConfiguredFamily, Split, Task
 from metaloss.tasks.registry import FamilySpec, register_family
 
 __all__ = ["SineConfig", "SineFamily"]
@@ -35,7 +35,7 @@ def _uniform(
     return low + (high - low) * torch.rand(shape, generator=g)
 
 
-class SineFamily(TaskFamily):
+class SineFamily(ConfiguredFamily[SineConfig]):
     """Sine-wave regression tasks with amplitude and phase drawn per task.
 
     Example:
@@ -46,10 +46,6 @@ class SineFamily(TaskFamily):
     """
 
     kind = "regression"
-
-    def __init__(self, config: SineConfig) -> None:
-        super().__init__(config.seed)
-        self.config = config
 
     def make_task(self, generator: torch.Generator, split: Split) -> Task:
         c = self.config

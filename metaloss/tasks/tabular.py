@@ -35,7 +35,7 @@ from torch import Tensor
 
 from metaloss.config import TaskConfig, setting
 from metaloss.datasets import load_regression, regression_names
-from metaloss.tasks.base import Batch, Split, Task, TaskFamily
+from metaloss.tasks.base import Batch, ConfiguredFamily, Split, Task
 from metaloss.tasks.oracles import CLEAN_SAMPLES_ORACLE
 from metaloss.tasks.outliers import OUTLIER_KINDS, OutlierKind, contaminate
 from metaloss.tasks.registry import FamilySpec, register_family
@@ -129,7 +129,7 @@ def _standardise(values: Tensor, reference: Tensor) -> Tensor:
     return (values - reference.mean(0, keepdim=True)) / torch.where(std > 0, std, 1.0)
 
 
-class TabularFamily(TaskFamily):
+class TabularFamily(ConfiguredFamily[TabularConfig]):
     """Random sub-samples of one bundled data set, with contaminated training targets.
 
     Args:
@@ -144,8 +144,7 @@ class TabularFamily(TaskFamily):
     kind = "regression"
 
     def __init__(self, config: TabularConfig) -> None:
-        super().__init__(config.seed)
-        self.config = config
+        super().__init__(config)
         data = load_regression(config.dataset)
         held, self.n_train, self.n_outer_valid = split_sizes(config, data.rows)
         order = torch.randperm(data.rows, generator=torch.Generator().manual_seed(config.seed))
@@ -154,7 +153,6 @@ class TabularFamily(TaskFamily):
         y = _standardise(data.y, data.y[self.pool]) * config.target_scale
         self.x, self.y = x.float(), y.float().unsqueeze(-1)
         self.in_features = data.x.shape[1]
-        self.out_features = 1
 
     def make_task(self, generator: torch.Generator, split: Split) -> Task:
         c, g = self.config, generator

@@ -27,6 +27,7 @@ from metaloss.evaluation.stats import (
     paired_comparison,
     verdict_rule,
 )
+from metaloss.markdown import table_head, table_row
 from metaloss.tuning.objective import DIVERGED_ATTR, PER_TASK_ATTR, PRUNED_ATTR
 from metaloss.tuning.space import apply_values
 from metaloss.tuning.study import SURPLUS_ATTR
@@ -135,9 +136,8 @@ def _runner_up_lines(study: optuna.Study, min_pairs: int) -> list[str]:
         "is not distinguishable from the second one on these tasks).",
         verdict_rule(min_pairs, "tasks"),
         "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-        "| " + " | ".join(cells) + " |",
+        *table_head(columns),
+        table_row(cells),
     ]
 
 
@@ -159,9 +159,8 @@ def write_trials(
         f"{len(rows)} trials, {summary}.",
         "",
     ]
-    lines.append("| " + " | ".join(c.removeprefix("param:") for c in columns) + " |")
-    lines.append("|" + "---|" * len(columns))
-    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += table_head([c.removeprefix("param:") for c in columns])
+    lines += [table_row(_fmt(row.get(c)) for c in columns) for row in rows]
     lines += _runner_up_lines(study, min_pairs)
     md, csv_path = out_dir / "trials.md", out_dir / "trials.csv"
     _atomic_write(md, "\n".join(lines) + "\n")

@@ -41,13 +41,11 @@ def tune(
     target: str,
     trials: int,
     out_dir: Path,
-    storage_url: str | None = None,
+    *,
+    storage: BaseStorage | None = None,
     name: str | None = None,
     family: TaskFamily | None = None,
-    heartbeat_interval: int = 30,
-    grace_period: int | None = None,
     callbacks: Sequence[TrialCallback] = (),
-    storage: BaseStorage | None = None,
 ) -> TuneResult:
     """Tune ``target`` (``learned`` or a baseline) over ``config.tune.space`` until the study
     holds ``trials`` trials, then write ``best.yaml``, ``best.json``, ``trials.md``,
@@ -58,14 +56,13 @@ def tune(
         target: ``learned`` or a baseline name.
         trials: the study's trial budget (shared by all its workers; resumes continue it).
         out_dir: the tuning folder (also holds the embedded ``study.journal``).
-        storage_url: a SQLAlchemy URL (e.g. ``postgresql://...``) instead of the journal file.
+        storage: the study's storage (:func:`~metaloss.tuning.storage.make_storage`: a
+            SQLAlchemy URL such as ``postgresql://...`` or the journal file, and the heartbeat
+            settings); default: the journal file in ``out_dir`` with the default heartbeat.
         name: the study name (default ``<config.name>-<target>``).
-        heartbeat_interval: seconds between a running trial's heartbeats.
-        grace_period: seconds without heartbeat before a trial is retried (default 4 intervals).
+        family: the task family (default: the one ``config.task`` describes).
         callbacks: more ``callback(study, trial)`` hooks called after each trial (e.g. a
             progress bar).
-        storage: an opened storage (:func:`~metaloss.tuning.storage.make_storage`) instead of
-            ``storage_url``.
 
     Example:
         >>> config = load_config("configs/sine_tune.yaml")
@@ -74,7 +71,7 @@ def tune(
     check_target(target)
     objective = make_objective(config, target, family)
     if storage is None:
-        storage = make_storage(storage_url, out_dir, heartbeat_interval, grace_period)
+        storage = make_storage(None, out_dir)
     try:
         study = open_study(storage, study_name(config, target, name), target, config.tune)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:  # not a journal Optuna wrote
