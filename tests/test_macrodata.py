@@ -105,23 +105,22 @@ def test_log_loss_weights_divide_each_heads_gradient_by_its_loss() -> None:
     assert BASELINES["equal_weights_standardised"] is equal_weights
 
 
-def test_macrodata_benchmark_runs_every_multitask_baseline_end_to_end() -> None:
-    config = parse(
+def tiny_macro_benchmark(**benchmark: object):  # type: ignore[no-untyped-def]
+    """A macrodata benchmark config small enough for the default suite."""
+    return parse(
         {
             "task": {"family": "macrodata", "heads": [2, 3]},
             "learner": {"hidden": [8], "log_variances": 6},
             "inner": {"steps": 3, "optimizer": "adam", "lr": 0.01},
             "evaluation": {"test_tasks": 4, "grid_tasks": 2, "lr_grid": [0.01, 0.1]},
-            "benchmark": {
-                "baselines": [
-                    {"name": "equal_weights"},
-                    {"name": "equal_weights_standardised"},
-                    {"name": "log_loss_weights"},
-                ],
-                "oracle": False,
-            },
+            "benchmark": {"oracle": False, **benchmark},
         }
     )
+
+
+def test_macrodata_benchmark_runs_every_multitask_baseline_end_to_end() -> None:
+    names = ("equal_weights", "equal_weights_standardised", "log_loss_weights")
+    config = tiny_macro_benchmark(baselines=[{"name": n} for n in names])
     rows = rows_from_config(config)
     contenders = contenders_from_config(config, {}, rows[0].family)
     assert contenders[1].view is standardise_targets and contenders[0].view is None
@@ -157,18 +156,8 @@ def test_head_errors_of_standardised_training_are_reported_in_raw_units() -> Non
 def test_a_learned_loss_under_the_standardised_view_is_scored_like_that_baseline() -> None:
     """``benchmark.learned_views``: a learned loss also enters through the view. Entered as the
     learned loss, equal weights under the view must score exactly as the baseline that has it."""
-    config = parse(
-        {
-            "task": {"family": "macrodata", "heads": [2, 3]},
-            "learner": {"hidden": [8], "log_variances": 6},
-            "inner": {"steps": 3, "optimizer": "adam", "lr": 0.01},
-            "evaluation": {"test_tasks": 4, "grid_tasks": 2, "lr_grid": [0.01, 0.1]},
-            "benchmark": {
-                "baselines": [{"name": "equal_weights_standardised"}],
-                "learned_views": ["standardise_targets"],
-                "oracle": False,
-            },
-        }
+    config = tiny_macro_benchmark(
+        baselines=[{"name": "equal_weights_standardised"}], learned_views=["standardise_targets"]
     )
     rows = rows_from_config(config)
     contenders = contenders_from_config(config, {"mine": equal_weights}, rows[0].family)
