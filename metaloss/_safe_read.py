@@ -143,10 +143,12 @@ def parse_loss_file(
 def _header(name: str, data: bytes) -> dict[str, Any]:
     head = data[:9]
     header_len = int.from_bytes(head[:8], "little")
-    plausible = 0 < header_len <= len(data) - 8 and head[8:9] == b"{"
+    shaped = head[8:9] == b"{"  # a header length, then a JSON object: safetensors, maybe cut
+    plausible = shaped and 0 < header_len <= len(data) - 8
     # A safetensors header length can begin with the byte 0x80 too (e.g. 640 = 80 02 00 ..),
-    # so the pickle magic only decides for files that are not plausibly safetensors.
-    if not plausible and head.startswith(_PICKLE_MAGIC):
+    # so the pickle magic only decides for files that are not shaped like safetensors (whole
+    # or truncated: a pickle or zip archive never has "{" at byte 8).
+    if not shaped and head.startswith(_PICKLE_MAGIC):
         raise LossFileError(
             f"loss file: {name} is a pickle/torch.save file; refusing to load it (it could run code)"
         )

@@ -249,6 +249,10 @@ def test_refuses_a_truncated_file(trained: tuple[LearnedLoss, Path], tmp_path: P
     header_cut = tmp_path / "header_cut.safetensors"
     header_cut.write_bytes(data[:40])
     _refused(header_cut, "not a safetensors file, or is truncated")
+    for length in (0x280, 0x580):  # header lengths whose first byte is pickle's 0x80
+        cut_80 = tmp_path / f"cut_{length}.safetensors"
+        cut_80.write_bytes(length.to_bytes(8, "little") + b'{"__metadata__": {"metaloss"')
+        _refused(cut_80, "not a safetensors file, or is truncated")
 
 
 def test_refuses_newer_format_and_unknown_architecture(
