@@ -32,6 +32,7 @@ import yaml
 from metaloss.atomic import write_text_atomic
 from metaloss.config import RunConfig, to_dict
 from metaloss.errors import RunFolderError, elide, printable
+from metaloss.outer.checkpoint import CHECKPOINT_NAME
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -52,7 +53,6 @@ RUNS_DIR = Path("runs")
 """Where folders are created when ``--out`` is not given (relative to the current folder)."""
 MARKER_NAME = "metaloss-run.json"
 """The file that marks a folder as written by a metaloss command."""
-CHECKPOINT_NAME = "checkpoint.pt"  # the name both meta-trainers use (outer/trainer.py, rl/meta.py)
 JOURNAL_NAME = "study.journal"  # metaloss tune's embedded study (tuning/storage.py)
 _MAX_MARKER_BYTES = 65_536
 _FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")

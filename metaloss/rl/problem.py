@@ -38,12 +38,13 @@ from metaloss.rl.envs import EnvFamily, EnvTask
 from metaloss.rl.evaluate import Evaluator, LocalEvaluator
 from metaloss.rl.objectives import LearnedDrift, dpo_drift
 from metaloss.rl.population import RunSpec
+from metaloss.seeds import VALID_INIT_SEED
 from metaloss.tasks.base import Split
 from metaloss.typing import Params
 
 __all__ = ["VALID_SEED", "RLBatch", "RLProblem", "fit_drift", "make_drift", "rl_task_config"]
 
-VALID_SEED = 1_000_003
+VALID_SEED = VALID_INIT_SEED
 """Training seed of meta-validation variant 0 (variant ``i`` uses ``VALID_SEED + i``)."""
 
 
