@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -81,6 +82,20 @@ class SlopeFit:
         return np.array([slope]), 0.5
 
 
+class CentredFit:
+    """Slope 2 through the means of the training data."""
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        return np.array([2.0]), float(y.mean() - 2.0 * x[:, 0].mean())
+
+
+class TagFit:
+    """A fit whose parameter changes nothing: every value scores the same."""
+
+    def __call__(self, x: np.ndarray, y: np.ndarray, tag: float = 0.0) -> tuple[np.ndarray, float]:
+        return np.array([2.0]), 0.5
+
+
 def _squared_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target) ** 2
 
@@ -96,6 +111,11 @@ def test_fit_scores_score_each_task_on_the_recorded_split_and_fit_identical_task
     tasks = Task(train, scored, train)
     fit = SlopeFit()
     out = fit_scores(fit, {"slope": 2.0}, tasks, "outer_valid", _squared_error)
+    # a fit that reads its data: intercept mean(y) - 2 mean(x), i.e. 0 for task 0, -3 for task 1
+    centred = fit_scores(CentredFit(), {}, tasks, "outer_valid", _squared_error)
+    assert centred.tolist() == [4.0, 8.0, 4.0]  # task 0: 2², 2²; task 1: 0², 4²
+    centred_test = fit_scores(CentredFit(), {}, tasks, "test", _squared_error)
+    assert centred_test.tolist() == [0.0, 4.0, 0.0]
     # pred = 2 (x + 1) + 0.5 on the shifted split: task 0: (4.5 - 2)², (6.5 - 4)² -> 6.25;
     # task 1: (4.5 - 1)², (8.5 - 1)² -> (12.25 + 56.25) / 2 = 34.25.
     assert out.dtype == torch.float64 and out.tolist() == [6.25, 34.25, 6.25]
@@ -130,6 +150,16 @@ def test_a_classical_fit_selects_the_value_with_the_lowest_outer_valid_score() -
     assert steps == ["r: select slope fit"] * 3
 
 
+def test_a_classical_fit_keeps_the_first_of_tied_values_and_scores_no_parameter_as_empty() -> None:
+    config, family = _linear_config(), LineTargets()
+    data = eval_set(family, config, Split.META_TRAIN, 4)
+    tied = Contender("tag", "baseline", lambda **p: None, "tag", (1.0, 2.0, 3.0), fit=TagFit())  # type: ignore[arg-type, return-value]
+    assert select(tied, Row("r", family, config), data).value == 1.0
+    plain = Contender("centred", "baseline", lambda: None, fit=CentredFit())  # type: ignore[arg-type, return-value]
+    chosen = select(plain, Row("r", family, config), data)
+    assert chosen.value is None and list(chosen.scores) == [""]
+
+
 def test_a_fit_that_does_not_stay_finite_scores_inf_and_is_not_chosen() -> None:
     config, family = _linear_config(), LineTargets()
     data = eval_set(family, config, Split.META_TRAIN, 4)
@@ -143,6 +173,7 @@ def test_a_classical_fit_is_tested_once_per_run_with_a_flat_curve_and_no_diagnos
     contender = _fit_contender(SlopeFit(), (1.0, 2.0))  # slope 2 is the right one: error c²
     (entry,) = run_row(Row("r", family, config), [contender])
     assert entry.selection.value == 2.0 and entry.name == "slope fit" and entry.role == "baseline"
+    assert entry.row == "r" and entry.per_task.dtype == torch.float32
     test = eval_set(family, config, Split.META_TEST, 3, 2)
     c = test.tasks.test.y[:3, 0, 0].double() - 2.5
     torch.testing.assert_close(entry.per_task.double(), c**2, rtol=1e-6, atol=1e-7)
@@ -235,6 +266,9 @@ def test_describe_condition_by_hand() -> None:
     }
     plain = describe_condition(row((), None, SimpleNamespace()))
     assert (plain["task"], plain["learner"], plain["train_samples"]) == ("noisy", "linear", 7)
+    bare = row((), None, SimpleNamespace())
+    del bare.config.task.n_train
+    assert describe_condition(bare)["train_samples"] is None
 
 
 # ------------------------------------------------------------------------------ meta-test metrics
@@ -327,6 +361,9 @@ def test_decomposition_summary_as_flat_numbers_and_tensorboard_scalars() -> None
             logged.append((tag, value, step))
 
     log_decomposition(Writer(), "test/ce", summary, step=7)
+    log_decomposition(Writer(), "d", summary)
+    assert logged[-1] == ("d/kl", 2.0, 0)
+    del logged[3:]
     assert logged == [
         ("test/ce/cross_entropy", 3.0, 7),
         ("test/ce/entropy", 1.0, 7),
@@ -675,8 +712,12 @@ def test_calibration_error_equals_the_binned_definition_over_many_bins(
 ) -> None:
     generator = torch.Generator().manual_seed(3)
     logits = 2.0 * torch.randn(400, classes, generator=generator, dtype=torch.float64)
-    labels = torch.randint(0, classes, (400,), generator=generator)
-    confidence = torch.softmax(logits, -1).max(-1).values
+    confidence, predicted = torch.softmax(logits, -1).max(-1)
+    # right in even bins, wrong in odd ones: neighbouring bins' gaps have opposite signs, so
+    # merging or shifting bins changes the error (with random labels every bin is overconfident
+    # and any binning gives the same ECE)
+    right = torch.ceil(confidence * bins).long() % 2 == 0
+    labels = torch.where(right, predicted, (predicted + 1) % classes)
     occupied = torch.unique(torch.ceil(confidence * bins))
     assert len(occupied) >= 3 and (classes < bins or float(occupied[0]) == 1.0)  # lowest bin used
     ece = float(calibration_error(logits, labels, bins))
@@ -950,3 +991,70 @@ def test_the_verdict_rule_sentence() -> None:
         "different ways). Comparisons on fewer than 10 tasks are marked ⚠. Wilcoxon zero "
         "differences split their rank between both signs; the win rate counts a tie as half."
     )
+
+
+# ------------------------------------------------------------------------------ statistics edges
+
+
+def test_mean_ci_edge_cases_keep_their_counts_and_confidence() -> None:
+    assert mean_ci([5.0]) == MeanCI(5.0, math.inf, 1)
+    empty = mean_ci([])
+    assert empty.n == 0 and math.isnan(empty.mean) and math.isnan(empty.half_width)
+    broken = mean_ci([1.0, math.inf])
+    assert broken.n == 2 and math.isnan(broken.half_width)
+    # t_{2, 0.95} = 2.919986 (two-sided 90%): s = 1 over three values
+    assert mean_ci([1.0, 2.0, 3.0], confidence=0.9).half_width == pytest.approx(
+        2.919985580355516 / math.sqrt(3), rel=1e-12
+    )
+    from metaloss.evaluation.stats import t_quantile
+
+    assert math.isnan(t_quantile(0.5))
+
+
+def test_two_pairs_already_give_a_t_test_and_all_zero_differences_a_zero_rank_sum() -> None:
+    import scipy.stats
+
+    from metaloss.evaluation.stats import paired_t_test, wilcoxon_test
+
+    t, p = paired_t_test([1.0, 2.0], [0.0, 0.5])
+    expected = scipy.stats.ttest_rel([1.0, 2.0], [0.0, 0.5])
+    assert (t, p) == (pytest.approx(expected.statistic), pytest.approx(expected.pvalue))
+    assert wilcoxon_test([1.0, 2.0], [1.0, 2.0]) == (0.0, 1.0)
+    assert not math.isnan(wilcoxon_test([1.0, 2.0], [0.0, 0.5])[1])
+
+
+def test_wilcoxon_above_the_exhaustive_size_splits_zero_differences() -> None:
+    import scipy.stats
+
+    from metaloss.evaluation.stats import wilcoxon_test
+
+    d = np.array(
+        [0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, -0.5, 12.0]
+    )
+    _, p = wilcoxon_test(d, np.zeros_like(d))
+    assert p == pytest.approx(
+        float(scipy.stats.wilcoxon(d, zero_method="zsplit").pvalue), rel=1e-12
+    )
+    assert p != pytest.approx(float(scipy.stats.wilcoxon(d).pvalue), rel=1e-6)
+
+
+def test_paired_cells_format_edges() -> None:
+    from metaloss.evaluation.formatting import format_p, paired_cells
+
+    assert format_p(1e-3) == "0.001" and format_p(9.99e-4) == "1.0e-03"
+    one = paired_comparison([1.0], [2.0], min_pairs=1)  # one pair: no interval, no p-value
+    assert paired_cells(one)[:3] == ["1 ⚠", "-1", "100%"]
+    none = paired_comparison([], [])
+    assert paired_cells(none)[2] == "n/a"
+    # both tests reject in the same direction: a verdict, no dagger even though few pairs
+    better = paired_comparison(LEARNED, HUBER)
+    assert paired_cells(better)[-1] == "better" and better.tests_disagree is False
+    disagree = paired_comparison(
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [1.1, 2.1, 3.1, 4.1, 5.1, 6.1, 0.0]
+    )
+    assert disagree.verdict == "no significant difference"
+    assert paired_cells(disagree)[-1] == "no significant difference" + (
+        "†" if disagree.tests_disagree else ""
+    )
+    worse_but_disagree = replace(better, verdict="better", p_wilcoxon=0.5)
+    assert worse_but_disagree.tests_disagree and paired_cells(worse_but_disagree)[-1] == "better"
