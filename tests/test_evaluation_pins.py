@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _families import ConstantTargets
 
 from metaloss.config import ConfigError, parse
 from metaloss.evaluation.benchmark import (
@@ -272,19 +273,6 @@ def test_describe_condition_by_hand() -> None:
 
 
 # ------------------------------------------------------------------------------ meta-test metrics
-
-
-class ConstantTargets(TaskFamily):
-    """x = 1 everywhere; task ``i``'s targets all equal ``N(0, 1)``: with MSE, one SGD step of a
-    linear learner turns the residual ``e = w + b - y`` into ``e (1 - 4 lr)``."""
-
-    def make_task(self, generator: torch.Generator, split: Split) -> Task:
-        y = float(torch.randn((), generator=generator))
-
-        def batch(n: int) -> Batch:
-            return Batch(torch.ones(n, 1), torch.full((n, 1), y), {})
-
-        return Task(batch(4), batch(3), batch(5))
 
 
 def test_run_loss_metrics_are_read_off_the_final_learners_on_the_recorded_split() -> None:
@@ -895,7 +883,7 @@ def test_run_row_tests_at_the_selected_value_on_the_seeded_runs_and_records_ever
     from metaloss.seeds import GRID_INIT_SEED, INIT_SEED_STRIDE, TEST_INIT_SEED
 
     config = _row_config(3, [5.0, 10.0], test_tasks=3, seeds=2)
-    family = OffsetTargets(100.0)
+    family = ConstantTargets(offset=100.0)
     huber = Contender(
         "huber", "baseline", lambda **p: baseline("huber", **p), "delta", (1.0, 5.0, 8.0)
     )
@@ -931,22 +919,6 @@ def test_run_row_tests_at_the_selected_value_on_the_seeded_runs_and_records_ever
     assert entries[1].name == "mse" and entries[1].selection.lr == 0.01
 
 
-class OffsetTargets(TaskFamily):
-    """x = 1 everywhere; task ``i``'s targets all equal ``offset + N(0, 1)``."""
-
-    def __init__(self, offset: float) -> None:
-        super().__init__()
-        self.offset = offset
-
-    def make_task(self, generator: torch.Generator, split: Split) -> Task:
-        y = self.offset + float(torch.randn((), generator=generator))
-
-        def batch(n: int) -> Batch:
-            return Batch(torch.ones(n, 1), torch.full((n, 1), y), {})
-
-        return Task(batch(4), batch(3), batch(5))
-
-
 def test_a_classical_fit_entry_does_not_stop_the_row() -> None:
     config = _linear_config(test_tasks=3, seeds=2)
     mse = Contender("mse", "baseline", lambda: baseline("mse"))
@@ -963,8 +935,8 @@ def test_a_single_value_at_a_single_rate_is_kept_without_selection() -> None:
     tuned = Contender(
         "huber", "baseline", lambda **p: baseline("huber", **p), "delta", (0.3,), lr_grid=(0.2,)
     )
-    data = eval_set(OffsetTargets(0.0), config, Split.META_TRAIN, 2)
-    chosen = select(tuned, Row("r", OffsetTargets(0.0), config), data)
+    data = eval_set(ConstantTargets(), config, Split.META_TRAIN, 2)
+    chosen = select(tuned, Row("r", ConstantTargets(), config), data)
     assert (chosen.lr, chosen.value, chosen.scores) == (0.2, 0.3, {})
 
 

@@ -214,7 +214,7 @@ def test_every_report_file_by_hand(tmp_path: Path) -> None:
 
 
 def test_train_comparison_pairs_by_task_over_seeds() -> None:
-    from test_selection import ConstantTargets
+    from _families import ConstantTargets
 
     config = parse(
         {

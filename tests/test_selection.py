@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from _families import ConstantTargets
 from torch.func import functional_call
 
 from metaloss.config import parse
@@ -21,24 +22,8 @@ from metaloss.evaluation import EvalSet, eval_set, select_lr, steps_to_reach
 from metaloss.evaluation.benchmark import Contender, Row, _init_seed, run_row, select
 from metaloss.learners import make_learner
 from metaloss.losses import baseline
-from metaloss.tasks import Split, Task
-from metaloss.tasks.base import Batch, TaskFamily
-
-
-class ConstantTargets(TaskFamily):
-    """x = 1 everywhere; task ``i``'s targets all equal ``offset + N(0, 1)``."""
-
-    def __init__(self, offset: float = 0.0) -> None:
-        super().__init__()
-        self.offset = offset
-
-    def make_task(self, generator: torch.Generator, split: Split) -> Task:
-        y = self.offset + float(torch.randn((), generator=generator))
-
-        def batch(n: int) -> Batch:
-            return Batch(torch.ones(n, 1), torch.full((n, 1), y), {})
-
-        return Task(batch(4), batch(3), batch(5))
+from metaloss.tasks import Split
+from metaloss.tasks.base import TaskFamily
 
 
 def _config(lr_grid: list[float], **evaluation: int):  # type: ignore[no-untyped-def]
