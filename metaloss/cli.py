@@ -160,11 +160,8 @@ _debug = [False]  # --debug of the running command, for background threads
 def _on_signal(signum: int, frame: object) -> None:
     """SIGINT or SIGTERM: a loop marked with safe points stops at its next one (a second signal
     stops at once); anywhere else the stop is raised here, in the main thread."""
-    if stopping.defer(signum):
-        return
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise stopping.Terminated()
+    if not stopping.defer(signum):
+        stopping.stop(signum)
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Terminated", "check", "defer", "safe_points"]
+__all__ = ["Terminated", "check", "defer", "safe_points", "stop"]
 
 
 class Terminated(BaseException):
@@ -53,7 +53,7 @@ def safe_points() -> Iterator[None]:
         if _state.depth == 0:
             _state.pending = None
     if signum is not None:
-        _raise(signum)
+        stop(signum)
 
 
 def defer(signum: int) -> bool:
@@ -70,10 +70,12 @@ def check() -> None:
     :class:`Terminated` otherwise."""
     signum, _state.pending = _state.pending, None
     if signum is not None:
-        _raise(signum)
+        stop(signum)
 
 
-def _raise(signum: int) -> None:
+def stop(signum: int) -> None:
+    """Raise the stop for signal ``signum`` now: :class:`KeyboardInterrupt` for SIGINT,
+    :class:`Terminated` otherwise."""
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Terminated

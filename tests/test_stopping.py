@@ -8,21 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_trainer import small_config
 
 from metaloss import stopping
-from metaloss.config import parse
 from metaloss.outer import Callback, MetaTrainer
 from metaloss.outer.checkpoint import load_checkpoint
 
-SMALL = {
-    "learner": {"hidden": [16]},
-    "loss": {"hidden": [8]},
-    "outer": {"meta_batch": 4, "val_every": 3, "val_tasks": 4, "checkpoint_every": 5},
-}
 
-
-def config(prefetch: bool, steps: int = 10):
-    return parse({**SMALL, "outer": {**SMALL["outer"], "steps": steps, "prefetch": prefetch}})
+def config(prefetch: bool, steps: int = 10):  # type: ignore[no-untyped-def]
+    return small_config(steps=steps, prefetch=prefetch)
 
 
 class Signal(Callback):

@@ -309,7 +309,7 @@ class MetaTrainer:
         try:
             stopping.check()
         except BaseException:
-            if self.steps and self.checkpoint_path() is not None:
+            if self.steps:  # save() writes only for a run with a folder
                 self.save()
             raise
 
