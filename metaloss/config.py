@@ -363,6 +363,15 @@ class BenchmarkConfig:
         ge=0,
         le=1,
     )
+    learned_scale: tuple[float, ...] = setting(
+        (),
+        "robustness scales c > 0: each learned regression loss whose features read a batch "
+        "scale estimate also enters as '<loss> (scale)', with every such estimate multiplied "
+        "by c (c > 1: residuals look smaller, towards the squared loss; c < 1: larger), c "
+        "selected on meta-train tasks with the learning rate like a baseline's parameter (as "
+        "Tukey's c or Huber's delta); empty: no scaled contender",
+        gt=0,
+    )
     learned_views: tuple[str, ...] = setting(
         (),
         "views of the tasks under which each learned loss also enters, as '<loss> (<view>)': "

@@ -85,7 +85,8 @@ def test_transfer_cli_end_to_end(tmp_path: Path, capsys) -> None:
     loss_file = save_loss(tiny_loss(), tmp_path / "learned.safetensors")
     out = tmp_path / "report"
     args = ["benchmark", str(config_file), "--loss", str(loss_file), "--out", str(out)]
-    assert main([*args, "--set", "benchmark.split=transfer"]) == 0
+    scaled = ["--set", "benchmark.learned_scale=[1, 4]"]
+    assert main([*args, "--set", "benchmark.split=transfer", *scaled]) == 0
     printed = capsys.readouterr().out
     assert "held-out tasks of each transfer condition" in printed
     assert "| stackloss linear | tabular (stackloss) | linear | adam | 6 |" in printed
@@ -98,7 +99,8 @@ def test_transfer_cli_end_to_end(tmp_path: Path, capsys) -> None:
     for entry in data["entries"]:
         by_row.setdefault(entry["row"], set()).add(entry["loss"])
         assert entry["tasks"] == 4 and entry["mean"] is not None and math.isfinite(entry["mean"])
-    common = {"learned", "mse", "huber", "tukey", "barron", "oracle (mse on clean)"}
+    common = {"learned", "learned (scale)", "mse", "huber", "tukey", "barron"}
+    common |= {"oracle (mse on clean)"}
     assert by_row == {"stackloss linear": common | {"huber_regressor"}, "diabetes sgd": common}
     learned_rows = {(c["row"], c["baseline"]) for c in data["comparisons"]}
     assert ("stackloss linear", "huber_regressor") in learned_rows
@@ -108,6 +110,12 @@ def test_transfer_cli_end_to_end(tmp_path: Path, capsys) -> None:
         "epsilon=1.35",
         "epsilon=2",
     }
+    for entry in (e for e in data["entries"] if e["loss"] == "learned (scale)"):
+        assert entry["param"]["scale"] in (1, 4)
+        assert {k.split()[0] for k in entry["selection_scores_outer_valid"]} == {
+            "scale=1",
+            "scale=4",
+        }
     # the in-family benchmark of the same config still runs its own rows
     again = tmp_path / "report-meta-test"  # a report folder is never overwritten
     assert main([*args[:-1], str(again), "--set", "benchmark.split=meta_test"]) == 0

@@ -60,7 +60,9 @@ from metaloss.evaluation.stats import (
 )
 from metaloss.losses import baseline
 from metaloss.losses.baselines import FREE_OUTPUTS, baseline_table
+from metaloss.losses.features import scaled_features
 from metaloss.losses.kinds import kind_spec
+from metaloss.losses.learned import LearnedLoss
 from metaloss.seeds import GRID_INIT_SEED, INIT_SEED_STRIDE, TEST_INIT_SEED
 from metaloss.tasks import Split, Task, TaskFamily, family_spec, make_family
 from metaloss.typing import PerSampleLoss
@@ -288,6 +290,7 @@ def contenders_from_config(
     (default: regression) if enabled."""
     contenders = [Contender(name, "learned", _constant(fn)) for name, fn in learned.items()]
     contenders += _mixed_contenders(config, learned)
+    contenders += _scaled_contenders(config, learned)
     contenders += _viewed_contenders(config, learned)
     contenders += [
         Contender(name, "baseline", _constant(fn)) for name, fn in (learned_baselines or {}).items()
@@ -369,6 +372,24 @@ def _mixed_contenders(config: RunConfig, learned: dict[str, PerSampleLoss]) -> l
         Contender(f"{name} + {reference} mix", "learned", mixed_loss(fn, reference), "mix", values)
         for name, fn in learned.items()
     ]
+
+
+def _scaled_contenders(config: RunConfig, learned: dict[str, PerSampleLoss]) -> list[Contender]:
+    """``benchmark.learned_scale``: each learned loss at robustness scale ``c`` (every batch
+    scale estimate its features divide by times ``c``), ``c`` selected on meta-train tasks like a
+    baseline's parameter (named ``"<loss> (scale)"``)."""
+    values = config.benchmark.learned_scale
+    if not values:
+        return []
+    contenders = []
+    for name, fn in learned.items():
+        if not isinstance(fn, LearnedLoss) or not scaled_features(fn.kind, fn.features):
+            raise ConfigError(
+                f"benchmark.learned_scale: {name} has no feature that reads a batch scale "
+                "estimate (see metaloss.losses.scale); expected learned_scale: [] for it"
+            )
+        contenders.append(Contender(f"{name} (scale)", "learned", fn.with_scale, "scale", values))
+    return contenders
 
 
 def mixed_loss(learned: PerSampleLoss, reference: str) -> Callable[..., PerSampleLoss]:

@@ -23,6 +23,7 @@ __all__ = [
     "compute_features",
     "feature_width",
     "register_feature",
+    "scaled_features",
 ]
 
 Feature = Callable[[Tensor, Tensor], Tensor]
@@ -31,18 +32,29 @@ Width = int | Callable[[int], int]
 FEATURES: dict[str, dict[str, Feature]] = {}
 """Features by loss kind; each kind's file registers its own (:func:`register_feature`)."""
 
+SCALED: dict[str, set[str]] = {}
+"""Names of the features of each kind that read a batch scale estimate and accept a keyword
+``scale`` multiplying it (see :mod:`metaloss.losses.scale`)."""
+
 WIDTHS: dict[str, dict[str, Width]] = {}
 """Per-sample widths of vector features (absent: a scalar feature, width 1); a callable gets
 the number of classes."""
 
 
-def register_feature(kind: str, name: str, feature: Feature, width: Width = 1) -> None:
+def register_feature(
+    kind: str, name: str, feature: Feature, width: Width = 1, scaled: bool = False
+) -> None:
     """Add a named feature for losses of ``kind`` (``"regression"`` or ``"classification"``).
 
     ``width``: values per sample; an ``int`` or a function of the number of classes for vector
-    features such as a sorted probability vector (``lambda classes: classes``).
+    features such as a sorted probability vector (``lambda classes: classes``). ``scaled``: the
+    feature divides by a batch scale estimate and takes a keyword ``scale`` multiplying it.
     """
     FEATURES.setdefault(kind, {})[name] = feature
+    if scaled:
+        SCALED.setdefault(kind, set()).add(name)
+    else:
+        SCALED.get(kind, set()).discard(name)
     if width != 1:
         WIDTHS.setdefault(kind, {})[name] = width
     else:
@@ -70,6 +82,11 @@ def class_dependent_features(kind: str, names: tuple[str, ...]) -> tuple[str, ..
     return tuple(n for n in names if callable(WIDTHS.get(kind, {}).get(n, 1)))
 
 
+def scaled_features(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The named features that read a batch scale estimate (see :data:`SCALED`)."""
+    return tuple(n for n in names if n in SCALED.get(kind, set()))
+
+
 def check_features(kind: str, names: tuple[str, ...]) -> None:
     """Raise ``ValueError`` naming the first unknown feature of ``kind``."""
     known = FEATURES.get(kind)
@@ -89,14 +106,21 @@ def check_feature_names(names: tuple[str, ...], known: Collection[str]) -> None:
             )
 
 
-def compute_features(kind: str, names: tuple[str, ...], pred: Tensor, target: Tensor) -> Tensor:
+def compute_features(
+    kind: str, names: tuple[str, ...], pred: Tensor, target: Tensor, scale: float = 1.0
+) -> Tensor:
     """Stack the named features on a new last dimension: ``[..., len(names)]``.
 
     When some features are vectors (see :data:`WIDTHS`), scalar features get a last dimension of
-    size 1 and all are concatenated: ``[..., feature_width(kind, names, classes)]``.
+    size 1 and all are concatenated: ``[..., feature_width(kind, names, classes)]``. ``scale``
+    multiplies the batch scale estimate of every :data:`SCALED` feature (1: as registered).
     """
     table = FEATURES[kind]
-    values = [table[n](pred, target) for n in names]
+    scaled = SCALED.get(kind, set()) if scale != 1.0 else set()
+    values = [
+        table[n](pred, target, scale=scale) if n in scaled else table[n](pred, target)  # type: ignore[call-arg]
+        for n in names
+    ]
     if not any(n in WIDTHS.get(kind, {}) for n in names):
         return torch.stack(values, dim=-1)
     vectors = WIDTHS.get(kind, {})

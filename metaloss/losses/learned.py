@@ -9,6 +9,8 @@ References:
 
 from __future__ import annotations
 
+import copy
+import math
 from typing import Any
 
 import torch
@@ -22,6 +24,7 @@ from metaloss.losses.features import (
     class_dependent_features,
     compute_features,
     feature_width,
+    scaled_features,
 )
 from metaloss.losses.module import LossModule, init_uniform_, reduce, register_architecture
 from metaloss.typing import Reduction
@@ -96,6 +99,11 @@ class LearnedLoss(LossModule):
             width depends on it.
         form: ``"loss"`` (the output is the loss) or ``"weight"`` (the output weights CE, or
             the squared residual for regression).
+        scale: the robustness scale: a factor on every batch scale estimate the features
+            divide by (see :mod:`metaloss.losses.scale`); 1 is the loss as meta-trained, larger
+            values treat residuals as smaller (towards the squared loss for a weight-form
+            loss), smaller values as larger. Only a loss with such a feature takes a scale
+            other than 1 (:meth:`with_scale`).
 
     References:
         Bechtle et al., "Meta Learning via Learned Loss", ICPR 2020.
@@ -121,6 +129,7 @@ class LearnedLoss(LossModule):
         reduction: Reduction = "mean",
         num_classes: int | None = None,
         form: str = "loss",
+        scale: float = 1.0,
     ) -> None:
         super().__init__()
         check_features(kind, tuple(features))
@@ -134,6 +143,7 @@ class LearnedLoss(LossModule):
                 f"kind 'regression' or 'classification', got {kind!r}"
             )
         self.keep_network_settings(features, hidden, activation, kind, reduction)
+        self.scale = _checked_scale(kind, self.features, scale)
         self.output = output
         self.zero_at_target = zero_at_target
         self.num_classes = num_classes
@@ -168,10 +178,19 @@ class LearnedLoss(LossModule):
             "zero_at_target": self.zero_at_target,
             **({"num_classes": self.num_classes} if self.num_classes is not None else {}),
             **({"form": self.form} if self.form != "loss" else {}),
+            **({"scale": self.scale} if self.scale != 1.0 else {}),
         }
 
+    def with_scale(self, scale: float) -> LearnedLoss:
+        """This loss at robustness scale ``scale`` (an absolute value, not relative to this
+        loss's own): a shallow copy sharing the network, so training either trains both."""
+        checked = _checked_scale(self.kind, self.features, scale)
+        other = copy.copy(self)
+        other.scale = checked
+        return other
+
     def _raw(self, pred: Tensor, target: Tensor) -> Tensor:
-        features = compute_features(self.kind, self.features, pred, target)
+        features = compute_features(self.kind, self.features, pred, target, self.scale)
         if self.form == "weight":
             features = features.detach()
         return OUTPUTS[self.output](self.net(features).squeeze(-1))
@@ -213,4 +232,19 @@ class LearnedLoss(LossModule):
 
     def extra_repr(self) -> str:
         form = f", form={self.form}" if self.form != "loss" else ""
+        form += f", scale={self.scale:g}" if self.scale != 1.0 else ""
         return f"kind={self.kind}, features={self.features}, output={self.output}{form}, reduction={self.reduction}"
+
+
+def _checked_scale(kind: str, features: tuple[str, ...], scale: float) -> float:
+    """``scale`` as a float, if it is a positive finite number that some feature reads."""
+    if isinstance(scale, bool) or not isinstance(scale, int | float):
+        raise ValueError(f"scale: expected a positive number, got {type(scale).__name__}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
+    if scale != 1.0 and not scaled_features(kind, features):
+        raise ValueError(
+            f"scale: none of the features ({', '.join(features)}) reads a batch scale estimate, "
+            f"so only scale 1 is meaningful; got {scale:g}"
+        )
+    return float(scale)

@@ -40,6 +40,16 @@ every other sample would look like an outlier), for losses meant to transfer to 
 - ``fit_progress``: ``log(s90(residuals) / s90(targets))``, broadcast: how far the fit has come
   relative to the spread of the data (0 at a constant prediction, negative as it fits).
 
+**The robustness scale.** Every feature above that divides by a batch scale estimate (all but
+``residual_tail_ratio``, ``residual_skewness`` and ``fit_progress``, which are ratios of scales)
+takes a factor ``scale`` (default 1) that multiplies that estimate, as the tuning constant of an
+M-estimator multiplies its scale (Huber's k, Tukey's c): ``scale > 1`` makes every residual look
+smaller (as ``scale`` grows, a weight-form loss tends to a constant weight, the squared loss),
+``scale < 1`` larger. A learned loss meta-trained at ``scale = 1`` is then a family of losses
+with one tuning constant (:meth:`metaloss.losses.learned.LearnedLoss.with_scale`), which a
+benchmark may select on validation data like a baseline's parameter
+(``benchmark.learned_scale``).
+
 References:
     Huber, "Robust Statistics", Wiley, 1981 (M-estimators with a scale estimate).
     Kelly, "Fundamentals of Mathematical Statistics", 1947 (quantile skewness).
@@ -74,45 +84,46 @@ __all__ = [
 _TINY = 1e-6
 
 
-def residual_scale(pred: Tensor, target: Tensor) -> Tensor:
-    """The median absolute residual of the whole batch (detached), broadcast to ``pred``'s shape."""
-    scale = (pred - target).detach().abs().flatten().median()
-    return scale.expand(pred.shape)
+def residual_scale(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
+    """The median absolute residual of the whole batch (detached) times ``scale``, broadcast to
+    ``pred``'s shape."""
+    median = (pred - target).detach().abs().flatten().median()
+    return (scale * median).expand(pred.shape)
 
 
-def scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
-    """The residual divided by the batch's median absolute residual (plus 1e-6)."""
-    return (pred - target) / (residual_scale(pred, target) + _TINY)
+def scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
+    """The residual divided by :func:`residual_scale` (plus 1e-6)."""
+    return (pred - target) / (residual_scale(pred, target, scale) + _TINY)
 
 
-def abs_scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
+def abs_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
     """``|pred - target| / (residual_scale + 1e-6)``."""
-    return scaled_residual(pred, target).abs()
+    return scaled_residual(pred, target, scale).abs()
 
 
-def outlier_fraction(pred: Tensor, target: Tensor) -> Tensor:
+def outlier_fraction(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
     """The fraction of the batch with ``|pred - target| > 3 * residual_scale`` (detached)."""
     residual = (pred - target).detach().abs()
-    fraction = (residual > 3 * residual_scale(pred, target)).to(pred.dtype).mean()
+    fraction = (residual > 3 * residual_scale(pred, target, scale)).to(pred.dtype).mean()
     return fraction.expand(pred.shape)
 
 
-def target_scale(pred: Tensor, target: Tensor) -> Tensor:
-    """The median absolute deviation of the batch's targets from their median (detached),
-    broadcast to ``pred``'s shape (Hampel, 1974)."""
+def target_scale(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
+    """The median absolute deviation of the batch's targets from their median (detached) times
+    ``scale``, broadcast to ``pred``'s shape (Hampel, 1974)."""
     values = target.detach().flatten()
-    scale = (values - values.median()).abs().median()
-    return scale.expand(pred.shape)
+    spread = (values - values.median()).abs().median()
+    return (scale * spread).expand(pred.shape)
 
 
-def target_scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
+def target_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
     """The residual divided by the batch's target spread :func:`target_scale` (plus 1e-6)."""
-    return (pred - target) / (target_scale(pred, target) + _TINY)
+    return (pred - target) / (target_scale(pred, target, scale) + _TINY)
 
 
-def abs_target_scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
+def abs_target_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
     """``|pred - target| / (target_scale + 1e-6)``."""
-    return target_scaled_residual(pred, target).abs()
+    return target_scaled_residual(pred, target, scale).abs()
 
 
 def _sorted(values: Tensor) -> Tensor:
@@ -142,24 +153,24 @@ def spread_scales(values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return centre, s50, s90
 
 
-def mad_scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
-    """``(r - median(r)) / s50`` of the batch's residuals ``r`` (see :func:`spread_scales`),
-    clipped to [-50, 50]."""
+def mad_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
+    """``(r - median(r)) / (scale * s50)`` of the batch's residuals ``r`` (see
+    :func:`spread_scales`), clipped to [-50, 50]."""
     residual = pred - target
     centre, s50, _ = spread_scales(residual)
-    return ((residual - centre) / s50).clamp(-50.0, 50.0)
+    return ((residual - centre) / (scale * s50)).clamp(-50.0, 50.0)
 
 
-def log_mad_scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
+def log_mad_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
     """``log(1 + |mad_scaled_residual|)``."""
-    return torch.log1p(mad_scaled_residual(pred, target).abs())
+    return torch.log1p(mad_scaled_residual(pred, target, scale).abs())
 
 
-def log_tail_scaled_residual(pred: Tensor, target: Tensor) -> Tensor:
-    """``log(1 + |r - median(r)| / s90)`` of the batch's residuals."""
+def log_tail_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
+    """``log(1 + |r - median(r)| / (scale * s90))`` of the batch's residuals."""
     residual = pred - target
     centre, _, s90 = spread_scales(residual)
-    return torch.log1p((residual - centre).abs() / s90)
+    return torch.log1p((residual - centre).abs() / (scale * s90))
 
 
 def residual_tail_ratio(pred: Tensor, target: Tensor) -> Tensor:
@@ -183,7 +194,7 @@ def fit_progress(pred: Tensor, target: Tensor) -> Tensor:
     return torch.log(residual_spread / target_spread).expand(pred.shape)
 
 
-_REGRESSION_FEATURES = (
+_SCALED_FEATURES = (
     residual_scale,
     scaled_residual,
     abs_scaled_residual,
@@ -194,10 +205,11 @@ _REGRESSION_FEATURES = (
     mad_scaled_residual,
     log_mad_scaled_residual,
     log_tail_scaled_residual,
-    residual_tail_ratio,
-    residual_skewness,
-    fit_progress,
 )
-"""The features this module registers, each under its function's name."""
-for _feature in _REGRESSION_FEATURES:
-    register_feature("regression", _feature.__name__, _feature)
+"""Features that read a batch scale estimate (each takes ``scale``, see the module docstring)."""
+_SHAPE_FEATURES = (residual_tail_ratio, residual_skewness, fit_progress)
+"""Ratios of scales: unchanged when every scale estimate is multiplied by the same factor."""
+for _feature in _SCALED_FEATURES:
+    register_feature("regression", _feature.__name__, _feature, scaled=True)
+for _shape in _SHAPE_FEATURES:
+    register_feature("regression", _shape.__name__, _shape)
