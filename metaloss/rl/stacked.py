@@ -7,6 +7,10 @@ the algorithm of a single :class:`~metaloss.rl.ppo.Agent` trained with ``torch.o
 (``eps = 1e-5``) and ``torch.nn.utils.clip_grad_norm_``; ``tests/test_rl_population.py`` checks
 one update against :mod:`metaloss.rl.ppo`'s.
 
+``traced=True`` (what ``task.ppo.compile`` uses) computes the same network in a form
+``torch.compile`` can trace and differentiate with ``torch.func.grad``: ``tanh`` as
+``2 σ(2x) − 1`` without :class:`_Tanh`'s custom backward, and no lone-run pairing.
+
 Hand-written batched products (``torch.baddbmm``) rather than ``torch.func.vmap`` over
 ``functional_call``: on this project's 2-core CPU machine they were about 1.7× faster for the
 agent's forward and backward passes (``experiments/rl_throughput.py --compare-vmap``).
@@ -121,11 +125,10 @@ class StackedAgent:
         lone = x.shape[0] == 1  # see below
         for i, name in enumerate(names):
             bias, weight = params[f"{name}.bias"], params[f"{name}.weight"]
-            if (
-                lone and not traced
-            ):  # a batch of one takes another kernel (the critic's 1-wide layer rounds
-                # differently), so a lone run is computed as a pair with itself: its numbers
-                # are then those it has inside any population
+            # eager: a batch of one takes another kernel (the critic's 1-wide layer rounds
+            # differently), so a lone run is computed as a pair with itself: its numbers are
+            # then those it has inside any population
+            if lone and not traced:
                 both = torch.baddbmm(
                     bias.expand(2, -1, -1), x.expand(2, -1, -1), weight.expand(2, -1, -1)
                 )
