@@ -7,6 +7,10 @@ the algorithm of a single :class:`~metaloss.rl.ppo.Agent` trained with ``torch.o
 (``eps = 1e-5``) and ``torch.nn.utils.clip_grad_norm_``; ``tests/test_rl_population.py`` checks
 one update against :mod:`metaloss.rl.ppo`'s.
 
+``traced=True`` (what ``task.ppo.compile`` uses) computes the same network in a form
+``torch.compile`` can trace and differentiate with ``torch.func.grad``: ``tanh`` as
+``2 σ(2x) − 1`` without :class:`_Tanh`'s custom backward, and no lone-run pairing.
+
 Hand-written batched products (``torch.baddbmm``) rather than ``torch.func.vmap`` over
 ``functional_call``: on this project's 2-core CPU machine they were about 1.7× faster for the
 agent's forward and backward passes (``experiments/rl_throughput.py --compare-vmap``).
@@ -19,6 +23,7 @@ References:
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 
 import torch
@@ -26,7 +31,7 @@ from torch import Tensor
 
 from metaloss.rl.ppo import Agent
 
-__all__ = ["Params", "StackedAdam", "StackedAgent", "clip_grad_norms", "fast_tanh"]
+__all__ = ["Params", "StackedAdam", "StackedAgent", "adam_step", "clip_grad_norms", "fast_tanh"]
 
 Params = dict[str, Tensor]
 
@@ -89,15 +94,23 @@ class StackedAgent:
                 stacked[f"{name}.bias"] = torch.stack(biases).unsqueeze(1)
         self.flat = torch.cat([t.flatten(1) for t in stacked.values()], dim=1)
         """Every run's parameters in one row ``[R, P]`` (the optimiser updates this in place)."""
-        self.params: Params = {}
+        self.shapes = {name: tuple(t.shape[1:]) for name, t in stacked.items()}
+        """Each layer's per-run shape (weights ``(in, out)``, biases ``(1, out)``)."""
+        self.params: Params = {
+            name: view.requires_grad_(True) for name, view in self.unflatten(self.flat).items()
+        }
         """Views of :attr:`flat` per layer (weights ``[R, in, out]``, biases ``[R, 1, out]``),
         leaves that require gradients."""
+
+    def unflatten(self, flat: Tensor) -> Params:
+        """Per-layer views of ``[R, P]`` parameters laid out like :attr:`flat`."""
+        params: Params = {}
         offset = 0
-        for name, t in stacked.items():
-            width = t[0].numel()
-            view = self.flat[:, offset : offset + width].view(t.shape)
-            self.params[name] = view.requires_grad_(True)
+        for name, shape in self.shapes.items():
+            width = math.prod(shape)
+            params[name] = flat[:, offset : offset + width].view(flat.shape[0], *shape)
             offset += width
+        return params
 
     def flat_grad(self, grads: Sequence[Tensor]) -> Tensor:
         """Gradients for :attr:`params` (in order) as one ``[R, P]`` tensor like :attr:`flat`."""
@@ -107,14 +120,15 @@ class StackedAgent:
     def runs(self) -> int:
         return next(iter(self.params.values())).shape[0]
 
-    def _mlp(self, head: str, x: Tensor, params: Params) -> Tensor:
+    def _mlp(self, head: str, x: Tensor, params: Params, traced: bool) -> Tensor:
         names = self.heads[head]
         lone = x.shape[0] == 1  # see below
         for i, name in enumerate(names):
             bias, weight = params[f"{name}.bias"], params[f"{name}.weight"]
-            if lone:  # a batch of one takes another kernel (the critic's 1-wide layer rounds
-                # differently), so a lone run is computed as a pair with itself: its numbers
-                # are then those it has inside any population
+            # eager: a batch of one takes another kernel (the critic's 1-wide layer rounds
+            # differently), so a lone run is computed as a pair with itself: its numbers are
+            # then those it has inside any population
+            if lone and not traced:
                 both = torch.baddbmm(
                     bias.expand(2, -1, -1), x.expand(2, -1, -1), weight.expand(2, -1, -1)
                 )
@@ -122,16 +136,17 @@ class StackedAgent:
             else:
                 x = torch.baddbmm(bias, x, weight)
             if i < len(names) - 1:
-                x = fast_tanh(x)
+                x = torch.sigmoid(x * 2) * 2 - 1 if traced else fast_tanh(x)
         return x
 
-    def log_probs(self, obs: Tensor, params: Params | None = None) -> Tensor:
-        """Log-probabilities of every action ``[R, N, n_actions]`` for observations ``[R, N, d]``."""
-        return torch.log_softmax(self._mlp("actor", obs, params or self.params), dim=-1)
+    def log_probs(self, obs: Tensor, params: Params | None = None, traced: bool = False) -> Tensor:
+        """Log-probabilities of every action ``[R, N, n_actions]`` for observations ``[R, N, d]``
+        (``traced``: in the form for ``torch.compile``, equal to float rounding)."""
+        return torch.log_softmax(self._mlp("actor", obs, params or self.params, traced), dim=-1)
 
-    def value(self, obs: Tensor, params: Params | None = None) -> Tensor:
+    def value(self, obs: Tensor, params: Params | None = None, traced: bool = False) -> Tensor:
         """State values ``[R, N]``."""
-        return self._mlp("critic", obs, params or self.params).squeeze(-1)
+        return self._mlp("critic", obs, params or self.params, traced).squeeze(-1)
 
     def agent(self, run: int, template: Agent) -> Agent:
         """Run ``run``'s current weights in a copy of ``template`` (an :class:`Agent` of the same
@@ -176,18 +191,48 @@ class StackedAdam:
     @torch.no_grad()
     def step(self, grad: Tensor, lr: Tensor, active: Tensor) -> None:
         """One update of every active run (rows of ``grad``) with learning rates ``lr`` ``[R]``."""
-        beta1, beta2 = self.betas
-        self.steps = self.steps + active.to(torch.float64)
-        count = self.steps.clamp(min=1)
-        step_size = (lr.to(torch.float64) / (1 - beta1**count)).to(grad.dtype).unsqueeze(1)
-        correction = (1 - beta2**count).sqrt().to(grad.dtype).unsqueeze(1)
-        # torch.optim.Adam's operations, for every row whether or not the others sit out: a
-        # run's rounding must not depend on the rest of its population.
-        keep = active.unsqueeze(1)
-        m = self.exp_avg.lerp(grad, 1 - beta1)
-        v = torch.addcmul(self.exp_avg_sq * beta2, grad, grad, value=1 - beta2)
-        denom = v.sqrt().div_(correction).add_(self.eps)
-        updated = torch.addcdiv(self.flat, m * step_size, denom, value=-1)
-        self.exp_avg = torch.where(keep, m, self.exp_avg)
-        self.exp_avg_sq = torch.where(keep, v, self.exp_avg_sq)
-        self.flat.copy_(torch.where(keep, updated, self.flat))
+        updated, self.exp_avg, self.exp_avg_sq, self.steps = adam_step(
+            self.flat,
+            self.exp_avg,
+            self.exp_avg_sq,
+            self.steps,
+            grad,
+            lr,
+            active,
+            self.betas,
+            self.eps,
+        )
+        self.flat.copy_(updated)
+
+
+def adam_step(
+    flat: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    steps: Tensor,
+    grad: Tensor,
+    lr: Tensor,
+    active: Tensor,
+    betas: tuple[float, float],
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:class:`StackedAdam`'s update as a function (no tensor is changed in place): returns the
+    new parameters, moments and step counts."""
+    beta1, beta2 = betas
+    steps = steps + active.to(torch.float64)
+    count = steps.clamp(min=1)
+    step_size = (lr.to(torch.float64) / (1 - beta1**count)).to(grad.dtype).unsqueeze(1)
+    correction = (1 - beta2**count).sqrt().to(grad.dtype).unsqueeze(1)
+    # torch.optim.Adam's operations, for every row whether or not the others sit out: a run's
+    # rounding must not depend on the rest of its population.
+    keep = active.unsqueeze(1)
+    m = exp_avg.lerp(grad, 1 - beta1)
+    v = torch.addcmul(exp_avg_sq * beta2, grad, grad, value=1 - beta2)
+    denom = v.sqrt().div(correction).add(eps)
+    updated = torch.addcdiv(flat, m * step_size, denom, value=-1)
+    return (
+        torch.where(keep, updated, flat),
+        torch.where(keep, m, exp_avg),
+        torch.where(keep, v, exp_avg_sq),
+        steps,
+    )

@@ -331,9 +331,9 @@ class TorchVectorEnv:
         self._noise = torch.zeros((0,))
         self._used = block
 
-    def _uniforms(self) -> Tensor:
-        """Reset uniforms ``[*batch_shape, state_dim]`` for one step, row ``i`` from its own
-        generator."""
+    def next_uniforms(self) -> Tensor:
+        """Reset uniforms ``[*batch_shape, state_dim]`` for one step (:meth:`transition`), row
+        ``i`` from its own generator."""
         if self._used == self.block:
             shape = (self.block, *self.batch_shape[1:], self.physics.state_dim)
             draws = [torch.rand(shape, generator=g, dtype=self.dtype) for g in self.generators]
@@ -345,7 +345,7 @@ class TorchVectorEnv:
 
     def reset(self) -> Tensor:
         """Start every environment's first episode; returns the observations."""
-        self.state = self.physics.initial(self._uniforms())
+        self.state = self.physics.initial(self.next_uniforms())
         self.steps.zero_()
         self.prev_done.zero_()
         return self.physics.observe(self.state)
@@ -353,20 +353,31 @@ class TorchVectorEnv:
     def step(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Advance every environment by one action; returns ``(obs, reward, terminated,
         truncated)`` with gymnasium's ``NEXT_STEP`` autoreset for the ones that had ended."""
-        state = self.physics.step(self.state, action)
+        (self.state, self.steps, self.prev_done), out = self.transition(
+            (self.state, self.steps, self.prev_done), action, self.next_uniforms()
+        )
+        return out
+
+    def transition(
+        self, carry: tuple[Tensor, Tensor, Tensor], action: Tensor, uniforms: Tensor
+    ) -> tuple[tuple[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """:meth:`step` as a function of ``carry = (state, steps, prev_done)`` and the reset
+        uniforms (no tensor changed, no generator drawn: it can be compiled); returns the new
+        carry and ``(obs, reward, terminated, truncated)``."""
+        previous, steps, reset = carry
+        state = self.physics.step(previous, action)
         terminated = self.physics.terminal(state)
-        self.steps += 1
-        truncated = self.steps >= self.max_episode_steps
+        steps = steps + 1
+        truncated = steps >= self.max_episode_steps
         reward = self.physics.reward(terminated)
-        reset = self.prev_done
-        fresh = self.physics.initial(self._uniforms())
-        self.state = torch.where(reset.unsqueeze(-1), fresh, state)
-        self.steps = torch.where(reset, 0, self.steps)
+        fresh = self.physics.initial(uniforms)
+        state = torch.where(reset.unsqueeze(-1), fresh, state)
+        steps = torch.where(reset, 0, steps)
         reward = torch.where(reset, 0.0, reward).to(self.dtype)
         terminated = terminated & ~reset
         truncated = truncated & ~reset
-        self.prev_done = terminated | truncated
-        return self.physics.observe(self.state), reward, terminated, truncated
+        done = terminated | truncated
+        return (state, steps, done), (self.physics.observe(state), reward, terminated, truncated)
 
 
 def make_torch_env(
