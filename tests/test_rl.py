@@ -499,3 +499,9 @@ def test_metaloss_tune_runs_on_an_rl_config(tmp_path: Path) -> None:
     assert (
         main(["tune", str(CONFIG), "--target", "mse", "--trials", "1", "--out", str(tmp_path)]) == 2
     )
+
+
+def test_the_gymnasium_path_refuses_the_compile_setting() -> None:
+    task = EnvFamily(CartPoleConfig()).default_task()
+    with pytest.raises(ValueError, match=r"^task\.ppo\.compile: the gymnasium path"):
+        train_ppo(task, PPOConfig(compile=True), make_objective("ppo_clip"), seed=0, total_steps=8)

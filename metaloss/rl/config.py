@@ -60,7 +60,7 @@ class PPOConfig:
     compile: bool = setting(
         False,
         "torch.compile population PPO's rollout steps, GAE and minibatch update (the batched "
-        "torch environments; train_ppo's gymnasium path ignores it): faster after a first "
+        "torch environments; train_ppo's gymnasium path refuses it): faster after a first "
         "compile of one to two minutes per process and shapes; the numbers agree with eager to "
         "float32 rounding, not bit for bit",
     )

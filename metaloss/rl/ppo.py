@@ -186,6 +186,11 @@ def train_ppo(
         >>> task = EnvFamily(CartPoleConfig()).default_task()
         >>> run = train_ppo(task, PPOConfig(), make_objective("ppo_clip"), seed=1, total_steps=2048)
     """
+    if config.compile:
+        raise ValueError(
+            "task.ppo.compile: the gymnasium path (train_ppo) runs eagerly; compile applies to "
+            "population PPO on the batched torch environments; expected compile: false here"
+        )
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     env, first_obs = make_vec_env(task, config.num_envs, seed)
