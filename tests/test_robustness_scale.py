@@ -236,3 +236,18 @@ def test_learned_scale_is_refused_for_a_loss_without_scaled_features() -> None:
         contenders_from_config(_config(learned_scale=[2.0]), {"plain": plain})
     with pytest.raises(ConfigError, match=r"benchmark\.learned_scale"):
         _config(learned_scale=[0.0])
+
+
+def test_the_zoo_transfer_loss_takes_a_scale_in_plain_torch() -> None:
+    from metaloss import zoo_names
+
+    if "robust-regression-transfer" not in zoo_names():
+        pytest.skip("zoo loss not installed")
+    pred, target = _batch()
+    base = load_loss("robust-regression-transfer", reduction="none").double()
+    lenient, strict = base.with_scale(16.0), base.with_scale(0.25)  # type: ignore[attr-defined]
+    gross = slice(0, 4)  # the batch's gross residuals get less weight the smaller the scale
+    weight = {
+        c: (m(pred, target) / (pred - target) ** 2) for c, m in [(16, lenient), (0.25, strict)]
+    }
+    assert bool((weight[0.25][gross] < weight[16][gross]).all())
