@@ -6,13 +6,16 @@ A small MLP (or, with ``--hidden 0``, a linear model) is fitted to a bundled rea
 and heavily skewed) whose *training and validation* targets carry injected outliers; the test
 targets are clean. The same model, data, optimiser (``--optimizer adam|sgd``) and epoch budget
 are trained with ``load_loss(<zoo name or file>)``, ``nn.MSELoss`` and ``nn.HuberLoss``; each loss
-gets its own learning rate, chosen from a small grid by the median absolute error on the
+gets its own learning rate (and, with ``--scales`` / ``--huber-deltas``, the learned loss its
+robustness scale and Huber its δ), chosen from small grids by the median absolute error on the
 (corrupted) validation split, so no clean label is used for any choice. The script prints the
 clean test MSE of each loss, mean ± std over seeds, in units of the standardised target.
 
     python experiments/zoo_loss_in_plain_pytorch.py                        # zoo: robust-regression
     python experiments/zoo_loss_in_plain_pytorch.py --loss runs/x/loss.safetensors --seeds 3
     python experiments/zoo_loss_in_plain_pytorch.py --dataset fair --hidden 0 --outlier-fraction 0
+    python experiments/zoo_loss_in_plain_pytorch.py --loss robust-regression-transfer \
+        --scales 0.25,0.5,1,2,4,8,16 --huber-deltas 0.1,0.3,1,3
 
 Everything metaloss-specific in the training loop is the one line
 ``criterion = load_loss(args.loss)`` (the data come as plain tensors from
@@ -59,6 +62,11 @@ class Args:
     """bundled regression data set (metaloss.datasets.regression_names())"""
     optimizer: str = "adam"
     """adam or sgd"""
+    scales: str = ""
+    """robustness scales c tried for the learned loss (``criterion.with_scale(c)``), selected
+    with its learning rate on the validation split; empty: the loss as loaded"""
+    huber_deltas: str = "1"
+    """deltas tried for nn.HuberLoss, selected with its learning rate the same way"""
 
 
 def parse_args() -> Args:
@@ -176,22 +184,37 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    criteria: dict[str, Criterion] = {
-        f"learned ({args.loss})": learned,
-        "nn.MSELoss": nn.MSELoss(),
-        "nn.HuberLoss(delta=1)": nn.HuberLoss(delta=1.0),
+    try:
+        scales = [float(v) for v in args.scales.split(",")] if args.scales else []
+        deltas = [float(v) for v in args.huber_deltas.split(",")]
+        lrs = [float(v) for v in args.lr_grid.split(",")]
+        learned_settings = {f"c={c:g} ": learned.with_scale(c) for c in scales} or {"": learned}  # type: ignore[operator]
+        huber_settings = {f"delta={d:g} ": nn.HuberLoss(delta=d) for d in deltas}
+    except (ValueError, TypeError, AttributeError) as error:
+        print(f"--scales / --huber-deltas / --lr-grid: {error}", file=sys.stderr)
+        return 2
+    huber = "nn.HuberLoss" + (f"(delta={deltas[0]:g})" if len(deltas) == 1 else " (delta selected)")
+    criteria: dict[str, dict[str, Criterion]] = {
+        f"learned ({args.loss})" + (" (scale selected)" if scales else ""): learned_settings,
+        "nn.MSELoss": {"": nn.MSELoss()},
+        huber: huber_settings,
     }
-    lrs = [float(v) for v in args.lr_grid.split(",")]
     results: dict[str, list[float]] = {name: [] for name in criteria}
-    chosen: dict[str, list[float]] = {name: [] for name in criteria}
+    chosen: dict[str, list[str]] = {name: [] for name in criteria}
+    chosen_lrs: dict[str, list[float]] = {name: [] for name in criteria}
     start = time.perf_counter()
     for seed in range(args.seeds):
         data = load_data(args, seed)
-        for name, criterion in criteria.items():
-            models = {lr: train(criterion, data, lr, args, seed) for lr in lrs}
-            best_lr = min(lrs, key=lambda lr: evaluate(models[lr], data["valid"])[0])
-            results[name].append(evaluate(models[best_lr], data["test"])[1])
-            chosen[name].append(best_lr)
+        for name, settings in criteria.items():
+            models = {
+                (label, lr): train(criterion, data, lr, args, seed)
+                for label, criterion in settings.items()
+                for lr in lrs
+            }
+            best = min(models, key=lambda key: evaluate(models[key], data["valid"])[0])
+            results[name].append(evaluate(models[best], data["test"])[1])
+            chosen[name].append(f"{best[0]}lr={best[1]:g}")
+            chosen_lrs[name].append(best[1])
     print(
         f"{args.dataset}, {'linear' if args.hidden == 0 else f'MLP {args.hidden}'}, "
         f"{args.optimizer}, {args.outlier_fraction:.0%} {args.outlier_kind} outliers "
@@ -200,13 +223,12 @@ def main() -> int:
         f"from {args.lr_grid}; {time.perf_counter() - start:.0f} s"
     )
     width = max(len(name) for name in results)
-    print(f"{'loss':<{width}}  {'clean test MSE (std. units)':<27}  lrs chosen")
+    print(f"{'loss':<{width}}  {'clean test MSE (std. units)':<27}  settings chosen per seed")
     for name, values in results.items():
         t = torch.tensor(values, dtype=torch.float64)
         std = float(t.std()) if len(t) > 1 else 0.0
-        lrs_text = ",".join(f"{lr:g}" for lr in chosen[name])
-        print(f"{name:<{width}}  {float(t.mean()):>8.4f} ± {std:<16.4f}  {lrs_text}")
-    for name, picked in chosen.items():
+        print(f"{name:<{width}}  {float(t.mean()):>8.4f} ± {std:<16.4f}  {'; '.join(chosen[name])}")
+    for name, picked in chosen_lrs.items():
         edges = [lr for lr in picked if lr in (min(lrs), max(lrs))]
         if edges:
             print(

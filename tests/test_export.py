@@ -358,3 +358,19 @@ def test_plain_pytorch_example_runs_with_a_loss_file(trained: tuple[LearnedLoss,
     )
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "neither a file nor a zoo name" in missing.stderr
+
+
+def test_plain_pytorch_example_selects_the_scale_and_the_huber_delta() -> None:
+    if "robust-regression-transfer" not in zoo_names():
+        pytest.skip("zoo loss not installed")
+    script = Path(__file__).parents[1] / "experiments" / "zoo_loss_in_plain_pytorch.py"
+    tiny = ["--seeds", "1", "--epochs", "1", "--lr-grid", "0.01", "--huber-deltas", "0.3,1"]
+    args = [sys.executable, str(script), "--loss", "robust-regression-transfer", *tiny]
+    done = subprocess.run([*args, "--scales", "1,4"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()[2:]}
+    learned = rows["learned (robust-regression-transfer) (scale selected)"]
+    assert "c=1 lr=0.01" in learned or "c=4 lr=0.01" in learned
+    assert "delta=" in rows["nn.HuberLoss (delta selected)"]
+    bad = subprocess.run([*args, "--scales", "0"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "scale" in bad.stderr
