@@ -188,7 +188,7 @@ def main() -> int:
         scales = [float(v) for v in args.scales.split(",")] if args.scales else []
         deltas = [float(v) for v in args.huber_deltas.split(",")]
         lrs = [float(v) for v in args.lr_grid.split(",")]
-        learned_settings = {f"c={c:g} ": learned.with_scale(c) for c in scales} or {"": learned}  # type: ignore[operator]
+        learned_settings = {f"c={c:g} ": learned.with_scale(c) for c in scales} or {"": learned}
         huber_settings = {f"delta={d:g} ": nn.HuberLoss(delta=d) for d in deltas}
     except (ValueError, TypeError, AttributeError) as error:
         print(f"--scales / --huber-deltas / --lr-grid: {error}", file=sys.stderr)

@@ -448,7 +448,7 @@ def _minibatch_step(
     clipped, _ = clip_grad_norms(pop.agent.flat_grad(grads), pop.config.max_grad_norm)
     pop.optimizer.step(clipped, lr, active)
     with torch.no_grad():
-        stats["approx_kl"] = _masked_mean((log_ratio.exp() - 1) - log_ratio, mask, count)
+        stats["approx_kl"] = _approx_kl(log_ratio, mask, count)
     return stats, active
 
 
@@ -526,21 +526,25 @@ def _minibatch_update(
     flat = state[0]
     count = batch.mask.sum(1)
 
-    def total(flat: Tensor) -> tuple[Tensor, tuple[Tensor, dict[str, Tensor], Tensor]]:
+    def total(flat: Tensor) -> tuple[Tensor, tuple[Tensor, dict[str, Tensor], Tensor, Tensor]]:
         params = agent.unflatten(flat)
         loss, stats, log_ratio = _minibatch_loss(
             agent, objective, config, params, batch, traced=True
         )
         active = torch.isfinite(loss) & (count > 0)
-        return torch.where(active, loss, 0.0).sum(), (loss, stats, log_ratio)
+        return torch.where(active, loss, 0.0).sum(), (loss, stats, log_ratio, active)
 
-    grad, (loss, stats, log_ratio) = torch.func.grad(total, has_aux=True)(flat)
-    finite = torch.isfinite(loss)
-    active = finite & (count > 0)
+    grad, (loss, stats, log_ratio, active) = torch.func.grad(total, has_aux=True)(flat)
     clipped, _ = clip_grad_norms(grad, config.max_grad_norm)
     new = adam_step(*state, clipped, lr, active, betas, eps)
-    stats["approx_kl"] = _masked_mean((log_ratio.exp() - 1) - log_ratio, batch.mask, count)
-    return new, stats, finite, active
+    stats["approx_kl"] = _approx_kl(log_ratio, batch.mask, count)
+    return new, stats, torch.isfinite(loss), active
+
+
+def _approx_kl(log_ratio: Tensor, mask: Tensor, count: Tensor) -> Tensor:
+    """Each run's mean ``(r - 1) - log r`` over its minibatch (the "k3" KL estimate, as in
+    :mod:`metaloss.rl.ppo`)."""
+    return _masked_mean((log_ratio.exp() - 1) - log_ratio, mask, count)
 
 
 def _value_loss(
