@@ -185,7 +185,7 @@ def test_a_classical_fit_is_tested_once_per_run_with_a_flat_curve_and_no_diagnos
         rtol=1e-6,
         atol=1e-7,
     )
-    assert entry.diagnoses == dict.fromkeys(entry.diagnoses, 0) and len(entry.diagnoses) == 5
+    assert entry.diagnoses == {}  # not diagnosed, rather than five zero counts
     assert entry.diverged == 0 and entry.param == "slope"
 
 
@@ -677,6 +677,32 @@ def test_the_results_csv_leaves_an_unset_parameter_value_empty(tmp_path: Path) -
     rows = list(csv.reader(raw.decode().splitlines()))
     assert rows[1][:6] == ["a", "learned", "learned", "0.01", "", ""]
     assert rows[2][:6] == ["a", "huber", "baseline", "0.1", "delta", "0.3"]
+
+
+def _undiagnosed(result: BenchmarkResult, names: set[str]) -> BenchmarkResult:
+    entries = [replace(e, diagnoses={}) if e.name in names else e for e in result.entries]
+    return replace(result, entries=entries)
+
+
+def test_a_loss_whose_curves_were_not_diagnosed_shows_a_dash_not_zero_counts(
+    tmp_path: Path,
+) -> None:
+    result = _undiagnosed(_two_rows(), {"huber"})  # as a classical fit's entry is
+    lines = markdown(result).splitlines()
+    assert "| huber | — | — | — | — | — |" in lines
+    assert "| mse | 12 | 0 | 0 | 0 | 0 |" in lines
+    write_csv(result, tmp_path / "r.csv")
+    rows = list(csv.reader((tmp_path / "r.csv").read_text().splitlines()))
+    start = rows[0].index(DIAGNOSES[0])
+    assert rows[2][start : start + len(DIAGNOSES)] == [""] * len(DIAGNOSES)  # huber
+    assert rows[1][start : start + len(DIAGNOSES)] == ["6", "0", "0", "0", "0"]  # learned
+
+
+def test_a_result_with_no_diagnosed_curve_has_no_diagnosis_table() -> None:
+    result = _undiagnosed(_two_rows(), {"learned", "huber", "mse", "oracle"})  # as RL's is
+    text = markdown(result)
+    assert "Training-curve diagnoses" not in text
+    assert "## Selected on meta-train tasks" in text
 
 
 # ------------------------------------------------------------------------------ calibration

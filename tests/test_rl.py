@@ -340,7 +340,9 @@ def test_metaloss_benchmark_runs_an_rl_config_end_to_end(
         "Wilcoxon",
     ):
         assert name in table
+    assert "Training-curve diagnoses" not in table  # return curves are not loss curves
     data = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert all(e["diagnoses"] == {} for e in data["entries"])
     assert len(data["entries"]) == 3 * 2 and all(len(e["per_task"]) == 2 for e in data["entries"])
     clip = next(e for e in data["entries"] if e["loss"] == "ppo_clip")
     assert set(clip["selection_scores_outer_valid"]) == {

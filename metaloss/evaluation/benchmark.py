@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from metaloss.config import BenchmarkRow, ConfigError, RunConfig, apply_overrides, parse, to_dict
-from metaloss.evaluation.diagnostics import DIAGNOSES, count_diagnoses
+from metaloss.evaluation.diagnostics import count_diagnoses
 from metaloss.evaluation.fits import FITS, Fit, fit_scores
 from metaloss.evaluation.meta_test import EvalSet, eval_set, run_loss, select_lr
 from metaloss.evaluation.stats import (
@@ -159,7 +159,8 @@ class Entry:
         per_task: the final test metric of each meta-test task, averaged over seeds (``[tasks]``).
         curve: the mean test metric after each inner step ``0..K`` (``[K+1]``).
         diagnoses: how many runs' curves were diagnosed as each of
-            :data:`metaloss.evaluation.diagnostics.DIAGNOSES`.
+            :data:`metaloss.evaluation.diagnostics.DIAGNOSES`; empty when the curves were not
+            diagnosed (a classical fit has no curve; an RL return curve is not a loss curve).
         diverged: runs whose inner gradients became NaN/Inf.
         metrics: extra final metrics per task (the family spec's ``metrics``), ``[tasks]`` each.
     """
@@ -624,7 +625,7 @@ def run_row(
 
 def _fit_entry(contender: Contender, chosen: Selection, row: Row, test_set: EvalSet) -> Entry:
     """A classical fit on the test runs: no inner steps, so its curve is flat at its score and
-    no curve is diagnosed."""
+    no curve is diagnosed (empty diagnoses)."""
     assert contender.fit is not None
     ev = row.config.evaluation
     per_run = fit_scores(
@@ -633,7 +634,7 @@ def _fit_entry(contender: Contender, chosen: Selection, row: Row, test_set: Eval
     per_task = per_run.reshape(ev.seeds, ev.test_tasks).mean(0)
     curve = torch.full((row.config.inner.steps + 1,), float(per_task.mean()), device="cpu")
     diverged = int((~torch.isfinite(per_run)).sum())
-    return _entry(row, contender, chosen, per_task, curve, dict.fromkeys(DIAGNOSES, 0), diverged)
+    return _entry(row, contender, chosen, per_task, curve, {}, diverged)
 
 
 def _entry(

@@ -147,7 +147,7 @@ def write_csv(result: BenchmarkResult, path: Path) -> None:
                     s.half_width,
                     s.n,
                     e.diverged,
-                    *(e.diagnoses[d] for d in DIAGNOSES),
+                    *(e.diagnoses.get(d, "") for d in DIAGNOSES),
                     *(x for c in scores for x in ((c.mean, c.half_width) if c else ("", ""))),
                 ]
             )
@@ -348,9 +348,16 @@ def _selected(e: Entry) -> str:
 
 
 def _diagnosis_table(result: BenchmarkResult, names: list[str]) -> list[str]:
+    """Run counts per diagnosis; "—" for a loss none of whose curves were diagnosed, and no
+    table when no curve was."""
+    diagnosed = {e.name for e in result.entries if e.diagnoses}
+    if not diagnosed:
+        return []
 
     def count(diagnosis: str, name: str) -> str:
-        return str(sum(e.diagnoses[diagnosis] for e in result.entries if e.name == name))
+        if name not in diagnosed:
+            return "—"
+        return str(sum(e.diagnoses.get(diagnosis, 0) for e in result.entries if e.name == name))
 
     title = f"## Training-curve diagnoses (runs, all rows; judged on the {result.metric})"
     return [*_loss_by_row_table(title, list(DIAGNOSES), names, count), ""]

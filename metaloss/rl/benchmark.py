@@ -32,7 +32,6 @@ from torch import Tensor
 
 from metaloss.config import ConfigError, RunConfig
 from metaloss.evaluation.benchmark import BenchmarkResult, Entry, Selection
-from metaloss.evaluation.diagnostics import DIAGNOSES
 from metaloss.evaluation.stats import PairedComparison, paired_comparison
 from metaloss.rl.config import RLTaskConfig, check_rl_settings
 from metaloss.rl.envs import EnvFamily, EnvTask
@@ -228,7 +227,7 @@ def run_rl_benchmark(
                     c.param,
                     finals,
                     curves.nanmean(0).float(),
-                    dict.fromkeys(DIAGNOSES, 0),
+                    {},  # return curves are not diagnosed: the diagnoses judge loss curves
                     sum(r.skipped_updates > 0 for r in chunk),
                     {STEPS_METRIC: steps},
                 )
