@@ -4,14 +4,11 @@ meta-gradient (float64), and stay in step over several meta-steps."""
 from __future__ import annotations
 
 import itertools
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from _distributed import spawn_gloo
 
 from metaloss.config import ConfigError, RunConfig, parse
 from metaloss.outer import MetaTrainer
@@ -40,12 +37,6 @@ def config(**outer) -> RunConfig:
     return parse({**DATA, "outer": {**DATA["outer"], **outer}})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _gradients(trainer: MetaTrainer) -> dict[str, torch.Tensor]:
     batch = trainer.problem.sample(trainer.generator)
     params = dict(trainer.loss.named_parameters())
@@ -69,15 +60,8 @@ def _results(make: type[MetaTrainer]) -> dict[str, dict[str, torch.Tensor]]:
     return results
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # keep gloo on loopback
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
-    try:
-        torch.save(_results(DistributedMetaTrainer), Path(out) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int, out: str) -> None:
+    torch.save(_results(DistributedMetaTrainer), Path(out) / f"rank{rank}.pt")
 
 
 def test_shards_cover_the_meta_batch_once() -> None:
@@ -89,7 +73,7 @@ def test_shards_cover_the_meta_batch_once() -> None:
 
 
 def test_two_processes_give_the_single_process_meta_gradient(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_gloo(_worker, 2, str(tmp_path))
     single = _results(MetaTrainer)
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)

@@ -3,13 +3,10 @@ single-process fitness, estimate and meta-steps."""
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from _distributed import spawn_gloo
 
 from metaloss.config import RunConfig, load_config
 from metaloss.outer.trainer import MetaTrainer
@@ -37,12 +34,6 @@ def _config() -> RunConfig:
     return load_config(CONFIG, TINY)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _summary(trainer: MetaTrainer) -> dict[str, torch.Tensor]:
     result = trainer.train()
     state = {f"loss.{k}": v for k, v in result.loss.state_dict().items()}
@@ -51,20 +42,12 @@ def _summary(trainer: MetaTrainer) -> dict[str, torch.Tensor]:
     return {**state, "steps": steps, "valid": valid}
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    torch.set_num_threads(1)
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # keep gloo on loopback
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
-    try:
-        torch.save(_summary(distributed_trainer(_config(), None)), Path(out) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int, out: str) -> None:
+    torch.save(_summary(distributed_trainer(_config(), None)), Path(out) / f"rank{rank}.pt")
 
 
 def test_two_processes_give_the_single_process_es_run(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_gloo(_worker, 2, str(tmp_path))
     single = _summary(MetaTrainer(_config()))
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt")
