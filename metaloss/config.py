@@ -365,11 +365,13 @@ class BenchmarkConfig:
     )
     learned_scale: tuple[float, ...] = setting(
         (),
-        "robustness scales c > 0: each learned regression loss whose features read a batch "
-        "scale estimate also enters as '<loss> (scale)', with every such estimate multiplied "
-        "by c (c > 1: residuals look smaller, towards the squared loss; c < 1: larger), c "
-        "selected on meta-train tasks with the learning rate like a baseline's parameter (as "
-        "Tukey's c or Huber's delta); empty: no scaled contender",
+        "scales c > 0: each learned loss also enters as '<loss> (scale)' at scale c, selected "
+        "on meta-train tasks with the learning rate like a baseline's parameter (as Tukey's c "
+        "or label smoothing's epsilon). Regression (a loss whose features read a batch scale "
+        "estimate): every such estimate multiplied by c (c > 1: residuals look smaller, "
+        "towards the squared loss; c < 1: larger). Classification: a temperature, the loss "
+        "reads logits / c (c < 1: softer predictions; compare with the ce_temperature "
+        "baseline); empty: no scaled contender",
         gt=0,
     )
     learned_views: tuple[str, ...] = setting(

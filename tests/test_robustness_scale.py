@@ -232,7 +232,10 @@ def test_selection_picks_the_known_best_scale() -> None:
 
 def test_learned_scale_is_refused_for_a_loss_without_scaled_features() -> None:
     plain = LearnedLoss(("residual", "abs_residual"), hidden=(4,))
-    with pytest.raises(ConfigError, match=r"^benchmark\.learned_scale: plain has no feature"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^benchmark\.learned_scale: plain is neither a learned classification loss nor has",
+    ):
         contenders_from_config(_config(learned_scale=[2.0]), {"plain": plain})
     with pytest.raises(ConfigError, match=r"benchmark\.learned_scale"):
         _config(learned_scale=[0.0])

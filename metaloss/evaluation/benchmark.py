@@ -376,18 +376,22 @@ def _mixed_contenders(config: RunConfig, learned: dict[str, PerSampleLoss]) -> l
 
 
 def _scaled_contenders(config: RunConfig, learned: dict[str, PerSampleLoss]) -> list[Contender]:
-    """``benchmark.learned_scale``: each learned loss at robustness scale ``c`` (every batch
-    scale estimate its features divide by times ``c``), ``c`` selected on meta-train tasks like a
-    baseline's parameter (named ``"<loss> (scale)"``)."""
+    """``benchmark.learned_scale``: each learned loss at scale ``c`` (regression: every batch
+    scale estimate its features divide by times ``c``; classification: the logits divided by
+    ``c``, a temperature), ``c`` selected on meta-train tasks like a baseline's parameter (named
+    ``"<loss> (scale)"``)."""
     values = config.benchmark.learned_scale
     if not values:
         return []
     contenders = []
     for name, fn in learned.items():
-        if not isinstance(fn, LearnedLoss) or not scaled_features(fn.kind, fn.features):
+        if not isinstance(fn, LearnedLoss) or not (
+            fn.kind == "classification" or scaled_features(fn.kind, fn.features)
+        ):
             raise ConfigError(
-                f"benchmark.learned_scale: {name} has no feature that reads a batch scale "
-                "estimate (see metaloss.losses.scale); expected learned_scale: [] for it"
+                f"benchmark.learned_scale: {name} is neither a learned classification loss nor "
+                "has a feature that reads a batch scale estimate (see metaloss.losses.scale); "
+                "expected learned_scale: [] for it"
             )
         contenders.append(Contender(f"{name} (scale)", "learned", fn.with_scale, "scale", values))
     return contenders

@@ -20,6 +20,8 @@ References:
     Labels", NeurIPS 2018 (the small-loss signal behind the ``ce_quantile`` feature).
     Patrini et al., "Making Deep Neural Networks Robust to Label Noise: a Loss Correction
     Approach", CVPR 2017 (why a loss should know the noise level: ``batch_label_prob``).
+    Agarwala et al., "Temperature check: theory and practice for training models with
+    softmax-cross-entropy losses", arXiv:2010.07344, 2020 (training at a temperature).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ __all__ = [
     "label_probability",
     "label_smoothing",
     "symmetric_cross_entropy",
+    "tempered_cross_entropy",
 ]
 
 
@@ -119,8 +122,22 @@ def bootstrap_hard(logits: Tensor, labels: Tensor, beta: float = 0.8) -> Tensor:
     return beta * cross_entropy(logits, labels) + (1 - beta) * cross_entropy(logits, predicted)
 
 
+def tempered_cross_entropy(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> Tensor:
+    """Cross-entropy of ``logits / temperature``: training at a temperature (Agarwala et al.,
+    2020); below 1 the learner's own predictions stay softer, like label smoothing's. The
+    baseline a learned loss's temperature (``benchmark.learned_scale``) is checked against.
+
+    Args:
+        temperature: a positive number; 1 is CE.
+    """
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature: expected a positive finite number, got {temperature}")
+    return cross_entropy(logits / temperature, labels)
+
+
 CLASSIFICATION_BASELINES = {
     "ce": cross_entropy,
+    "ce_temperature": tempered_cross_entropy,
     "label_smoothing": label_smoothing,
     "gce": generalized_cross_entropy,
     "sce": symmetric_cross_entropy,

@@ -99,16 +99,22 @@ class LearnedLoss(LossModule):
             width depends on it.
         form: ``"loss"`` (the output is the loss) or ``"weight"`` (the output weights CE, or
             the squared residual for regression).
-        scale: the robustness scale: a factor on every batch scale estimate the features
-            divide by (see :mod:`metaloss.losses.scale`); 1 is the loss as meta-trained, larger
+        scale: the scale the loss reads its input on; 1 is the loss as meta-trained
+            (:meth:`with_scale`). Regression: the robustness scale, a factor on every batch
+            scale estimate the features divide by (see :mod:`metaloss.losses.scale`); larger
             values treat residuals as smaller (towards the squared loss for a weight-form
-            loss), smaller values as larger. Only a loss with such a feature takes a scale
-            other than 1 (:meth:`with_scale`).
+            loss), smaller values as larger; only a loss with such a feature takes a scale
+            other than 1. Classification: a temperature, the loss (its features and the CE a
+            weight-form loss weights) reads ``logits / scale``; values below 1 stop training
+            earlier on confident samples, so the learner's own predictions stay softer, as
+            label smoothing's do (training at a temperature: Agarwala et al., 2020).
 
     References:
         Bechtle et al., "Meta Learning via Learned Loss", ICPR 2020.
         Holland & Welsch, "Robust regression using iteratively reweighted least-squares",
         Communications in Statistics, 1977.
+        Agarwala, Pennington, Dauphin & Schoenholz, "Temperature check: theory and practice
+        for training models with softmax-cross-entropy losses", arXiv:2010.07344, 2020.
 
     Example:
         >>> loss = LearnedLoss(("residual", "abs_residual"))
@@ -182,15 +188,17 @@ class LearnedLoss(LossModule):
         }
 
     def with_scale(self, scale: float) -> LearnedLoss:
-        """This loss at robustness scale ``scale`` (an absolute value, not relative to this
-        loss's own): a shallow copy sharing the network, so training either trains both."""
+        """This loss at scale ``scale`` (regression: the robustness scale; classification: the
+        temperature; an absolute value, not relative to this loss's own): a shallow copy sharing
+        the network, so training either trains both."""
         checked = _checked_scale(self.kind, self.features, scale)
         other = copy.copy(self)
         other.scale = checked
         return other
 
     def _raw(self, pred: Tensor, target: Tensor) -> Tensor:
-        features = compute_features(self.kind, self.features, pred, target, self.scale)
+        feature_scale = self.scale if self.kind == "regression" else 1.0
+        features = compute_features(self.kind, self.features, pred, target, feature_scale)
         if self.form == "weight":
             features = features.detach()
         return OUTPUTS[self.output](self.net(features).squeeze(-1))
@@ -223,6 +231,8 @@ class LearnedLoss(LossModule):
                     f"pred: expected {self.num_classes} classes (logits [..., {self.num_classes}]): "
                     f"feature {self.class_dependent[0]!r} has one value per class, got {pred.shape[-1]}"
                 )
+            if self.scale != 1.0:
+                pred = pred / self.scale  # the temperature: every part reads the scaled logits
         values = self._raw(pred, target)
         if self.form == "weight":
             return values * _base_loss(self.kind, pred, target)
@@ -242,7 +252,7 @@ def _checked_scale(kind: str, features: tuple[str, ...], scale: float) -> float:
         raise ValueError(f"scale: expected a positive number, got {type(scale).__name__}")
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
-    if scale != 1.0 and not scaled_features(kind, features):
+    if scale != 1.0 and kind != "classification" and not scaled_features(kind, features):
         raise ValueError(
             f"scale: none of the features ({', '.join(features)}) reads a batch scale estimate, "
             f"so only scale 1 is meaningful; got {scale:g}"
