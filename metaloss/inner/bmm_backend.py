@@ -10,8 +10,10 @@ losses w.r.t. the predictions, with ``create_graph`` while the meta-gradient is 
 of the hand-written backward is itself differentiable, so ``meta_objective.backward()``
 differentiates the whole unroll, second-order terms included, and gives the meta-gradients of the
 ``torch.func`` backend (tested in float64). There is no ``functional_call`` parameter swapping and
-no pytree work per step; the optimiser and the non-finite guard act on the flat buffer (one
-``where`` per step, with the semantics of :mod:`metaloss.inner.unroll`).
+no pytree work per step; the optimiser and the non-finite guard act on the flat buffer. The
+guard costs one reduction per step: the unroll runs without the per-step ``where`` and is
+repeated with it only when some task went non-finite (the semantics of
+:mod:`metaloss.inner.unroll`; with ``inner.compile`` the compiled unroll keeps the ``where``).
 
 The per-sample loss and the family objective are per-task functions; they are mapped over tasks
 with ``vmap`` unless marked :func:`metaloss.inner.batching.task_batched`.
@@ -233,7 +235,7 @@ class BmmBackend(InnerBackend):
     ) -> InnerResult:
         first_tracked = first_tracked_step(self.config.steps, plan.backprop_steps)
         scored = getattr(tasks, plan.record) if plan.record else None
-        flat, alive, curve, meta_objective = self.unroll(
+        args = (
             self.pack(init_params),
             tasks.train,
             tasks.outer_valid,
@@ -242,6 +244,15 @@ class BmmBackend(InnerBackend):
             plan.optimizer,
             first_tracked,
         )
+        if self.compiled is None:
+            # The guard once per unroll: unguarded, recording only which tasks stayed finite,
+            # and again with the per-step guard only if one did not (then the result is the
+            # guarded one; when every task stayed finite the two are the same to the bit).
+            flat, alive, curve, meta_objective = self._unroll(*args, guard=False)
+            if not bool(alive.all()):
+                flat, alive, curve, meta_objective = self._unroll(*args)
+        else:
+            flat, alive, curve, meta_objective = self.unroll(*args)
         params = dict(zip(self.layout.names, self.unpack(flat), strict=True))
         return InnerResult(meta_objective, curve, alive, params)
 
@@ -255,9 +266,11 @@ class BmmBackend(InnerBackend):
         optimizer: FunctionalOptimizer,
         first_tracked: int,
         traceable: bool = False,
+        guard: bool = True,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """K steps from buffer ``flat``: ``(final buffer, finite [tasks], curve [tasks, K+1] or
-        [tasks, 0], meta-objective [tasks])``, with the semantics of :func:`unroll`."""
+        [tasks, 0], meta-objective [tasks])``, with the semantics of :func:`unroll`; without
+        ``guard`` a task whose gradient went non-finite keeps stepping (only ``finite`` says so)."""
         step = self._step_traceable if traceable else self._step
         state = optimizer.init({"flat": flat})
         alive = torch.ones(flat.shape[0], dtype=torch.bool, device=flat.device)
@@ -284,7 +297,7 @@ class BmmBackend(InnerBackend):
                     grads = grads * torch.clamp(clip / (norm + 1e-12), max=1.0)
                 new, state = optimizer.update({"flat": grads}, state, {"flat": flat})
                 alive = alive & finite
-                flat = torch.where(alive.unsqueeze(1), new["flat"], flat)
+                flat = torch.where(alive.unsqueeze(1), new["flat"], flat) if guard else new["flat"]
                 if scored is not None:
                     curve.append(score(flat, scored))
         meta_objective = score(flat, outer_valid)
