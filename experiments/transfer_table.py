@@ -2,19 +2,22 @@
 
 Reads the ``results.json`` of a benchmark run (any split) and prints, for every row, the best
 tuned baseline (the baseline with the lowest mean test metric on that row, its own parameter and
-learning rate selected as always), MSE, and for each learned loss its mean, the paired difference
-to the best tuned baseline with both p-values and the report's verdict, and its verdict against
-MSE. Then one line per learned loss counts what the goal asks:
+learning rate selected as always), the reference loss (MSE for regression, CE for classification,
+``--reference``), and for each learned loss its mean, the paired difference to the best tuned
+baseline with both p-values and the report's verdict, and its verdict against the reference.
+Then one line per learned loss counts what the goal asks:
 
 - rows better / tied / worse than the best tuned baseline (all rows);
-- rows with outliers (``eps=...`` > 0 in the row name) where it is better than the best baseline;
-- clean rows (``eps=0``) where it is worse than MSE.
+- rows with outliers or label noise (``eps=0.2``, ``sym 0.4``, ``pair 0.3`` in the row name)
+  where it is better than the best baseline;
+- clean rows (``eps=0`` or ``clean``) where it is worse than the reference loss.
 
 Verdicts are the report's own (paired t test and Wilcoxon signed-rank test, both at 5%, from
 :mod:`metaloss.evaluation.stats`); nothing is recomputed here but the choice of the best baseline.
 
     python experiments/transfer_table.py reports/outliers_transfer/results.json
     python experiments/transfer_table.py reports/x/results.json --learned seed-0 robust-regression
+    python experiments/transfer_table.py reports/noisy_labels_transfer/results.json --reference ce
 """
 
 from __future__ import annotations
@@ -28,16 +31,20 @@ from typing import Any
 
 from metaloss.markdown import table_head, table_row
 
-__all__ = ["best_baselines", "epsilon_of", "main", "summarise"]
+__all__ = ["best_baselines", "contamination_of", "main", "summarise"]
 
-_EPSILON = re.compile(r"eps=([0-9]*\.?[0-9]+)")
+_CONTAMINATION = re.compile(r"(?:eps=|sym |pair )([0-9]*\.?[0-9]+)")
+_CLEAN = re.compile(r"\bclean\b")
 _SHORT = {"better": "**better**", "worse": "worse", "no significant difference": "tie"}
 
 
-def epsilon_of(row: str) -> float | None:
-    """The outlier fraction a row's name states (``eps=0.2``), or ``None``."""
-    found = _EPSILON.search(row)
-    return float(found.group(1)) if found else None
+def contamination_of(row: str) -> float | None:
+    """The outlier fraction or label-noise rate a row's name states (``eps=0.2``, ``sym 0.4``,
+    ``pair 0.3``; ``clean`` is 0), or ``None``."""
+    found = _CONTAMINATION.search(row)
+    if found:
+        return float(found.group(1))
+    return 0.0 if _CLEAN.search(row) else None
 
 
 def best_baselines(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -65,31 +72,33 @@ def _verdict(comparison: dict[str, Any] | None) -> str:
     return _SHORT.get(verdict, verdict)
 
 
-def summarise(data: dict[str, Any], learned: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """The Markdown table lines and the per-loss counts."""
+def summarise(
+    data: dict[str, Any], learned: list[str], reference: str = "mse"
+) -> tuple[list[str], dict[str, Any]]:
+    """The Markdown table lines and the per-loss counts (clean rows against ``reference``)."""
     best = best_baselines(data)
     means = {(e["row"], e["loss"]): e["mean"] for e in data["entries"]}
     pairs = {(c["row"], c["learned"], c["baseline"]): c for c in data["comparisons"]}
-    header = ["row", "best tuned baseline", "mse", *learned]
+    header = ["row", "best tuned baseline", reference, *learned]
     lines = table_head(header)
     counts = {
         name: {"better": 0, "tie": 0, "worse": 0, "other": 0, "noisy_rows": 0,
-               "noisy_better": 0, "clean_rows": 0, "clean_worse_than_mse": 0}
+               "noisy_better": 0, "clean_rows": 0, "clean_worse_than_reference": 0}
         for name in learned
     }  # fmt: skip
     for row in data["rows"]:
         base = best.get(row)
         if base is None:
             continue
-        eps = epsilon_of(row)
+        eps = contamination_of(row)
         cells = [
             row,
             f"{_label(base)} {base['mean']:.4g}",
-            f"{means.get((row, 'mse'), float('nan')):.4g}",
+            f"{means.get((row, reference), float('nan')):.4g}",
         ]
         for name in learned:
             vs_best = pairs.get((row, name, base["loss"]))
-            vs_mse = pairs.get((row, name, "mse"))
+            vs_ref = pairs.get((row, name, reference))
             mean = means.get((row, name))
             if vs_best is None or mean is None:
                 cells.append("—")
@@ -103,13 +112,15 @@ def summarise(data: dict[str, Any], learned: list[str]) -> tuple[list[str], dict
                 tally["noisy_better"] += verdict == "better"
             if eps == 0:
                 tally["clean_rows"] += 1
-                tally["clean_worse_than_mse"] += vs_mse is not None and vs_mse["verdict"] == "worse"
+                tally["clean_worse_than_reference"] += (
+                    vs_ref is not None and vs_ref["verdict"] == "worse"
+                )
             cell = (
                 f"{mean:.4g}, {vs_best['difference']:+.3g} (p {vs_best['p_t']:.2g} / "
                 f"{vs_best['p_wilcoxon']:.2g}) {_verdict(vs_best)}"
             )
-            if eps == 0 and base["loss"] != "mse":
-                cell += f"; vs MSE {_verdict(vs_mse)}"
+            if eps == 0 and base["loss"] != reference:
+                cell += f"; vs {reference} {_verdict(vs_ref)}"
             cells.append(cell)
         lines.append(table_row(cells))
     return lines, counts
@@ -119,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="results.json of a metaloss benchmark run")
     parser.add_argument("--learned", nargs="+", default=None, help="learned losses (default: all)")
+    parser.add_argument(
+        "--reference", default="mse", help="the loss clean rows are held to (mse; ce for labels)"
+    )
     args = parser.parse_args(argv)
     try:
         data = json.loads(args.results.read_text())
@@ -133,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"--learned: {', '.join(missing)} not in {', '.join(available)}", file=sys.stderr)
         return 2
-    lines, counts = summarise(data, learned)
+    lines, counts = summarise(data, learned, args.reference)
     print(f"{data.get('metric', 'test metric')}; split {data.get('split')}; "
           f"{data.get('test_tasks')} test tasks x {data.get('seeds')} seed(s) per row; "
           "difference to the best tuned baseline (p paired t / Wilcoxon) and verdict at 5%")  # fmt: skip
@@ -143,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name}: vs best tuned baseline {c['better']} better / {c['tie']} tied / "
             f"{c['worse']} worse" + (f" / {c['other']} other" if c["other"] else "") + "; "
-            f"better in {c['noisy_better']} of {c['noisy_rows']} rows with outliers; "
-            f"worse than MSE in {c['clean_worse_than_mse']} of {c['clean_rows']} clean rows"
+            f"better in {c['noisy_better']} of {c['noisy_rows']} rows with outliers or noise; "
+            f"worse than {args.reference} in {c['clean_worse_than_reference']} of "
+            f"{c['clean_rows']} clean rows"
         )
     return 0
 

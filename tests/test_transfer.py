@@ -372,7 +372,7 @@ def test_goal_table_compares_with_each_rows_best_baseline_and_mse_on_clean_rows(
     experiments = Path(__file__).resolve().parents[1] / "experiments"
     sys.path.insert(0, str(experiments))
     try:
-        from transfer_table import epsilon_of, summarise
+        from transfer_table import contamination_of, summarise
     finally:
         sys.path.remove(str(experiments))
     rows = ["a eps=0", "a eps=0.2", "b eps=0.4"]
@@ -394,11 +394,11 @@ def test_goal_table_compares_with_each_rows_best_baseline_and_mse_on_clean_rows(
     lines, counts = summarise(data, ["new"])
     assert counts["new"] == {
         "better": 1, "tie": 1, "worse": 1, "other": 0, "noisy_rows": 2, "noisy_better": 1,
-        "clean_rows": 1, "clean_worse_than_mse": 1,
+        "clean_rows": 1, "clean_worse_than_reference": 1,
     }  # fmt: skip
-    assert lines[2].startswith("| a eps=0 | huber 0.9 | 1 |") and "vs MSE worse" in lines[2]
-    assert (epsilon_of("fair linear eps=0"), epsilon_of("x eps=0.4"), epsilon_of("sgd")) == (
-        0.0,
-        0.4,
-        None,
-    )
+    assert lines[2].startswith("| a eps=0 | huber 0.9 | 1 |") and "vs mse worse" in lines[2]
+    names = ["fair linear eps=0", "x eps=0.4", "sgd", "anes96 clean adam", "digits10 sym 0.4"]
+    assert [contamination_of(n) for n in [*names, "make_cls pair 0.3", "K=400 clean"]] == [
+        0.0, 0.4, None, 0.0, 0.4, 0.3, 0.0,
+    ]  # fmt: skip
+    assert contamination_of("digits10 sym 0.4 n=50") == 0.4
