@@ -251,3 +251,39 @@ def test_command_line_mistakes_are_one_line(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     refused(args, capsys, workdir, message, code=2)
+
+
+# --------------------------------------------------------------------------------------------
+# A baseline parameter the baseline does not take, or a value it refuses: a config error before
+# the benchmark starts (it used to end mid-run, or as an "internal error" for an unknown name).
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+BASELINE_VALUES = [
+    ("noisy_labels", "{name: gce, param: qq, values: [0.5]}", "baselines[0].param: gce takes q, got 'qq'"),
+    ("noisy_labels", "{name: gce, param: q, values: [0.5, 2]}", "baselines[0].values[1]: gce refuses q=2"),
+    ("noisy_labels", "{name: ce_temperature, param: temperature, values: [0]}", "baselines[0].values[0]: ce_temperature refuses temperature=0"),
+    ("noisy_labels", "{name: label_smoothing, param: epsilon, values: [1.5]}", "baselines[0].values[0]: label_smoothing refuses epsilon=1.5"),
+    ("noisy_labels", "{name: sce, param: alpha, values: [-1]}", "baselines[0].values[0]: sce refuses alpha=-1"),
+    ("noisy_labels", "{name: ce, param: q, values: [1]}", "baselines[0].param: ce takes no parameter, got 'q'"),
+    ("outliers", "{name: huber, param: delta, values: [1, -1]}", "baselines[0].values[1]: huber refuses delta=-1"),
+    ("outliers", "{name: tukey, param: c, values: [0]}", "baselines[0].values[0]: tukey refuses c=0"),
+    ("outliers", "{name: barron, param: scale_init, values: [-1]}", "baselines[0].values[0]: barron refuses scale_init=-1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "spec", "message"), BASELINE_VALUES, ids=[m for *_, m in BASELINE_VALUES]
+)
+def test_a_baseline_parameter_it_refuses_is_a_config_error_before_the_benchmark(
+    config: str, spec: str, message: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "benchmark",
+        str(CONFIGS / f"{config}.yaml"),
+        "--set",
+        f"benchmark.baselines=[{spec}]",
+        "--out",
+        "report",
+    ]
+    line = refused(argv, capsys, workdir, f"benchmark.{message}", code=2)
+    assert line.startswith("metaloss: config error: ") and len(line) < 500

@@ -40,6 +40,7 @@ cross-entropy on the clean labels for classification): both come from the family
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -47,7 +48,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from metaloss.config import BenchmarkRow, ConfigError, RunConfig, apply_overrides, parse, to_dict
+from metaloss.config import (
+    BaselineSpec,
+    BenchmarkRow,
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    parse,
+    to_dict,
+)
 from metaloss.evaluation.diagnostics import count_diagnoses
 from metaloss.evaluation.fits import FITS, Fit, fit_scores
 from metaloss.evaluation.meta_test import EvalSet, eval_set, run_loss, select_lr
@@ -307,6 +316,9 @@ def contenders_from_config(
             raise ConfigError(
                 f"benchmark.baselines[{i}]: expected both param and values, or neither"
             )
+        if spec.param and spec.name in baselines:
+            kind = family_spec(config.task.family).kind
+            _check_baseline_values(i, spec, baselines[spec.name], kind)
         contenders.append(
             Contender(
                 spec.name,
@@ -414,6 +426,43 @@ def mixed_loss(learned: PerSampleLoss, reference: str) -> Callable[..., PerSampl
 
 def _constant(fn: PerSampleLoss) -> Callable[..., PerSampleLoss]:
     return lambda: fn
+
+
+_PROBES: dict[str, Callable[[int], tuple[Tensor, Tensor]]] = {
+    "regression": lambda free: (torch.zeros(2, 1 + free), torch.ones(2, 1)),
+    "classification": lambda free: (torch.zeros(2, 3), torch.tensor([0, 1])),
+}
+"""A tiny valid input per loss kind (given the baseline's free outputs, see
+:data:`metaloss.losses.baselines.FREE_OUTPUTS`), on which a baseline's parameter values are tried
+before a benchmark starts: a value the baseline refuses is then a config error, not a failure
+mid-run."""
+
+
+def _check_baseline_values(
+    i: int, spec: BaselineSpec, fn: Callable[..., Tensor], kind: str
+) -> None:
+    """Raise :class:`ConfigError` naming the field if baseline ``fn`` takes no keyword
+    ``spec.param`` or refuses one of ``spec.values`` on the probe input of ``kind``."""
+    signature = inspect.signature(fn)
+    try:
+        signature.bind_partial(**{spec.param: spec.values[0]})
+    except TypeError:
+        known = list(signature.parameters)[2:]
+        raise ConfigError(
+            f"benchmark.baselines[{i}].param: {spec.name} takes "
+            f"{', '.join(known) or 'no parameter'}, got {spec.param!r}"
+        ) from None
+    probe = _PROBES.get(kind)
+    if probe is None:
+        return
+    for j, value in enumerate(spec.values):
+        try:
+            fn(*probe(FREE_OUTPUTS.get(spec.name, 0)), **{spec.param: value})
+        except (ValueError, RuntimeError) as error:
+            raise ConfigError(
+                f"benchmark.baselines[{i}].values[{j}]: {spec.name} refuses "
+                f"{spec.param}={value:g} ({error})"
+            ) from None
 
 
 def _named_baseline(name: str) -> Callable[..., PerSampleLoss]:

@@ -99,6 +99,8 @@ def barron_nll(x: Tensor, alpha: Tensor, scale: Tensor) -> Tensor:
 def barron(pred: Tensor, target: Tensor, scale_init: float = 1.0) -> Tensor:
     """Barron's adaptive loss of ``pred[..., :1] - target``, with the shape and the scale read
     from the learner's free outputs ``pred[..., 1]`` and ``pred[..., 2]`` (see module docs)."""
+    if not (math.isfinite(scale_init) and scale_init > 0):
+        raise ValueError(f"scale_init: expected a positive finite number, got {scale_init}")
     if pred.shape[-1] != target.shape[-1] + 2:
         raise ValueError(
             f"barron: expected pred with 2 free outputs after the {target.shape[-1]} prediction(s) "

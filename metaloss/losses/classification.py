@@ -62,6 +62,8 @@ def label_probability(logits: Tensor, labels: Tensor) -> Tensor:
 
 def label_smoothing(logits: Tensor, labels: Tensor, epsilon: float = 0.1) -> Tensor:
     """Cross-entropy against ``(1 - epsilon) * one_hot + epsilon / C`` (Szegedy et al., 2016)."""
+    if not 0 <= epsilon <= 1:
+        raise ValueError(f"epsilon: expected 0 <= epsilon <= 1, got {epsilon}")
     log_probs = torch.log_softmax(logits, dim=-1)
     nll = -log_probs.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
     return (1 - epsilon) * nll - epsilon * log_probs.mean(-1)
@@ -89,6 +91,10 @@ def symmetric_cross_entropy(
         alpha, beta: weights of CE and of the reverse CE (the paper's CIFAR-10 values: 0.1, 1.0).
         log_zero: the value ``A`` that replaces ``log 0`` (the paper uses -4).
     """
+    if not (math.isfinite(alpha) and math.isfinite(beta) and alpha >= 0 and beta >= 0):
+        raise ValueError(f"alpha, beta: expected finite numbers >= 0, got {alpha}, {beta}")
+    if not (math.isfinite(log_zero) and log_zero < 0):
+        raise ValueError(f"log_zero: expected a finite negative number, got {log_zero}")
     return alpha * cross_entropy(logits, labels) - beta * log_zero * (
         1 - label_probability(logits, labels)
     )

@@ -20,6 +20,8 @@ References:
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor
 
 from metaloss.losses.baselines import BASELINES
@@ -39,6 +41,8 @@ def mad_scale(residual: Tensor) -> Tensor:
 
 def tukey(pred: Tensor, target: Tensor, c: float = 4.685) -> Tensor:
     """Tukey's biweight loss of ``pred - target`` on the batch's MAD scale (see module docs)."""
+    if not (math.isfinite(c) and c > 0):
+        raise ValueError(f"c: expected a positive finite number, got {c}")
     residual = pred - target
     scale = mad_scale(residual)
     u = (residual / scale).clamp(-c, c)
