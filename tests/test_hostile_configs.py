@@ -268,6 +268,7 @@ BASELINE_VALUES = [
     ("outliers", "{name: huber, param: delta, values: [1, -1]}", "baselines[0].values[1]: huber refuses delta=-1"),
     ("outliers", "{name: tukey, param: c, values: [0]}", "baselines[0].values[0]: tukey refuses c=0"),
     ("outliers", "{name: barron, param: scale_init, values: [-1]}", "baselines[0].values[0]: barron refuses scale_init=-1"),
+    ("cartpole", "{name: ppo_clip, param: clip_coef, values: [0.2, -1]}", "baselines[0].values[1]: expected a clip epsilon 0 < clip_coef < 1, got -1"),
 ]  # fmt: skip
 
 

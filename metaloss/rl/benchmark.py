@@ -96,6 +96,12 @@ def policy_contenders(config: RunConfig, learned: dict[str, LearnedDrift]) -> li
     for i, spec in enumerate(config.benchmark.baselines):
         where = f"benchmark.baselines[{i}]"
         if spec.name == "ppo_clip" and spec.param in ("", "clip_coef"):
+            for j, value in enumerate(spec.values):
+                if not 0 < value < 1:
+                    raise ConfigError(
+                        f"{where}.values[{j}]: expected a clip epsilon 0 < clip_coef < 1, "
+                        f"got {value:g}"
+                    )
             out.append(PolicyContender("ppo_clip", "baseline", _clip, spec.param, spec.values))
         elif spec.name == "dpo" and not spec.param:
             out.append(PolicyContender("dpo", "baseline", lambda _v: DPOObjective()))
