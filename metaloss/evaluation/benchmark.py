@@ -429,13 +429,19 @@ def _constant(fn: PerSampleLoss) -> Callable[..., PerSampleLoss]:
 
 
 _PROBES: dict[str, Callable[[int], tuple[Tensor, Tensor]]] = {
-    "regression": lambda free: (torch.zeros(2, 1 + free), torch.ones(2, 1)),
-    "classification": lambda free: (torch.zeros(2, 3), torch.tensor([0, 1])),
+    "regression": lambda free: (
+        torch.zeros(2, 1 + free, device="cpu"),
+        torch.ones(2, 1, device="cpu"),
+    ),
+    "classification": lambda free: (
+        torch.zeros(2, 3, device="cpu"),
+        torch.tensor([0, 1], device="cpu"),
+    ),
 }
 """A tiny valid input per loss kind (given the baseline's free outputs, see
 :data:`metaloss.losses.baselines.FREE_OUTPUTS`), on which a baseline's parameter values are tried
-before a benchmark starts: a value the baseline refuses is then a config error, not a failure
-mid-run."""
+before a benchmark starts (on the CPU whatever the ``device``: only the check runs there): a value
+the baseline refuses is then a config error, not a failure mid-run."""
 
 
 def _check_baseline_values(
