@@ -288,3 +288,28 @@ def test_a_baseline_parameter_it_refuses_is_a_config_error_before_the_benchmark(
     ]
     line = refused(argv, capsys, workdir, f"benchmark.{message}", code=2)
     assert line.startswith("metaloss: config error: ") and len(line) < 500
+
+
+TUNE_RANGES = [
+    ("outliers", "huber", "{param: huber.delta, low: -5, high: 5}", "tune.space[0].low: huber refuses delta=-5"),
+    ("noisy_labels", "gce", "{param: gce.q, choices: [0.5, 3]}", "tune.space[0].choices: gce refuses q=3"),
+    ("noisy_labels", "label_smoothing", "{param: label_smoothing.epsilon, low: 0.1, high: 2}", "tune.space[0].high: label_smoothing refuses epsilon=2"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "target", "entry", "message"), TUNE_RANGES, ids=[m for *_, m in TUNE_RANGES]
+)
+def test_a_tuning_range_reaching_values_the_baseline_refuses_is_a_config_error(
+    config: str,
+    target: str,
+    entry: str,
+    message: str,
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["tune", str(CONFIGS / f"{config}.yaml"), "--target", target, "--trials", "2"]
+    line = refused(
+        [*argv, "--set", f"tune.space=[{entry}]", "--out", "t"], capsys, workdir, message, code=2
+    )
+    assert line.startswith("metaloss: config error: ")

@@ -40,7 +40,6 @@ cross-entropy on the clean labels for classification): both come from the family
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -68,7 +67,12 @@ from metaloss.evaluation.stats import (
     paired_comparison,
 )
 from metaloss.losses import baseline
-from metaloss.losses.baselines import FREE_OUTPUTS, baseline_table
+from metaloss.losses.baselines import (
+    FREE_OUTPUTS,
+    baseline_parameters,
+    baseline_table,
+    refused_value,
+)
 from metaloss.losses.features import scaled_features
 from metaloss.losses.kinds import kind_spec
 from metaloss.losses.learned import LearnedLoss
@@ -317,8 +321,7 @@ def contenders_from_config(
                 f"benchmark.baselines[{i}]: expected both param and values, or neither"
             )
         if spec.param and spec.name in baselines:
-            kind = family_spec(config.task.family).kind
-            _check_baseline_values(i, spec, baselines[spec.name], kind)
+            _check_baseline_values(i, spec, family_spec(config.task.family).kind)
         contenders.append(
             Contender(
                 spec.name,
@@ -428,47 +431,22 @@ def _constant(fn: PerSampleLoss) -> Callable[..., PerSampleLoss]:
     return lambda: fn
 
 
-_PROBES: dict[str, Callable[[int], tuple[Tensor, Tensor]]] = {
-    "regression": lambda free: (
-        torch.zeros(2, 1 + free, device="cpu"),
-        torch.ones(2, 1, device="cpu"),
-    ),
-    "classification": lambda free: (
-        torch.zeros(2, 3, device="cpu"),
-        torch.tensor([0, 1], device="cpu"),
-    ),
-}
-"""A tiny valid input per loss kind (given the baseline's free outputs, see
-:data:`metaloss.losses.baselines.FREE_OUTPUTS`), on which a baseline's parameter values are tried
-before a benchmark starts (on the CPU whatever the ``device``: only the check runs there): a value
-the baseline refuses is then a config error, not a failure mid-run."""
-
-
-def _check_baseline_values(
-    i: int, spec: BaselineSpec, fn: Callable[..., Tensor], kind: str
-) -> None:
-    """Raise :class:`ConfigError` naming the field if baseline ``fn`` takes no keyword
-    ``spec.param`` or refuses one of ``spec.values`` on the probe input of ``kind``."""
-    signature = inspect.signature(fn)
-    try:
-        signature.bind_partial(**{spec.param: spec.values[0]})
-    except TypeError:
-        known = list(signature.parameters)[2:]
+def _check_baseline_values(i: int, spec: BaselineSpec, kind: str) -> None:
+    """Raise :class:`ConfigError` naming the field if baseline ``spec.name`` takes no keyword
+    ``spec.param`` or refuses one of ``spec.values`` (see :func:`refused_value`)."""
+    known = baseline_parameters(spec.name)
+    if spec.param not in known:
         raise ConfigError(
             f"benchmark.baselines[{i}].param: {spec.name} takes "
             f"{', '.join(known) or 'no parameter'}, got {spec.param!r}"
-        ) from None
-    probe = _PROBES.get(kind)
-    if probe is None:
-        return
+        )
     for j, value in enumerate(spec.values):
-        try:
-            fn(*probe(FREE_OUTPUTS.get(spec.name, 0)), **{spec.param: value})
-        except (ValueError, RuntimeError) as error:
+        reason = refused_value(spec.name, spec.param, value, kind)
+        if reason is not None:
             raise ConfigError(
                 f"benchmark.baselines[{i}].values[{j}]: {spec.name} refuses "
-                f"{spec.param}={value:g} ({error})"
-            ) from None
+                f"{spec.param}={value:g} ({reason})"
+            )
 
 
 def _named_baseline(name: str) -> Callable[..., PerSampleLoss]:

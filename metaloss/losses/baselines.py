@@ -9,16 +9,26 @@ can bring its own (e.g. the pinball loss of quantile regression) in its
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from metaloss.tasks.registry import FAMILIES
 from metaloss.typing import PerSampleLoss
 
-__all__ = ["BASELINES", "FREE_OUTPUTS", "PerSampleLoss", "baseline", "baseline_table"]
+__all__ = [
+    "BASELINES",
+    "FREE_OUTPUTS",
+    "PerSampleLoss",
+    "baseline",
+    "baseline_parameters",
+    "baseline_table",
+    "refused_value",
+]
 
 
 def mse(pred: Tensor, target: Tensor) -> Tensor:
@@ -61,3 +71,34 @@ def baseline(name: str, **params: Any) -> PerSampleLoss:
     if not params:
         return fn
     return lambda pred, target: fn(pred, target, **params)
+
+
+def baseline_parameters(name: str) -> tuple[str, ...]:
+    """The keyword parameters of baseline ``name`` (after ``pred`` and ``target``)."""
+    return tuple(list(inspect.signature(baseline_table()[name]).parameters)[2:])
+
+
+_PROBES: dict[str, Callable[[int], tuple[Tensor, Tensor]]] = {
+    "regression": lambda free: (
+        torch.zeros(2, 1 + free, device="cpu"),
+        torch.ones(2, 1, device="cpu"),
+    ),
+    "classification": lambda free: (
+        torch.zeros(2, 3, device="cpu"),
+        torch.tensor([0, 1], device="cpu"),
+    ),
+}
+
+
+def refused_value(name: str, param: str, value: float, kind: str) -> str | None:
+    """Why baseline ``name`` refuses ``param=value``, or ``None`` if it accepts it: the baseline is
+    called once on a tiny valid input of loss kind ``kind`` (with its free outputs, on the CPU), so
+    that a config can be checked before any run starts. Kinds without a probe input accept all."""
+    probe = _PROBES.get(kind)
+    if probe is None:
+        return None
+    try:
+        baseline_table()[name](*probe(FREE_OUTPUTS.get(name, 0)), **{param: value})
+    except (ValueError, RuntimeError) as error:
+        return str(error)
+    return None

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_origin
 
 from metaloss.config import ConfigError, RunConfig, SearchParam, parse, to_dict
-from metaloss.losses.baselines import baseline_table
+from metaloss.losses.baselines import baseline_parameters, baseline_table, refused_value
+from metaloss.tasks import family_spec
 
 __all__ = [
     "DEFAULT_PARAM_RANGES",
@@ -114,11 +115,6 @@ def check_target(target: str) -> str:
 # ------------------------------------------------------------------------------ checking
 
 
-def _baseline_params(name: str) -> tuple[str, ...]:
-    signature = inspect.signature(baseline_table()[name])
-    return tuple(p for p in list(signature.parameters)[2:])
-
-
 def _setting_type(path: str, param: str) -> Any:
     """The declared type of the dotted run-config setting ``param``."""
     node: Any = RunConfig
@@ -148,7 +144,7 @@ def _kind_of(path: str, param: str) -> Kind:
         return "int"
     if section in baseline_table():
         name = param.split(".", 1)[1] if "." in param else ""
-        allowed = _baseline_params(section)
+        allowed = baseline_parameters(section)
         if name not in allowed:
             listed = ", ".join(f"{section}.{p}" for p in allowed) or "none"
             raise ConfigError(
@@ -234,9 +230,30 @@ def resolve_space(config: RunConfig, target: str) -> list[Dimension]:
         if dim.param in seen:
             raise ConfigError(f"tune.space[{i}].param: {dim.param!r} appears twice")
         seen.add(dim.param)
+        _check_baseline_range(f"tune.space[{i}]", dim, family_spec(config.task.family).kind)
     chosen = [d for d in dims if target in d.targets]
     given = {d.param for d in chosen}
     return chosen + [d for d in default_space(config, target) if d.param not in given]
+
+
+def _check_baseline_range(path: str, dim: Dimension, kind: str) -> None:
+    """The ends of a baseline parameter's range (or each of its choices) must be values the
+    baseline accepts (see :func:`metaloss.losses.baselines.refused_value`); the valid values of
+    every baseline parameter form an interval, so the ends stand for the range."""
+    name, _, param = dim.param.partition(".")
+    if name not in baseline_table():
+        return
+    checked = (
+        [("choices", value) for value in dim.choices]
+        if dim.choices
+        else [("low", dim.low), ("high", dim.high)]
+    )
+    for field, value in checked:
+        if value is None:
+            continue
+        reason = refused_value(name, param, float(value), kind)
+        if reason is not None:
+            raise ConfigError(f"{path}.{field}: {name} refuses {param}={float(value):g} ({reason})")
 
 
 # ------------------------------------------------------------------------------ defaults
@@ -316,7 +333,7 @@ def default_space(config: RunConfig, target: str) -> list[Dimension]:
             )
         )
         return dims
-    for param in _baseline_params(target):
+    for param in baseline_parameters(target):
         dim = _baseline_param(config, target, param)
         if dim is not None:
             dims.append(dim)
