@@ -200,8 +200,7 @@ def main() -> int:
         huber: huber_settings,
     }
     results: dict[str, list[float]] = {name: [] for name in criteria}
-    chosen: dict[str, list[str]] = {name: [] for name in criteria}
-    chosen_lrs: dict[str, list[float]] = {name: [] for name in criteria}
+    chosen: dict[str, list[tuple[str, float]]] = {name: [] for name in criteria}  # (setting, lr)
     start = time.perf_counter()
     for seed in range(args.seeds):
         data = load_data(args, seed)
@@ -213,8 +212,7 @@ def main() -> int:
             }
             best = min(models, key=lambda key: evaluate(models[key], data["valid"])[0])
             results[name].append(evaluate(models[best], data["test"])[1])
-            chosen[name].append(f"{best[0]}lr={best[1]:g}")
-            chosen_lrs[name].append(best[1])
+            chosen[name].append(best)
     print(
         f"{args.dataset}, {'linear' if args.hidden == 0 else f'MLP {args.hidden}'}, "
         f"{args.optimizer}, {args.outlier_fraction:.0%} {args.outlier_kind} outliers "
@@ -227,9 +225,10 @@ def main() -> int:
     for name, values in results.items():
         t = torch.tensor(values, dtype=torch.float64)
         std = float(t.std()) if len(t) > 1 else 0.0
-        print(f"{name:<{width}}  {float(t.mean()):>8.4f} ± {std:<16.4f}  {'; '.join(chosen[name])}")
-    for name, picked in chosen_lrs.items():
-        edges = [lr for lr in picked if lr in (min(lrs), max(lrs))]
+        settings_text = "; ".join(f"{label}lr={lr:g}" for label, lr in chosen[name])
+        print(f"{name:<{width}}  {float(t.mean()):>8.4f} ± {std:<16.4f}  {settings_text}")
+    for name, picked in chosen.items():
+        edges = [lr for _, lr in picked if lr in (min(lrs), max(lrs))]
         if edges:
             print(
                 f"note: {name} chose a learning rate at the edge of --lr-grid in {len(edges)} of {len(picked)} seeds"

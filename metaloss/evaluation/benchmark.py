@@ -73,7 +73,6 @@ from metaloss.losses.baselines import (
     baseline_table,
     refused_value,
 )
-from metaloss.losses.features import scaled_features
 from metaloss.losses.kinds import kind_spec
 from metaloss.losses.learned import LearnedLoss
 from metaloss.seeds import GRID_INIT_SEED, INIT_SEED_STRIDE, TEST_INIT_SEED
@@ -400,9 +399,7 @@ def _scaled_contenders(config: RunConfig, learned: dict[str, PerSampleLoss]) -> 
         return []
     contenders = []
     for name, fn in learned.items():
-        if not isinstance(fn, LearnedLoss) or not (
-            fn.kind == "classification" or scaled_features(fn.kind, fn.features)
-        ):
+        if not isinstance(fn, LearnedLoss) or not fn.reads_scale:
             raise ConfigError(
                 f"benchmark.learned_scale: {name} is neither a learned classification loss nor "
                 "has a feature that reads a batch scale estimate (see metaloss.losses.scale); "

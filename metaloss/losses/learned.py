@@ -149,7 +149,7 @@ class LearnedLoss(LossModule):
                 f"kind 'regression' or 'classification', got {kind!r}"
             )
         self.keep_network_settings(features, hidden, activation, kind, reduction)
-        self.scale = _checked_scale(kind, self.features, scale)
+        self.scale = self._checked_scale(scale)
         self.output = output
         self.zero_at_target = zero_at_target
         self.num_classes = num_classes
@@ -191,10 +191,29 @@ class LearnedLoss(LossModule):
         """This loss at scale ``scale`` (regression: the robustness scale; classification: the
         temperature; an absolute value, not relative to this loss's own): a shallow copy sharing
         the network, so training either trains both."""
-        checked = _checked_scale(self.kind, self.features, scale)
+        checked = self._checked_scale(scale)
         other = copy.copy(self)
         other.scale = checked
         return other
+
+    @property
+    def reads_scale(self) -> bool:
+        """Whether a scale other than 1 changes this loss: every classification loss (the
+        temperature) and a regression loss with a feature that reads a batch scale estimate."""
+        return self.kind == "classification" or bool(scaled_features(self.kind, self.features))
+
+    def _checked_scale(self, scale: float) -> float:
+        """``scale`` as a float, if it is a positive finite number this loss reads."""
+        if isinstance(scale, bool) or not isinstance(scale, int | float):
+            raise ValueError(f"scale: expected a positive number, got {type(scale).__name__}")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
+        if scale != 1.0 and not self.reads_scale:
+            raise ValueError(
+                f"scale: none of the features ({', '.join(self.features)}) reads a batch scale "
+                f"estimate, so only scale 1 is meaningful; got {scale:g}"
+            )
+        return float(scale)
 
     def _raw(self, pred: Tensor, target: Tensor) -> Tensor:
         feature_scale = self.scale if self.kind == "regression" else 1.0
@@ -244,17 +263,3 @@ class LearnedLoss(LossModule):
         form = f", form={self.form}" if self.form != "loss" else ""
         form += f", scale={self.scale:g}" if self.scale != 1.0 else ""
         return f"kind={self.kind}, features={self.features}, output={self.output}{form}, reduction={self.reduction}"
-
-
-def _checked_scale(kind: str, features: tuple[str, ...], scale: float) -> float:
-    """``scale`` as a float, if it is a positive finite number that some feature reads."""
-    if isinstance(scale, bool) or not isinstance(scale, int | float):
-        raise ValueError(f"scale: expected a positive number, got {type(scale).__name__}")
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
-    if scale != 1.0 and kind != "classification" and not scaled_features(kind, features):
-        raise ValueError(
-            f"scale: none of the features ({', '.join(features)}) reads a batch scale estimate, "
-            f"so only scale 1 is meaningful; got {scale:g}"
-        )
-    return float(scale)

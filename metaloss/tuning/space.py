@@ -225,12 +225,13 @@ def resolve_space(config: RunConfig, target: str) -> list[Dimension]:
     """
     check_target(target)
     dims = [_check_entry(i, entry) for i, entry in enumerate(config.tune.space)]
+    kind = family_spec(config.task.family).kind
     seen: set[str] = set()
     for i, dim in enumerate(dims):
         if dim.param in seen:
             raise ConfigError(f"tune.space[{i}].param: {dim.param!r} appears twice")
         seen.add(dim.param)
-        _check_baseline_range(f"tune.space[{i}]", dim, family_spec(config.task.family).kind)
+        _check_baseline_range(f"tune.space[{i}]", dim, kind)
     chosen = [d for d in dims if target in d.targets]
     given = {d.param for d in chosen}
     return chosen + [d for d in default_space(config, target) if d.param not in given]
