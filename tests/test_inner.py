@@ -101,6 +101,7 @@ def test_functional_optimisers_match_torch_optim() -> None:
     w0 = torch.randn(5, generator=generator, dtype=torch.float64)
     grads = [torch.randn(5, generator=generator, dtype=torch.float64) for _ in range(4)]
     for ours, theirs in [
+        (SGD(0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
         (SGD(0.1, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
         (Adam(0.01, eps=1e-12), lambda p: torch.optim.Adam(p, lr=0.01, eps=1e-12)),
     ]:

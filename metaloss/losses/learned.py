@@ -27,6 +27,7 @@ from metaloss.losses.features import (
     scaled_features,
 )
 from metaloss.losses.module import LossModule, init_uniform_, reduce, register_architecture
+from metaloss.losses.ops import absolute
 from metaloss.typing import Reduction
 
 __all__ = [
@@ -42,7 +43,7 @@ OUTPUTS = {
     "identity": lambda h: h,
     "softplus": F.softplus,
     "square": lambda h: h * h,
-    "abs": torch.abs,
+    "abs": absolute,
     "sigmoid": torch.sigmoid,
 }
 

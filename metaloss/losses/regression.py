@@ -22,6 +22,7 @@ from metaloss.losses.features import register_feature
 from metaloss.losses.kinds import KindSpec, register_kind
 from metaloss.losses.learned import LearnedLoss
 from metaloss.losses.module import loss_device, loss_dtype, per_sample_fn
+from metaloss.losses.ops import absolute
 from metaloss.typing import PerSampleLoss
 
 __all__ = [
@@ -47,9 +48,9 @@ _ELEMENTWISE = {
     "prediction": lambda pred, target: pred,
     "target": lambda pred, target: target,
     "residual": lambda pred, target: pred - target,
-    "abs_residual": lambda pred, target: (pred - target).abs(),
+    "abs_residual": lambda pred, target: absolute(pred - target),
     "squared_residual": lambda pred, target: (pred - target) ** 2,
-    "log_abs_residual": lambda pred, target: torch.log1p((pred - target).abs()),
+    "log_abs_residual": lambda pred, target: torch.log1p(absolute(pred - target)),
 }
 for _name, _feature in _ELEMENTWISE.items():
     register_feature("regression", _name, _feature)

@@ -63,6 +63,7 @@ import torch
 from torch import Tensor
 
 from metaloss.losses.features import register_feature
+from metaloss.losses.ops import absolute
 
 __all__ = [
     "abs_scaled_residual",
@@ -98,7 +99,7 @@ def scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
 
 def abs_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
     """``|pred - target| / (residual_scale + 1e-6)``."""
-    return scaled_residual(pred, target, scale).abs()
+    return absolute(scaled_residual(pred, target, scale))
 
 
 def outlier_fraction(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
@@ -123,7 +124,7 @@ def target_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> 
 
 def abs_target_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
     """``|pred - target| / (target_scale + 1e-6)``."""
-    return target_scaled_residual(pred, target, scale).abs()
+    return absolute(target_scaled_residual(pred, target, scale))
 
 
 def _sorted(values: Tensor) -> Tensor:
@@ -163,14 +164,14 @@ def mad_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Ten
 
 def log_mad_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
     """``log(1 + |mad_scaled_residual|)``."""
-    return torch.log1p(mad_scaled_residual(pred, target, scale).abs())
+    return torch.log1p(absolute(mad_scaled_residual(pred, target, scale)))
 
 
 def log_tail_scaled_residual(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
     """``log(1 + |r - median(r)| / (scale * s90))`` of the batch's residuals."""
     residual = pred - target
     centre, _, s90 = spread_scales(residual)
-    return torch.log1p((residual - centre).abs() / (scale * s90))
+    return torch.log1p(absolute(residual - centre) / (scale * s90))
 
 
 def residual_tail_ratio(pred: Tensor, target: Tensor) -> Tensor:
