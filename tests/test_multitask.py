@@ -16,7 +16,13 @@ from metaloss.losses import BASELINES, LossModule
 from metaloss.losses.multitask import MultiTaskLoss, equal_weights, uncertainty_weighting
 from metaloss.outer.trainer import MetaTrainer
 from metaloss.tasks import Split, make_family
-from metaloss.tasks.multitask import CLASSIFICATION, REGRESSION, head_losses, only_head
+from metaloss.tasks.multitask import (
+    CLASSIFICATION,
+    REGRESSION,
+    head_losses,
+    only_head,
+    standardise_targets,
+)
 
 TINY = {
     "task": {
@@ -154,6 +160,31 @@ def test_family_layout_and_single_task_view() -> None:
         assert (active_heads(viewed._replace(test=split)).sum(-1) <= 1).all()
         assert (split.y[..., 3:6][..., [0, 2]] == 0).all()
     assert torch.equal(only_head(tasks.test.y, 0)[..., :3], tasks.test.y[..., :3])
+
+
+def test_standardise_gives_each_problem_the_standardised_view_of_the_same_targets() -> None:
+    raw_family = make_family(parse(TINY).task)
+    settings = {**TINY, "task": {**TINY["task"], "standardise": True}}  # type: ignore[dict-item]
+    family = make_family(parse(settings).task)
+    raw, viewed = raw_family.tasks(Split.META_TEST, 6), family.tasks(Split.META_TEST, 6)
+    torch.testing.assert_close(viewed.train, standardise_targets(raw).train)
+    regression = viewed.train.y[..., 3:6] == REGRESSION
+    values = viewed.train.y[..., :3]
+    means = values.mean(-2, keepdim=True).expand_as(values)[regression]
+    stds = values.std(-2, keepdim=True).expand_as(values)[regression]
+    assert regression.any()
+    torch.testing.assert_close(means, torch.zeros_like(means), atol=1e-5, rtol=0)
+    torch.testing.assert_close(stds, torch.ones_like(stds), atol=1e-5, rtol=0)
+    # the objective stays the raw-unit one: a standardised prediction scores like its raw value
+    scale = viewed.test.extras["target_scale"]
+    mean = raw.test.y[..., :3] - viewed.test.y[..., :3] * scale
+    pred = torch.randn(*viewed.test.y.shape[:-1], 3 * 3 + 3)  # 3 heads of width 3, then 3
+    raw_pred = pred.clone()
+    first = [0, 3, 6]  # a regression head's prediction: the first column of its block
+    raw_pred[..., first] = pred[..., first] * scale + mean
+    torch.testing.assert_close(
+        family.objective(pred, viewed.test.y), raw_family.objective(raw_pred, raw.test.y)
+    )
 
 
 def test_toy_is_two_regression_heads_with_the_given_noise() -> None:

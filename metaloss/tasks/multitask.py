@@ -87,6 +87,11 @@ class MultiTaskConfig(TaskConfig):
         False, "the uncertainty-weighting toy: two linear targets, noise std toy_noise"
     )
     toy_noise: tuple[float, float] = setting((10.0, 1.0), "toy: noise standard deviations", gt=0)
+    standardise: bool = setting(
+        False,
+        "every regression head standardised with its training rows' mean and std (the view "
+        "standardise_targets: what a practitioner trains on; objectives stay in raw units)",
+    )
     n_train: int = setting(64, "inner-training samples per problem", ge=1)
     n_outer_valid: int = setting(64, "meta-objective samples per problem", ge=1)
     n_test: int = setting(256, "test samples per problem", ge=1)
@@ -255,11 +260,12 @@ class MultiTaskFamily(ConfiguredFamily[MultiTaskConfig]):
         columns = self._toy(x, generator) if cfg.toy else self._heads(x, generator)
         y = self._pack(columns, n)
         cuts = (cfg.n_train, cfg.n_train + cfg.n_outer_valid)
-        return Task(
+        task = Task(
             Batch(x[: cuts[0]], y[: cuts[0]], {}),
             Batch(x[cuts[0] : cuts[1]], y[cuts[0] : cuts[1]], {}),
             Batch(x[cuts[1] :], y[cuts[1] :], {}),
         )
+        return standardise_targets(task) if cfg.standardise else task
 
     # ------------------------------------------------------------------ problem construction
 
