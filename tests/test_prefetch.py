@@ -86,3 +86,33 @@ def test_meta_training_with_prefetch_equals_drawing_in_line(tmp_path: Path, esti
     assert [r.grad_norm for r in ahead.steps] == [r.grad_norm for r in inline.steps]
     for name, value in inline.loss.state_dict().items():
         torch.testing.assert_close(ahead.loss.state_dict()[name], value, rtol=0, atol=0)
+
+
+EXIT_WHILE_DRAWING = """
+import torch
+from metaloss.outer.prefetch import Prefetcher
+
+def slow_draw(generator):
+    x = torch.rand(64, 64, generator=generator)
+    for _ in range(3000):
+        x = torch.tanh(x @ x.T / 64)
+    return x
+
+prefetcher = Prefetcher(slow_draw)
+prefetcher.sample(torch.Generator().manual_seed(0))
+prefetcher.start()  # the next draw is running in the worker thread ...
+raise SystemExit(3)  # ... when the program exits
+"""
+
+
+def test_a_program_that_exits_while_a_batch_is_drawn_keeps_its_exit_status() -> None:
+    # Without waiting for the worker at exit, the interpreter's finalisation met the thread
+    # inside torch and the process aborted (status -6/134, "terminate called ...").
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_WHILE_DRAWING], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 3, done.stderr[-500:]
+    assert "terminate called" not in done.stderr

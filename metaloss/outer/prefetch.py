@@ -18,7 +18,9 @@ worker many times slower on a loaded machine).
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -27,6 +29,19 @@ import torch
 __all__ = ["Prefetcher"]
 
 T = TypeVar("T")
+
+_LIVE: weakref.WeakSet[Prefetcher[object]] = weakref.WeakSet()
+"""Every prefetcher alive, so that a draw still running when the interpreter exits is waited
+for: a worker thread inside torch during interpreter finalisation aborts the process
+("terminate called without an active exception", exit status 134 instead of the program's own).
+Measured: a script that raised right after a meta-objective (the draw started, not finished)
+aborted 4 times in 4."""
+
+
+@atexit.register
+def _join_live_prefetchers() -> None:
+    for prefetcher in list(_LIVE):
+        prefetcher.close()
 
 
 class _Ahead(Generic[T]):
@@ -83,6 +98,7 @@ class Prefetcher(Generic[T]):
         self.misses = 0
         self._pending: _Ahead[T] | None = None
         self._next: torch.Tensor | None = None
+        _LIVE.add(self)  # type: ignore[arg-type]
 
     def sample(self, generator: torch.Generator) -> T:
         """The batch ``draw(generator)`` would return, with ``generator`` advanced the same."""
