@@ -17,7 +17,8 @@
    Before timing, every peer's meta-gradient on the fixed meta-batch is compared with
    metaloss's (the max absolute difference is printed). The ratio is metaloss's meta-steps per
    second divided by the peer's (median of per-window ratios; above 1: metaloss is faster).
-   ``--backends func higher`` adds metaloss's other backends; ``--compile`` adds
+   ``--backends func higher`` adds metaloss's other backends; ``--engine`` adds metaloss's
+   inner-loop engine alone on the peers' fixed meta-batch; ``--compile`` adds
    ``inner.compile=true`` (its first compile takes minutes); ``--reference-src DIR`` adds the
    metaloss found in DIR (e.g. an export of an older commit), run in a worker process whose
    windows interleave with this one's.
@@ -284,14 +285,17 @@ class VmapPeer(Peer):
 class StackedBmmPeer(Peer):
     """The issue's fastest hand-written peer: every task's parameters stacked, one ``baddbmm``
     per layer, and one ``autograd.grad(create_graph=True)`` of the summed task losses w.r.t. the
-    stacked parameters per step (no vmap over the learner; the loss is mapped over tasks as in
-    the vmap peer, since a learned loss may read batch-level statistics)."""
+    stacked parameters per step, no vmap. The loss is called on the stacked predictions at once
+    when it is elementwise (as the default sine loss is), else mapped over tasks."""
 
     name = "stacked baddbmm + autograd"
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.task_losses = vmap(lambda pred, y: self.inner_loss(pred, y))
+        if getattr(self.loss, "elementwise", False):
+            self.task_losses = lambda pred, y: self.loss(pred, y, reduction="none").mean((1, 2))
+        else:
+            self.task_losses = vmap(lambda pred, y: self.inner_loss(pred, y))
 
     @staticmethod
     def forward(params: list[Tensor], x: Tensor) -> Tensor:
@@ -309,6 +313,29 @@ class StackedBmmPeer(Peer):
             grads = torch.autograd.grad(total, params, create_graph=True)
             params = [p - self.lr * g for p, g in zip(params, grads, strict=True)]
         ((self.forward(params, self.xv) - self.yv) ** 2).mean().backward()
+
+
+class EngineOnFixedBatch(Peer):
+    """Not a peer: metaloss's inner-loop engine (``backend.run``) on the peers' fixed meta-batch,
+    with the peers' outer step. Beside the ``metaloss`` row it splits metaloss's time into the
+    engine and what the trainer adds (sampling a new meta-batch each step, its bookkeeping)."""
+
+    name = "metaloss engine, fixed batch"
+
+    def __init__(self, backend: Any, *args: Any) -> None:
+        super().__init__(*args)
+        from metaloss.inner import task_batched
+
+        self.backend, self.tasks = backend, args[1]
+
+        def per_sample(pred: Tensor, target: Tensor) -> Tensor:
+            return self.loss(pred, target, reduction="none")  # type: ignore[no-any-return]
+
+        elementwise = getattr(self.loss, "elementwise", False)
+        self.per_sample = task_batched(per_sample) if elementwise else per_sample
+
+    def accumulate(self) -> None:
+        self.backend.run(self.per_sample, self.inits, self.tasks).meta_objective.mean().backward()
 
 
 PEERS: dict[str, type[Peer]] = {
@@ -432,6 +459,10 @@ def time_meta_batch(args: argparse.Namespace, meta_batch: int) -> dict[str, list
             print("torchopt is not installed or does not import: its row is skipped")
             continue
         runners.append(PEERS[key](probe.loss, tasks, inits, lr, args.steps))
+    if args.engine:
+        runners.append(
+            EngineOnFixedBatch(probe.problem.backend, probe.loss, tasks, inits, lr, args.steps)
+        )
     reference = runners[0].meta_gradient().double()
     for runner in runners:
         start = time.perf_counter()
@@ -602,6 +633,11 @@ def main() -> None:
         help="also time metaloss with these inner.backend values",
     )
     parser.add_argument("--compile", action="store_true", help="also time inner.compile=true")
+    parser.add_argument(
+        "--engine",
+        action="store_true",
+        help="also time metaloss's inner-loop engine alone on the peers' fixed meta-batch",
+    )
     parser.add_argument("--reference-src", help="also time the metaloss in this source tree")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-only", action="store_true")
