@@ -252,6 +252,13 @@ class OuterConfig:
         "meta-validation conditions, averaged (e.g. held-out task families, for an "
         "out-of-distribution choice of the best step; empty: the run's own settings)",
     )
+    valid_lr_scales: tuple[float, ...] = setting(
+        (),
+        "meta-validate every condition at its best inner rate: the lowest mean objective over "
+        "inner.lr times each factor, as the benchmark selects each loss's rate (a loss that only "
+        "makes up for a poor fixed rate then wins nothing); empty: the condition's own rate",
+        gt=0,
+    )
     objective_transform: Literal["none", "log"] = setting(
         "none",
         "transform of each task's meta-objective before averaging over tasks; 'log' weighs tasks "

@@ -170,3 +170,32 @@ def test_meta_gradient_is_clipped_to_the_configured_norm(clip: float) -> None:
             [(before[k] - v.detach()).flatten() for k, v in trainer.loss.named_parameters()]
         )
         assert float(moved.norm()) == pytest.approx(0.5)
+
+
+def test_validation_at_the_best_of_several_inner_rates() -> None:
+    # outer.valid_lr_scales: each condition is scored at the lowest mean over its rate times the
+    # factors (1 is left out on purpose, so that ignoring the setting changes the value).
+    plain = MetaTrainer(small_config())
+    scaled = MetaTrainer(small_config(valid_lr_scales=[0.25, 4.0]))
+    scaled.loss.load_state_dict(plain.loss.state_dict())
+    problem = scaled.problem
+    condition = problem.valid_conditions[0]
+    tasks, inits = problem.validation_set(0)
+    params = {k: v.detach() for k, v in scaled.loss.named_parameters()}
+    rate = condition.config.inner.lr
+    with torch.no_grad():
+        at = [
+            float(problem._objective(scaled.loss, condition, tasks, inits, rate * f)(params).mean())
+            for f in (0.25, 4.0)
+        ]
+    assert scaled.problem.validate(scaled.loss) == pytest.approx(min(at), rel=1e-6)
+    assert plain.problem.validate(plain.loss) not in (pytest.approx(at[0]), pytest.approx(at[1]))
+
+
+def test_valid_lr_scales_must_be_positive_and_rl_refuses_them() -> None:
+    from metaloss.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"outer\.valid_lr_scales\[1\]"):
+        small_config(valid_lr_scales=[1.0, -2.0])
+    with pytest.raises(ConfigError, match=r"outer\.valid_lr_scales"):
+        parse({"task": {"family": "cartpole"}, "outer": {"valid_lr_scales": [0.5, 2.0]}})

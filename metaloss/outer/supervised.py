@@ -240,13 +240,22 @@ class SupervisedProblem(MetaProblem):
 
     def validate(self, loss: LossModule) -> float:
         """The meta-loss on the fixed meta-validation tasks, averaged over tasks and then over
-        the validation conditions."""
+        the validation conditions; with ``outer.valid_lr_scales`` each condition's value is its
+        lowest over those multiples of its inner rate (NaN only if every rate gives NaN/Inf)."""
         params = {k: v.detach() for k, v in loss.named_parameters()}
+        scales = self.config.outer.valid_lr_scales
         values = []
         with torch.no_grad():
             for i, condition in enumerate(self.valid_conditions):
                 tasks, inits = self.validation_set(i)
-                values.append(float(self._objective(loss, condition, tasks, inits)(params).mean()))
+                rates: list[float | None] = [condition.config.inner.lr * f for f in scales]
+                rates = rates or [None]
+                at_rates = [
+                    float(self._objective(loss, condition, tasks, inits, lr)(params).mean())
+                    for lr in rates
+                ]
+                finite = [v for v in at_rates if math.isfinite(v)]
+                values.append(min(finite) if finite else math.nan)
         return sum(values) / len(values)
 
     def describe(self) -> dict[str, Any]:

@@ -85,6 +85,7 @@ class RLTaskConfig(TaskConfig):
         "outer.variants",
         "outer.inner_lr_scale",
         "outer.valid_variants",
+        "outer.valid_lr_scales",
         "outer.objective_transform",
         "benchmark.learned_baselines",
         "benchmark.oracle",
