@@ -151,6 +151,7 @@ class Peer(Runner):
     ):
         self.loss = copy.deepcopy(loss)
         self.optimizer = torch.optim.Adam(self.loss.parameters(), lr=3e-3)
+        self.tasks = tasks
         self.x, self.y = tasks.train.x, tasks.train.y
         self.xv, self.yv = tasks.outer_valid.x, tasks.outer_valid.y
         self.inits = inits
@@ -326,7 +327,7 @@ class EngineOnFixedBatch(Peer):
         super().__init__(*args)
         from metaloss.inner import task_batched
 
-        self.backend, self.tasks = backend, args[1]
+        self.backend = backend
 
         def per_sample(pred: Tensor, target: Tensor) -> Tensor:
             return self.loss(pred, target, reduction="none")  # type: ignore[no-any-return]

@@ -22,7 +22,7 @@ import atexit
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 
@@ -30,7 +30,7 @@ __all__ = ["Prefetcher"]
 
 T = TypeVar("T")
 
-_LIVE: weakref.WeakSet[Prefetcher[object]] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Prefetcher[Any]] = weakref.WeakSet()
 """Every prefetcher alive, so that a draw still running when the interpreter exits is waited
 for: a worker thread inside torch during interpreter finalisation aborts the process
 ("terminate called without an active exception", exit status 134 instead of the program's own).
@@ -98,7 +98,7 @@ class Prefetcher(Generic[T]):
         self.misses = 0
         self._pending: _Ahead[T] | None = None
         self._next: torch.Tensor | None = None
-        _LIVE.add(self)  # type: ignore[arg-type]
+        _LIVE.add(self)
 
     def sample(self, generator: torch.Generator) -> T:
         """The batch ``draw(generator)`` would return, with ``generator`` advanced the same."""
