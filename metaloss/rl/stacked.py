@@ -122,22 +122,21 @@ class StackedAgent:
 
     def _mlp(self, head: str, x: Tensor, params: Params, traced: bool) -> Tensor:
         names = self.heads[head]
-        lone = x.shape[0] == 1  # see below
+        # eager: a batch of one takes other kernels (the critic's 1-wide layer rounds
+        # differently, and an activation of fewer elements than one vectorised block of the
+        # CPU's elementwise loop is computed by its scalar tail), so a lone run goes through the
+        # whole network as a pair with itself: its numbers are then those of a population of two
+        lone = x.shape[0] == 1 and not traced
+        if lone:
+            x = x.expand(2, *x.shape[1:])
         for i, name in enumerate(names):
             bias, weight = params[f"{name}.bias"], params[f"{name}.weight"]
-            # eager: a batch of one takes another kernel (the critic's 1-wide layer rounds
-            # differently), so a lone run is computed as a pair with itself: its numbers are
-            # then those it has inside any population
-            if lone and not traced:
-                both = torch.baddbmm(
-                    bias.expand(2, -1, -1), x.expand(2, -1, -1), weight.expand(2, -1, -1)
-                )
-                x = both[:1]
-            else:
-                x = torch.baddbmm(bias, x, weight)
+            if lone:
+                bias, weight = bias.expand(2, -1, -1), weight.expand(2, -1, -1)
+            x = torch.baddbmm(bias, x, weight)
             if i < len(names) - 1:
                 x = torch.sigmoid(x * 2) * 2 - 1 if traced else fast_tanh(x)
-        return x
+        return x[:1] if lone else x
 
     def log_probs(self, obs: Tensor, params: Params | None = None, traced: bool = False) -> Tensor:
         """Log-probabilities of every action ``[R, N, n_actions]`` for observations ``[R, N, d]``
