@@ -215,8 +215,8 @@ class OuterConfig:
     meta_batch: int = setting(16, "tasks per meta-step", ge=1, le=65_536)
     prefetch: bool = setting(
         True,
-        "draw the next meta-batch in a background thread during the current meta-step (same "
-        "numbers as drawing in line)",
+        "draw the next meta-batch in a worker process during the current meta-step (same "
+        "numbers as drawing in line; Linux, elsewhere drawn in line)",
     )
     estimator: Literal["full_grad", "truncated_grad", "antithetic_es"] = setting(
         "full_grad", "meta-gradient estimator"

@@ -1,13 +1,14 @@
 """Stop requests: a signal asks a long loop to stop at its next safe point.
 
 A signal handler that raises lands wherever the main thread happens to be: inside a thread
-join, inside ``threading``'s own locking, between a file write and its rename. With a worker
-thread alive (the meta-batch prefetcher) that can leave a lock held, so the process hangs, or
-let the interpreter exit while the worker is still inside torch, so it aborts. A loop that can
+join, inside ``threading``'s own locking, between a file write and its rename. With a
+background thread alive (TensorBoard's writer) that can leave a lock held, so the process hangs;
+inside a read from the meta-batch prefetcher's worker process it leaves half a message in the
+pipe. A loop that can
 stop cleanly therefore runs inside :func:`safe_points` and calls :func:`check` at its
 boundaries; while it does, the first signal only *requests* a stop (:func:`defer`) and the loop
 raises :class:`Terminated` or :class:`KeyboardInterrupt` at its next :func:`check`, after its
-worker threads have been joined. A second signal, or a signal outside any such loop, is the
+workers have been stopped. A second signal, or a signal outside any such loop, is the
 caller's to raise at once.
 
 The command line installs the handlers (``metaloss.cli``); library code only marks its loops.

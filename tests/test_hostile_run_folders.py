@@ -461,7 +461,7 @@ def test_a_real_full_disk(tmp_path: Path) -> None:
 def test_a_signal_ends_in_one_line_and_the_run_resumes(
     sig: int, code: int, word: str, prefetch: bool, workdir: Path
 ) -> None:
-    """With the prefetch thread alive too: the stop waits for the meta-step's end (a signal
+    """With the prefetch worker alive too: the stop waits for the meta-step's end (a signal
     raised inside a thread join used to hang the process or abort it at exit)."""
     args = [sys.executable, "-m", "metaloss", "train", str(SINE), *TINY_TRAIN, "--out", "run"]
     args += [

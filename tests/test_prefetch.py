@@ -1,8 +1,11 @@
-"""Meta-batches drawn ahead in a worker thread: the same batches, generator states and runs as
-drawing in line, a fallback when something else drew from the generator, errors re-raised."""
+"""Meta-batches drawn ahead in a worker process: the same batches, generator states and runs as
+drawing in line, a fallback when something else drew from the generator or the worker failed or
+died, and no worker left behind."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ import torch
 from metaloss.config import parse
 from metaloss.outer import MetaTrainer
 from metaloss.outer.prefetch import Prefetcher
+from metaloss.tasks.base import Batch, Task
 
 SMALL = {
     "learner": {"hidden": [16]},
@@ -48,26 +52,78 @@ def test_a_generator_used_in_between_discards_the_prefetched_batch() -> None:
     prefetcher.close()
 
 
-def test_an_error_of_the_worker_is_raised_by_the_sample_that_would_have_drawn_it() -> None:
-    calls = {"n": 0}
+def fails_on_odd_states(generator: torch.Generator) -> torch.Tensor:
+    """A draw that fails for some generator states, deterministically (as a broken task would),
+    in the worker and in line alike."""
+    batch = draw(generator)
+    if batch[0] < 0.5:
+        raise RuntimeError("broken task")
+    return batch
 
-    def flaky(generator: torch.Generator) -> torch.Tensor:
-        calls["n"] += 1
-        if calls["n"] in (2, 4):  # the draws made ahead
-            raise RuntimeError("broken task")
-        return draw(generator)
 
-    prefetcher = Prefetcher(flaky)
-    generator = torch.Generator().manual_seed(0)
-    prefetcher.sample(generator)
-    prefetcher.start()
-    with pytest.raises(RuntimeError, match="broken task"):
-        prefetcher.sample(generator)  # the state the failed draw started from
-    prefetcher.sample(generator)  # draw 3, in line; draw 4 fails ahead
-    prefetcher.start()
-    torch.randn(1, generator=generator)  # ... but the generator moves on: it is not needed
-    assert prefetcher.sample(generator).shape == (3,)
+def test_a_draw_that_fails_in_the_worker_fails_in_line_with_its_own_error() -> None:
+    inline, ahead = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    prefetcher = Prefetcher(fails_on_odd_states)
+    outcomes = []
+    for _ in range(12):
+        try:
+            expected: torch.Tensor | None = fails_on_odd_states(inline)
+        except RuntimeError:
+            expected = None
+        try:
+            got: torch.Tensor | None = prefetcher.sample(ahead)
+        except RuntimeError as error:
+            assert str(error) == "broken task"
+            got = None
+        prefetcher.start()
+        outcomes.append(expected is None)
+        assert (got is None) == (expected is None)
+        if expected is not None and got is not None:
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        assert torch.equal(ahead.get_state(), inline.get_state())
+    assert any(outcomes) and not all(outcomes)  # both kinds of draw met
     prefetcher.close()
+
+
+def test_batches_of_nested_tensors_come_back_exactly() -> None:
+    def nested(generator: torch.Generator) -> dict[str, object]:
+        values = torch.randn(3, 5, generator=generator, dtype=torch.float64)
+        return {
+            "task": Task(
+                Batch(values, values[:, :1].float(), {"clean_y": values > 0}),
+                Batch(torch.randint(0, 7, (4,), generator=generator), torch.zeros(0), {}),
+                Batch(torch.tensor(2.5), torch.rand((), generator=generator), {"n": 3}),  # type: ignore[dict-item]
+            ),
+            "lr": None,
+            "index": 2,
+        }
+
+    inline, ahead = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    prefetcher = Prefetcher(nested)
+    for _ in range(3):
+        got, expected = prefetcher.sample(ahead), nested(inline)
+        prefetcher.start()
+        assert (got["lr"], got["index"]) == (None, 2)
+        torch.testing.assert_close(got["task"], expected["task"], rtol=0, atol=0)
+    assert prefetcher.hits == 2
+    prefetcher.close()
+
+
+def test_a_killed_worker_is_replaced_and_its_batch_drawn_in_line() -> None:
+    inline, ahead = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    prefetcher = Prefetcher(draw)
+    prefetcher.sample(ahead), draw(inline)
+    prefetcher.start()
+    worker = prefetcher._worker
+    assert worker is not None
+    os.kill(worker.process.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    worker.process.join()
+    for _ in range(3):
+        torch.testing.assert_close(prefetcher.sample(ahead), draw(inline), rtol=0, atol=0)
+        prefetcher.start()
+    assert prefetcher._worker is not worker and (prefetcher.hits, prefetcher.misses) == (2, 2)
+    prefetcher.close()
+    assert not worker.process.is_alive()
 
 
 @pytest.mark.parametrize("estimator", ["full_grad", "antithetic_es"])
@@ -89,30 +145,50 @@ def test_meta_training_with_prefetch_equals_drawing_in_line(tmp_path: Path, esti
 
 
 EXIT_WHILE_DRAWING = """
-import torch
+import os, signal, sys, torch
 from metaloss.outer.prefetch import Prefetcher
 
 def slow_draw(generator):
     x = torch.rand(64, 64, generator=generator)
-    for _ in range(3000):
+    for _ in range(30000):
         x = torch.tanh(x @ x.T / 64)
     return x
 
 prefetcher = Prefetcher(slow_draw)
 prefetcher.sample(torch.Generator().manual_seed(0))
-prefetcher.start()  # the next draw is running in the worker thread ...
+prefetcher.start()  # the next draw is running in the worker ...
+print(prefetcher._worker.process.pid, flush=True)
+if sys.argv[1] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)  # ... when the program is killed
 raise SystemExit(3)  # ... when the program exits
 """
 
 
-def test_a_program_that_exits_while_a_batch_is_drawn_keeps_its_exit_status() -> None:
-    # Without waiting for the worker at exit, the interpreter's finalisation met the thread
-    # inside torch and the process aborted (status -6/134, "terminate called ...").
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (an orphan's parent may never reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize(("how", "status"), [("exit", 3), ("kill", -signal.SIGKILL)])
+def test_the_worker_ends_with_the_program_that_started_it(how: str, status: int) -> None:
+    # The program keeps its exit status, and its worker, in the middle of a long draw, does not
+    # outlive it (after a SIGKILL the worker notices within about a second that its parent is
+    # gone). The deadline bounds a hang on a loaded machine, not a speed.
     import subprocess
     import sys
+    import time
 
     done = subprocess.run(
-        [sys.executable, "-c", EXIT_WHILE_DRAWING], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", EXIT_WHILE_DRAWING, how], capture_output=True, text=True, timeout=120
     )
-    assert done.returncode == 3, done.stderr[-500:]
-    assert "terminate called" not in done.stderr
+    assert done.returncode == status, done.stderr[-500:]
+    assert "Traceback" not in done.stderr
+    pid = int(done.stdout.split()[0])
+    deadline = time.time() + 60
+    while _running(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _running(pid)

@@ -1,5 +1,5 @@
 """Stop requests (metaloss.stopping): a signal during meta-training stops the run between
-meta-steps, with its worker thread joined and every finished step checkpointed."""
+meta-steps, with its prefetch worker stopped and every finished step checkpointed."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def test_a_stop_request_ends_the_run_after_the_step_and_resumes_exactly(
         trainer.train()
     assert request.deferred is True
     assert trainer.step == 7  # stopped before step 8 began
-    assert trainer.problem._prefetch._pending is None  # its worker thread was joined
+    prefetcher = trainer.problem._prefetch  # type: ignore[attr-defined]
+    assert prefetcher._pending is None and prefetcher._worker is None  # its worker was stopped
     saved = load_checkpoint(trainer.checkpoint_path())
     assert len(saved["steps"]) == 7  # step 7 was checkpointed although checkpoint_every is 5
     resumed = MetaTrainer(config(prefetch), tmp_path / "run").train(resume=True)

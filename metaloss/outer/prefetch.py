@@ -1,118 +1,258 @@
-"""Draw the next meta-batch in the background while the current meta-step back-propagates.
+"""Draw the next meta-batch in a worker process while the current meta-step runs.
 
-Sampling is a deterministic function of the generator's state. After a meta-batch is drawn,
-:class:`Prefetcher` clones the generator; :meth:`Prefetcher.start` (called by the problem when
-its meta-objective has been computed, right before the outer backward) draws the next meta-batch
-from the clone in a worker thread. The next :meth:`Prefetcher.sample` uses it only if the
-generator is then in exactly the state the clone started from (and advances the generator to the
-clone's final state), so the meta-batches, the generator's states, checkpoints and resumed runs
-are exactly those of sampling in line. If something else drew from the generator in between
-(e.g. the noise of evolution strategies) or the state was restored from a checkpoint, the
-prefetched batch is discarded and the meta-batch is drawn in line.
+Sampling is a deterministic function of the generator's state. :meth:`Prefetcher.start` (called
+by the problem right after a meta-batch is drawn) sends the generator's state to a worker
+process, which draws the next meta-batch from a clone of it. The next :meth:`Prefetcher.sample`
+uses that batch only if the generator is then in exactly the state the clone started from (and
+advances the generator to the clone's final state), so the meta-batches, the generator's states,
+checkpoints and resumed runs are exactly those of sampling in line. If something else drew from
+the generator in between (e.g. the noise of evolution strategies), the state was restored from a
+checkpoint, or the worker failed, the batch is drawn in line.
 
-Why at the backward: the autograd engine runs without the GIL, so the Python-heavy drawing then
-competes least with the main thread. The worker uses the main thread's number of intra-op threads
-(a new thread would otherwise start with OpenMP's default team, which made every small op of the
-worker many times slower on a loaded machine).
+Why a process, not a thread: torch's CPU autograd holds the GIL for most of a small backward,
+so a drawing thread's Python competed with the meta-step instead of running beside it (a Python
+thread spinning beside a plain ``bmm``/``tanh`` backward made it 13× slower here). The worker is
+forked once (as ``torch.utils.data.DataLoader``'s workers are on Linux) and runs with one
+intra-op thread; it draws on the CPU only. The batch comes back as one byte buffer (a tree of
+placeholders plus the tensors' bytes, no shared-memory file per tensor). The worker exits when
+the prefetcher is closed, when the program exits, or when its parent dies (its end of the pipe
+reaches end-of-file). Where ``fork`` is not available (Windows, macOS, whose frameworks are not
+fork-safe), every batch is drawn in line.
 """
 
 from __future__ import annotations
 
 import atexit
-import threading
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
 
 import torch
 
-__all__ = ["Prefetcher"]
+from metaloss.tasks.base import tree_map
+
+__all__ = ["Prefetcher", "fork_available"]
 
 T = TypeVar("T")
 
+_ALIGN = 16
+"""Byte alignment of every tensor in the transfer buffer (so that each can be viewed in place)."""
+
+_WAIT_SECONDS = 600.0
+"""How long :meth:`Prefetcher.sample` waits for the worker before drawing in line instead (a
+bound against a worker that hangs, far above any draw measured here)."""
+
 _LIVE: weakref.WeakSet[Prefetcher[Any]] = weakref.WeakSet()
-"""Every prefetcher alive, so that a draw still running when the interpreter exits is waited
-for: a worker thread inside torch during interpreter finalisation aborts the process
-("terminate called without an active exception", exit status 134 instead of the program's own).
-Measured: a script that raised right after a meta-objective (the draw started, not finished)
-aborted 4 times in 4."""
+"""Every prefetcher alive, so that its worker is stopped when the interpreter exits."""
 
 
 @atexit.register
-def _join_live_prefetchers() -> None:
+def _close_live_prefetchers() -> None:
     for prefetcher in list(_LIVE):
         prefetcher.close()
 
 
-class _Ahead(Generic[T]):
-    """One batch drawn in a daemon thread from a clone of the generator.
+def fork_available() -> bool:
+    """Whether batches can be drawn in a forked worker on this platform."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
-    A plain daemon thread, not a thread pool: a SIGTERM turned into an exception in the main
-    thread can land inside the pool's own locking (``submit``'s semaphore) and leave a lock held,
-    after which joining the pool's worker hangs forever; a daemon thread shares no lock with the
-    main thread and never keeps the interpreter from exiting. The prefetcher records each
-    thread before starting it and joins it in ``close`` (a daemon thread still inside torch at
-    interpreter exit would abort the process).
-    """
 
-    def __init__(self, draw: Callable[[torch.Generator], T], begin: torch.Tensor) -> None:
-        self.begin = begin
-        self.batch: T | None = None
-        self.end: torch.Tensor | None = None
-        self.error: BaseException | None = None
-        self._draw = draw
-        self._threads = torch.get_num_threads()
-        self._thread = threading.Thread(target=self._run, name="metaloss-prefetch", daemon=True)
+# ---------------------------------------------------------------------------------- transfer
 
-    def start(self) -> None:
-        self._thread.start()
 
-    def _run(self) -> None:
-        torch.set_num_threads(self._threads)
-        clone = torch.Generator()
-        clone.set_state(self.begin)
+@dataclass(frozen=True)
+class _Slot:
+    """Where one tensor of a packed batch lives in the byte buffer."""
+
+    offset: int
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+
+def pack(tree: Any) -> tuple[bytes, bytes]:
+    """``tree`` (tensors in dicts, tuples and named tuples) as ``(skeleton, data)``: the pickled
+    tree with every tensor replaced by a :class:`_Slot`, and the tensors' bytes."""
+    tensors: list[torch.Tensor] = []
+    end = 0
+
+    def slot(tensor: torch.Tensor) -> _Slot:
+        nonlocal end
+        flat = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+        offset = end
+        tensors.append(flat)
+        end = -(-(offset + flat.numel()) // _ALIGN) * _ALIGN
+        return _Slot(offset, tensor.dtype, tuple(tensor.shape))
+
+    skeleton = tree_map(slot, tree)
+    data = torch.zeros(end, dtype=torch.uint8, device="cpu")
+    offset = 0
+    for flat in tensors:
+        data[offset : offset + flat.numel()] = flat
+        offset = -(-(offset + flat.numel()) // _ALIGN) * _ALIGN
+    return pickle.dumps(skeleton), data.numpy().tobytes()
+
+
+def unpack(skeleton: bytes, data: bytes) -> Any:
+    """The tree :func:`pack` packed (each tensor a view into one buffer of ``data``)."""
+    if not data:
+        data = bytes(_ALIGN)  # torch.frombuffer refuses an empty buffer
+    buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+    def tensor(leaf: Any) -> Any:
+        if not isinstance(leaf, _Slot):
+            return leaf
+        size = torch.Size(leaf.shape).numel() * leaf.dtype.itemsize
+        return buffer[leaf.offset : leaf.offset + size].view(leaf.dtype).reshape(leaf.shape)
+
+    # pickle only across the private pipe to our own forked worker (never for a file)
+    return _map_slots(tensor, pickle.loads(skeleton))
+
+
+def _map_slots(fn: Callable[[Any], Any], tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _map_slots(fn, v) for k, v in tree.items()}
+    if isinstance(tree, tuple) and not isinstance(tree, _Slot):
+        items = (_map_slots(fn, v) for v in tree)
+        return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
+    return fn(tree)
+
+
+# ---------------------------------------------------------------------------------- the worker
+
+
+def _bytes(state: torch.Tensor) -> bytes:
+    """A generator state as plain bytes (a tensor sent through a pipe would be shared through a
+    file descriptor by torch's reductions)."""
+    return state.numpy().tobytes()
+
+
+def _state(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _serve(
+    requests: Connection, inherited: Connection, draw: Callable[[torch.Generator], Any], parent: int
+) -> None:
+    """The worker's loop: for each generator state received, the batch drawn from a clone of it
+    (skeleton, end state and data, as three messages of bytes), or an empty message if the draw
+    failed (the parent then draws in line and meets the error itself). Ends at an empty
+    request, when the parent's end closes or
+    when the parent process is gone (another worker forked later may hold a copy of that end)."""
+    inherited.close()  # the parent's end: holding it would hide the parent's death
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch.set_num_threads(1)
+    try:
+        while True:
+            while not requests.poll(1.0):
+                if os.getppid() != parent:
+                    return
+            begin = requests.recv_bytes()
+            if not begin:
+                return
+            clone = torch.Generator()
+            clone.set_state(_state(begin))
+            try:
+                skeleton, data = pack(draw(clone))
+            except Exception:
+                requests.send_bytes(b"")
+                continue
+            requests.send_bytes(skeleton)
+            requests.send_bytes(_bytes(clone.get_state()))
+            requests.send_bytes(data)
+    except (EOFError, OSError, KeyboardInterrupt):
+        return
+
+
+class _Worker:
+    """One forked process that draws batches on request."""
+
+    def __init__(self, draw: Callable[[torch.Generator], Any]) -> None:
+        context = multiprocessing.get_context("fork")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve,
+            args=(child, self.connection, draw, os.getpid()),
+            name="metaloss-prefetch",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        self.pending = False
+
+    def request(self, begin: torch.Tensor) -> bool:
         try:
-            self.batch = self._draw(clone)
-            self.end = clone.get_state()
-        except BaseException as error:  # re-raised in the main thread if the batch is used
-            self.error = error
+            self.connection.send_bytes(_bytes(begin))
+        except OSError:
+            return False
+        self.pending = True
+        return True
 
-    def wait(self) -> None:
-        """Until the batch is drawn (at once if the thread never started)."""
-        if self._thread.ident is not None:
-            self._thread.join()
+    def receive(self) -> tuple[Any, torch.Tensor] | None:
+        """The pending batch and the generator state after it, or ``None`` if the draw failed,
+        the worker died or did not answer within :data:`_WAIT_SECONDS`."""
+        self.pending = False
+        try:
+            if not self.connection.poll(_WAIT_SECONDS):
+                self.close()
+                return None
+            skeleton = self.connection.recv_bytes()
+            if not skeleton:  # the draw failed
+                return None
+            end = _state(self.connection.recv_bytes())
+            return unpack(skeleton, self.connection.recv_bytes()), end
+        except (EOFError, OSError):
+            return None
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def close(self) -> None:
+        """Stop the worker at once (it holds nothing but a batch being drawn)."""
+        self.connection.close()
+        self.process.kill()
+        self.process.join()
+
+
+# ---------------------------------------------------------------------------------- the interface
 
 
 class Prefetcher(Generic[T]):
-    """``sample(generator)`` with the next call's result computed ahead in a worker thread.
+    """``sample(generator)`` with the next call's result drawn ahead in a worker process.
 
     Args:
-        draw: ``draw(generator) -> batch``, deterministic given the generator's state.
-        enabled: ``False`` draws every batch in line (no thread).
+        draw: ``draw(generator) -> batch`` on the CPU, deterministic given the generator's
+            state; its batch holds tensors in dicts, tuples and named tuples.
+        enabled: ``False`` (or a platform without ``fork``) draws every batch in line.
     """
 
     def __init__(self, draw: Callable[[torch.Generator], T], enabled: bool = True) -> None:
         self.draw = draw
-        self.enabled = enabled
+        self.enabled = enabled and fork_available()
         self.hits = 0
         self.misses = 0
-        self._pending: _Ahead[T] | None = None
-        self._next: torch.Tensor | None = None
+        self._worker: _Worker | None = None
+        self._pending: torch.Tensor | None = None  # the state the worker's draw started from
+        self._next: torch.Tensor | None = None  # the state after the last batch returned
+        self._owner = os.getpid()  # a forked worker inherits this object: only its owner closes it
         _LIVE.add(self)
 
     def sample(self, generator: torch.Generator) -> T:
         """The batch ``draw(generator)`` would return, with ``generator`` advanced the same."""
         batch: T | None = None
-        if self._pending is not None:
-            ahead = self._pending
-            ahead.wait()  # still pending if a signal interrupts the wait: close() joins it
-            self._pending = None
-            if torch.equal(ahead.begin, generator.get_state()):
-                if ahead.error is not None:  # drawing in line would fail the same way
-                    raise ahead.error
-                assert ahead.end is not None
-                batch = ahead.batch
-                generator.set_state(ahead.end)
+        if self._pending is not None and self._worker is not None:
+            begin, self._pending = self._pending, None
+            result = self._worker.receive()
+            if result is not None and torch.equal(begin, generator.get_state()):
+                batch = result[0]
+                generator.set_state(result[1])
                 self.hits += 1
         if batch is None:
             batch = self.draw(generator)
@@ -122,16 +262,24 @@ class Prefetcher(Generic[T]):
 
     def start(self) -> None:
         """Begin drawing the batch after the last one :meth:`sample` returned (once; a no-op
-        when disabled or already started)."""
+        when disabled or already started). The worker is forked at the first call."""
         if self._next is None:
             return
-        ahead = _Ahead(self.draw, self._next)
-        self._pending, self._next = ahead, None  # recorded before it runs: close() always joins
-        ahead.start()
+        begin, self._next = self._next, None
+        if self._worker is None or not self._worker.alive():
+            if self._worker is not None:
+                self._worker.close()
+            self._worker = _Worker(self.draw)
+        if self._worker.request(begin):
+            self._pending = begin
 
     def close(self) -> None:
-        """Wait for a batch still being drawn and drop it."""
-        self._next = None
-        if self._pending is not None:
-            self._pending.wait()
-        self._pending = None
+        """Stop the worker and drop a batch it may be drawing."""
+        self._next = self._pending = None
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            worker.close()
+
+    def __del__(self) -> None:  # a prefetcher dropped without close(): stop its worker
+        if getattr(self, "_worker", None) is not None and os.getpid() == self._owner:
+            self.close()

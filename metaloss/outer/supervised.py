@@ -158,10 +158,14 @@ class SupervisedProblem(MetaProblem):
         return loss.to(device=self.device, dtype=self.dtype)
 
     def sample(self, generator: torch.Generator) -> SupervisedBatch:
-        """The next meta-batch (with ``outer.prefetch``, drawn in a worker thread while the
-        previous one back-propagated; the batches and the generator's states are exactly those
-        of drawing in line, see :mod:`metaloss.outer.prefetch`)."""
-        return self._prefetch.sample(generator)
+        """The next meta-batch (with ``outer.prefetch``, drawn in a worker process during the
+        previous meta-step; the batches and the generator's states are exactly those of drawing
+        in line, see :mod:`metaloss.outer.prefetch`)."""
+        batch = self._prefetch.sample(generator)
+        self._prefetch.start()  # the one after it, while this one is used
+        return batch._replace(
+            tasks=to_device(batch.tasks, self.device), inits=to_device(batch.inits, self.device)
+        )
 
     def close(self) -> None:
         self._prefetch.close()
@@ -172,9 +176,9 @@ class SupervisedProblem(MetaProblem):
             index = int(torch.multinomial(self.weights, 1, generator=generator))
         condition = self.variants[index]
         size = self.config.outer.meta_batch
-        drawn = condition.family.sample(Split.META_TRAIN, size, generator)  # on the CPU
-        tasks = to_device(cast_task(drawn, self.dtype), self.device)
-        inits = init_params(condition.learner, size, generator, self.dtype, self.device)
+        drawn = condition.family.sample(Split.META_TRAIN, size, generator)
+        tasks = cast_task(drawn, self.dtype)  # on the CPU: sample() moves it to the device
+        inits = init_params(condition.learner, size, generator, self.dtype, "cpu")
         low, high = self.config.outer.inner_lr_scale
         lr = None
         if (low, high) != (1.0, 1.0):
@@ -217,8 +221,6 @@ class SupervisedProblem(MetaProblem):
                     return functional_call(loss, params, (pred, target), {"reduction": "none"})  # type: ignore[no-any-return]
 
                 value = unroll(loss_fn, backprop_steps)
-            if torch.is_grad_enabled():
-                self._prefetch.start()  # the next meta-batch, while this one back-propagates
             return value.clamp_min(1e-12).log() if log else value
 
         return MetaObjective(per_task)

@@ -297,7 +297,7 @@ class MetaTrainer:
 
         A stop request (:mod:`metaloss.stopping`: the command line's SIGINT / SIGTERM) is
         honoured between meta-steps: the finished steps are checkpointed, the stop is raised
-        from there, and the problem's worker threads are joined on the way out.
+        from there, and the problem's workers are stopped on the way out.
         """
         with stopping.safe_points():  # a signal while closing is deferred too
             try:
