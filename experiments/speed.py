@@ -18,7 +18,8 @@
    metaloss's (the max absolute difference is printed). The ratio is metaloss's meta-steps per
    second divided by the peer's (median of per-window ratios; above 1: metaloss is faster).
    ``--backends func higher`` adds metaloss's other backends; ``--engine`` adds metaloss's
-   inner-loop engine alone on the peers' fixed meta-batch; ``--compile`` adds
+   inner-loop engine alone on the peers' fixed meta-batch; ``--no-prefetch`` adds
+   ``outer.prefetch=false`` (every meta-batch drawn in line); ``--compile`` adds
    ``inner.compile=true`` (its first compile takes minutes); ``--reference-src DIR`` adds the
    metaloss found in DIR (e.g. an export of an older commit), run in a worker process whose
    windows interleave with this one's.
@@ -61,6 +62,7 @@ def make_config(
     truncation: int = 5,
     n_train: int = 10,
     compile_: bool = False,
+    prefetch: bool = True,
 ) -> dict[str, Any]:
     inner: dict[str, Any] = {"steps": steps}
     if backend is not None:
@@ -76,6 +78,7 @@ def make_config(
             "estimator": estimator,
             "truncation": truncation,
             "steps": 10**6,
+            **({} if prefetch else {"prefetch": False}),  # older trees (--reference-src) lack it
         },
         "task": {"family": "sine", "n_train": n_train},
     }
@@ -450,6 +453,9 @@ def time_meta_batch(args: argparse.Namespace, meta_batch: int) -> dict[str, list
                 batch,
             )
         )
+    if args.no_prefetch:
+        inline = make_config(meta_batch, args.steps, prefetch=False)
+        runners.append(Metaloss("metaloss, outer.prefetch false", inline, batch))
     if args.compile:
         compiled = make_config(meta_batch, args.steps, compile_=True)
         runners.append(Metaloss("metaloss, inner.compile", compiled, batch))
@@ -634,6 +640,11 @@ def main() -> None:
         help="also time metaloss with these inner.backend values",
     )
     parser.add_argument("--compile", action="store_true", help="also time inner.compile=true")
+    parser.add_argument(
+        "--no-prefetch",
+        action="store_true",
+        help="also time outer.prefetch=false (every meta-batch drawn in line)",
+    )
     parser.add_argument(
         "--engine",
         action="store_true",

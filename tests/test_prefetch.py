@@ -144,6 +144,23 @@ def test_meta_training_with_prefetch_equals_drawing_in_line(tmp_path: Path, esti
         torch.testing.assert_close(ahead.loss.state_dict()[name], value, rtol=0, atol=0)
 
 
+def test_a_pipe_the_program_closes_is_not_held_open_by_the_worker() -> None:
+    # A forked worker inherits every descriptor; one that kept a pipe's write end open made a
+    # subprocess driven through its stdin (experiments/speed.py's reference worker) wait forever.
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    prefetcher = Prefetcher(draw)
+    prefetcher.sample(torch.Generator().manual_seed(0))
+    prefetcher.start()  # forks the worker while the pipe is open
+    prefetcher.sample(torch.Generator().manual_seed(1))  # the worker has answered once
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 1) == b""  # end of file: no writer left (the worker's is gone)
+    finally:
+        os.close(read_end)
+        prefetcher.close()
+
+
 EXIT_WHILE_DRAWING = """
 import os, signal, sys, torch
 from metaloss.outer.prefetch import Prefetcher

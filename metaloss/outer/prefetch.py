@@ -137,6 +137,28 @@ def _state(data: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
+def _release_inherited_files(keep: int) -> None:
+    """Point every file descriptor the fork inherited, but ``keep``, at ``/dev/null``.
+
+    A forked worker holds a copy of each of its parent's descriptors, so a pipe the parent
+    closes (a subprocess's stdin, a pipe another program reads to its end) would stay open while
+    the worker lives and its reader would wait for it. Redirecting rather than closing keeps the
+    numbers taken, so a file the worker opens later never reuses one that an inherited Python
+    object may still close."""
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        open_fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: every descriptor below the usual limit
+        open_fds = list(range(1024))
+    for fd in open_fds:
+        if fd in (keep, null):
+            continue
+        try:
+            os.dup2(null, fd)
+        except OSError:  # the listing's own descriptor, already closed
+            pass
+
+
 def _serve(
     requests: Connection, inherited: Connection, draw: Callable[[torch.Generator], Any], parent: int
 ) -> None:
@@ -146,6 +168,7 @@ def _serve(
     request, when the parent's end closes or
     when the parent process is gone (another worker forked later may hold a copy of that end)."""
     inherited.close()  # the parent's end: holding it would hide the parent's death
+    _release_inherited_files(requests.fileno())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
