@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,30 @@ def test_meta_training_with_prefetch_equals_drawing_in_line(tmp_path: Path, esti
     assert [r.grad_norm for r in ahead.steps] == [r.grad_norm for r in inline.steps]
     for name, value in inline.loss.state_dict().items():
         torch.testing.assert_close(ahead.loss.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_a_worker_that_hangs_is_stopped_and_its_batch_drawn_in_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import metaloss.outer.prefetch as prefetch
+
+    monkeypatch.setattr(prefetch, "_MIN_WAIT_SECONDS", 0.5)
+    owner = os.getpid()
+
+    def hangs_in_the_worker(generator: torch.Generator) -> torch.Tensor:
+        if os.getpid() != owner:  # e.g. a lock another thread held at the fork
+            threading.Event().wait()
+        return draw(generator)
+
+    inline, ahead = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    prefetcher = Prefetcher(hangs_in_the_worker)
+    prefetcher.sample(ahead), draw(inline)
+    prefetcher.start()
+    worker = prefetcher._worker
+    assert worker is not None
+    torch.testing.assert_close(prefetcher.sample(ahead), draw(inline), rtol=0, atol=0)
+    assert not worker.process.is_alive() and (prefetcher.hits, prefetcher.misses) == (0, 2)
+    prefetcher.close()
 
 
 def test_a_pipe_the_program_closes_is_not_held_open_by_the_worker() -> None:

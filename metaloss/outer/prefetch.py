@@ -23,11 +23,13 @@ fork-safe), every batch is drawn in line.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
 import os
 import pickle
 import signal
 import sys
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,9 +47,10 @@ T = TypeVar("T")
 _ALIGN = 16
 """Byte alignment of every tensor in the transfer buffer (so that each can be viewed in place)."""
 
-_WAIT_SECONDS = 600.0
-"""How long :meth:`Prefetcher.sample` waits for the worker before drawing in line instead (a
-bound against a worker that hangs, far above any draw measured here)."""
+_MIN_WAIT_SECONDS = 30.0
+"""How long :meth:`Prefetcher.sample` waits at least for the worker before drawing in line
+instead; the bound is 20 times the slowest draw made in line, if that is longer (a bound against
+a worker that hangs, e.g. on a lock another thread held at the fork, far above any honest draw)."""
 
 _LIVE: weakref.WeakSet[Prefetcher[Any]] = weakref.WeakSet()
 """Every prefetcher alive, so that its worker is stopped when the interpreter exits."""
@@ -153,10 +156,8 @@ def _release_inherited_files(keep: int) -> None:
     for fd in open_fds:
         if fd in (keep, null):
             continue
-        try:
+        with contextlib.suppress(OSError):  # the listing's own descriptor, already closed
             os.dup2(null, fd)
-        except OSError:  # the listing's own descriptor, already closed
-            pass
 
 
 def _serve(
@@ -218,12 +219,12 @@ class _Worker:
         self.pending = True
         return True
 
-    def receive(self) -> tuple[Any, torch.Tensor] | None:
+    def receive(self, timeout: float) -> tuple[Any, torch.Tensor] | None:
         """The pending batch and the generator state after it, or ``None`` if the draw failed,
-        the worker died or did not answer within :data:`_WAIT_SECONDS`."""
+        the worker died or did not answer within ``timeout`` seconds (then it is stopped)."""
         self.pending = False
         try:
-            if not self.connection.poll(_WAIT_SECONDS):
+            if not self.connection.poll(timeout):
                 self.close()
                 return None
             skeleton = self.connection.recv_bytes()
@@ -264,6 +265,7 @@ class Prefetcher(Generic[T]):
         self._worker: _Worker | None = None
         self._pending: torch.Tensor | None = None  # the state the worker's draw started from
         self._next: torch.Tensor | None = None  # the state after the last batch returned
+        self._slowest = 0.0  # seconds of the slowest draw made in line
         self._owner = os.getpid()  # a forked worker inherits this object: only its owner closes it
         _LIVE.add(self)
 
@@ -272,13 +274,15 @@ class Prefetcher(Generic[T]):
         batch: T | None = None
         if self._pending is not None and self._worker is not None:
             begin, self._pending = self._pending, None
-            result = self._worker.receive()
+            result = self._worker.receive(max(_MIN_WAIT_SECONDS, 20 * self._slowest))
             if result is not None and torch.equal(begin, generator.get_state()):
                 batch = result[0]
                 generator.set_state(result[1])
                 self.hits += 1
         if batch is None:
+            began = time.perf_counter()
             batch = self.draw(generator)
+            self._slowest = max(self._slowest, time.perf_counter() - began)
             self.misses += 1
         self._next = generator.get_state() if self.enabled else None
         return batch
