@@ -14,10 +14,12 @@ so a drawing thread's Python competed with the meta-step instead of running besi
 thread spinning beside a plain ``bmm``/``tanh`` backward made it 13× slower here). The worker is
 forked once (as ``torch.utils.data.DataLoader``'s workers are on Linux) and runs with one
 intra-op thread; it draws on the CPU only. The batch comes back as one byte buffer (a tree of
-placeholders plus the tensors' bytes, no shared-memory file per tensor). The worker exits when
-the prefetcher is closed, when the program exits, or when its parent dies (its end of the pipe
-reaches end-of-file). Where ``fork`` is not available (Windows, macOS, whose frameworks are not
-fork-safe), every batch is drawn in line.
+placeholders plus the tensors' bytes, no shared-memory file per tensor). Every other descriptor
+the fork inherited points at ``/dev/null`` in the worker, so it holds none of its parent's pipes
+open. The worker is stopped when the prefetcher is closed or the program exits, and stops itself
+within about a second when its parent dies; a worker that fails, dies or does not answer (see
+:data:`_MIN_WAIT_SECONDS`) leaves the batch to be drawn in line. Where ``fork`` is not available
+(Windows; macOS, whose system frameworks are not fork-safe), every batch is drawn in line.
 """
 
 from __future__ import annotations
@@ -166,8 +168,8 @@ def _serve(
     """The worker's loop: for each generator state received, the batch drawn from a clone of it
     (skeleton, end state and data, as three messages of bytes), or an empty message if the draw
     failed (the parent then draws in line and meets the error itself). Ends at an empty
-    request, when the parent's end closes or
-    when the parent process is gone (another worker forked later may hold a copy of that end)."""
+    request, when the parent's end closes, or when the parent process is gone (checked every
+    second: another process forked later may hold a copy of the parent's end)."""
     inherited.close()  # the parent's end: holding it would hide the parent's death
     _release_inherited_files(requests.fileno())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
