@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 
 from metaloss.config import parse
 from metaloss.outer import MetaTrainer
-from metaloss.outer.prefetch import Prefetcher
+from metaloss.outer.prefetch import Prefetcher, _Worker
 from metaloss.tasks.base import Batch, Task
 
 SMALL = {
@@ -110,13 +111,21 @@ def test_batches_of_nested_tensors_come_back_exactly() -> None:
     prefetcher.close()
 
 
-def test_a_killed_worker_is_replaced_and_its_batch_drawn_in_line() -> None:
-    inline, ahead = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    prefetcher = Prefetcher(draw)
-    prefetcher.sample(ahead), draw(inline)
+def _drawing_ahead(
+    fn: Callable[[torch.Generator], torch.Tensor], seed: int
+) -> tuple[Prefetcher[torch.Tensor], _Worker, torch.Generator, torch.Generator]:
+    """A prefetcher whose worker is drawing the second batch, its worker, and the generators
+    of drawing in line and ahead, both after the first batch."""
+    inline, ahead = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+    prefetcher = Prefetcher(fn)
+    prefetcher.sample(ahead), fn(inline)
     prefetcher.start()
-    worker = prefetcher._worker
-    assert worker is not None
+    assert prefetcher._worker is not None
+    return prefetcher, prefetcher._worker, inline, ahead
+
+
+def test_a_killed_worker_is_replaced_and_its_batch_drawn_in_line() -> None:
+    prefetcher, worker, inline, ahead = _drawing_ahead(draw, 1)
     os.kill(worker.process.pid, signal.SIGKILL)  # type: ignore[arg-type]
     worker.process.join()
     for _ in range(3):
@@ -158,12 +167,7 @@ def test_a_worker_that_hangs_is_stopped_and_its_batch_drawn_in_line(
             threading.Event().wait()
         return draw(generator)
 
-    inline, ahead = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
-    prefetcher = Prefetcher(hangs_in_the_worker)
-    prefetcher.sample(ahead), draw(inline)
-    prefetcher.start()
-    worker = prefetcher._worker
-    assert worker is not None
+    prefetcher, worker, inline, ahead = _drawing_ahead(hangs_in_the_worker, 4)
     torch.testing.assert_close(prefetcher.sample(ahead), draw(inline), rtol=0, atol=0)
     assert not worker.process.is_alive() and (prefetcher.hits, prefetcher.misses) == (0, 2)
     prefetcher.close()
