@@ -153,6 +153,26 @@ def test_head_errors_of_standardised_training_are_reported_in_raw_units() -> Non
         )
 
 
+def test_the_view_of_a_view_still_reports_head_errors_in_raw_units() -> None:
+    # task.standardise with the view applied again (benchmark.learned_views or the
+    # equal_weights_standardised baseline): the second view's scales are about 1, and the
+    # report must still be in the original targets' units, not the first view's.
+    from metaloss.evaluation.multitask import head_metrics
+
+    family = macro(heads=[6, 6])
+    tasks = family.tasks(Split.META_TEST, 2)
+    once, twice = standardise_targets(tasks), standardise_targets(standardise_targets(tasks))
+    z = torch.randn(2, tasks.test.y.shape[1], 2 * family.heads)
+    metrics = head_metrics(family)
+    for t in range(family.heads):
+        torch.testing.assert_close(
+            metrics[f"head{t}"].fn(z, twice.test),
+            metrics[f"head{t}"].fn(z, once.test),
+            rtol=1e-4,
+            atol=1e-6,
+        )
+
+
 def test_a_learned_loss_under_the_standardised_view_is_scored_like_that_baseline() -> None:
     """``benchmark.learned_views``: a learned loss also enters through the view. Entered as the
     learned loss, equal weights under the view must score exactly as the baseline that has it."""

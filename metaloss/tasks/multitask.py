@@ -201,7 +201,9 @@ def standardise_targets(tasks: Task) -> Task:
     normalised objective of a prediction ``z`` of the standardised target equals the one of the
     raw-unit prediction ``z * std + mean`` (test scores stay comparable with raw-unit losses).
     Classification heads are unchanged. Batches carry ``extras["target_scale"]`` (the std per
-    sample and head, 1 for other heads), so per-head errors can be reported in raw units."""
+    sample and head, 1 for other heads), so per-head errors can be reported in raw units; on
+    tasks that are already a view (``task.standardise`` and the view again) the scales compose,
+    so the report stays in the raw units of the original targets."""
     train_y = tasks.train.y
     heads = train_y.shape[-1] // 3
     regression = train_y[..., :1, heads : 2 * heads].round() == REGRESSION
@@ -213,7 +215,9 @@ def standardise_targets(tasks: Task) -> Task:
         y = batch.y.clone()
         y[..., :heads] = (y[..., :heads] - mean) / std
         y[..., 2 * heads :] = y[..., 2 * heads :] / std**2
-        extras = {**batch.extras, "target_scale": std.expand_as(y[..., :heads])}
+        scale = std.expand_as(y[..., :heads])
+        earlier = batch.extras.get("target_scale")  # the tasks were already a view
+        extras = {**batch.extras, "target_scale": scale if earlier is None else earlier * scale}
         return batch._replace(y=y, extras=extras)
 
     return Task(scale(tasks.train), scale(tasks.outer_valid), scale(tasks.test))
