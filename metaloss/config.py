@@ -271,6 +271,14 @@ class EvalConfig:
     """Meta-testing: fresh learners trained on held-out tasks."""
 
     test_tasks: int = setting(100, "number of fixed held-out meta-test tasks", ge=1, le=1_000_000)
+    test_start: int = setting(
+        0,
+        "index of the first meta-test task: a later range gives fresh tasks (e.g. for a "
+        "confirmation run after a decision was taken on tasks 0..test_tasks-1); the meta-train "
+        "tasks that select learning rates and parameters are unchanged",
+        ge=0,
+        le=1_000_000_000,
+    )
     seeds: int = setting(1, "learner initialisations per test task", ge=1, le=10_000)
     lr_grid: tuple[float, ...] = setting(
         (0.001, 0.003, 0.01, 0.03, 0.1, 0.3),

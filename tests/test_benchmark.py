@@ -162,6 +162,37 @@ def test_benchmark_is_deterministic() -> None:
         assert torch.equal(a.per_task, b.per_task) and a.selection == b.selection
 
 
+def test_a_later_test_start_tests_fresh_tasks_with_the_same_selection() -> None:
+    # evaluation.test_start: a confirmation run on meta-test tasks a decision never saw; the
+    # meta-train tasks that select every learning rate and parameter stay the same.
+    rows, contenders = _rows()
+    shifted_config = parse({**TINY, "evaluation": {**TINY["evaluation"], "test_start": 3}})
+    shifted_rows = [
+        Row(r.name, OutliersFamily(r.config.task), r.config)  # type: ignore[arg-type]
+        for r in rows_from_config(shifted_config)
+    ]
+    data = eval_set(shifted_rows[0].family, shifted_rows[0].config, Split.META_TEST, 2, start=3)
+    torch.testing.assert_close(
+        data.tasks, rows[0].family.tasks(Split.META_TEST, 2, 3), rtol=0, atol=0
+    )
+    first, shifted = run_benchmark(rows, contenders), run_benchmark(shifted_rows, contenders)
+    for a, b in zip(first.entries, shifted.entries, strict=True):
+        assert a.selection == b.selection
+        assert not torch.equal(a.per_task, b.per_task)
+    with pytest.raises(ConfigError, match="same tasks and seeds"):
+        rows_from_config(
+            parse(
+                {
+                    **TINY,
+                    "benchmark": {
+                        **TINY["benchmark"],
+                        "rows": [{"name": "r", "set": ["evaluation.test_start=5"]}],
+                    },
+                }
+            )
+        )
+
+
 @pytest.mark.parametrize("bad", ["no-such-zoo-loss", "garbage"])
 def test_bad_loss_gives_one_clear_line(bad: str, config_file: Path, tmp_path: Path, capsys) -> None:
     source = bad

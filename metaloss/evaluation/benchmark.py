@@ -476,9 +476,14 @@ def _row(config: RunConfig, index: int, spec: BenchmarkRow, section: str = "rows
             raise ConfigError(
                 f"{where}: set: a row cannot change the benchmark section, got {item!r}"
             )
-        if key in ("evaluation.test_tasks", "evaluation.seeds", "evaluation"):
+        if key in (
+            "evaluation.test_tasks",
+            "evaluation.test_start",
+            "evaluation.seeds",
+            "evaluation",
+        ):
             raise ConfigError(
-                f"{where}: set: every row is tested on the same number of tasks and seeds; "
+                f"{where}: set: every row is tested on the same tasks and seeds; "
                 f"expected no {key} override, got {item!r}"
             )
         if key.startswith("task."):
@@ -623,7 +628,13 @@ def run_row(
     )
     split = tested_split(row.config)
     test_set = eval_set(
-        row.family, row.config, split, ev.test_tasks, ev.seeds, _init_seed(split, seed)
+        row.family,
+        row.config,
+        split,
+        ev.test_tasks,
+        ev.seeds,
+        _init_seed(split, seed),
+        start=ev.test_start,
     )
     contenders = [c for c in contenders if c.enters(row)]
     selections = [select(c, row, grid_set, progress) for c in contenders]

@@ -148,7 +148,7 @@ def compare_with_mse(learned: PerSampleLoss, family: TaskFamily, config: RunConf
     fixed held-out tasks (see module docstring), ``config.evaluation`` telling how many tasks,
     seeds and which learning-rate grid."""
     ev = config.evaluation
-    test = eval_set(family, config, Split.META_TEST, ev.test_tasks, ev.seeds)
+    test = eval_set(family, config, Split.META_TEST, ev.test_tasks, ev.seeds, start=ev.test_start)
     grid_set = eval_set(family, config, Split.META_TRAIN, ev.grid_tasks)
     ref = kind_spec(family.kind).reference
     if ref is None:

@@ -66,11 +66,13 @@ def eval_set(
     tasks: int,
     seeds: int = 1,
     init_seed: int | None = None,
+    start: int = 0,
 ) -> EvalSet:
-    """``tasks`` fixed tasks of ``split`` times ``seeds`` learner initialisations each."""
+    """``tasks`` fixed tasks of ``split`` (from index ``start``) times ``seeds`` learner
+    initialisations each."""
     dtype = getattr(torch, config.dtype)
     learner = make_learner(config.learner, family.in_features, family.out_features)
-    base = family.tasks(split, tasks)
+    base = family.tasks(split, tasks, start)
     stacked = stack_tasks([unstack_task(base, i) for _ in range(seeds) for i in range(tasks)])
     seed = (
         init_seed

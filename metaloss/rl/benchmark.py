@@ -206,7 +206,7 @@ def run_rl_benchmark(
     ev = config.evaluation
     say(f"selecting on {ev.grid_tasks} meta-train variants")
     selections = _select_all(contenders, config, family, evaluator)
-    rows = [family.default_task(), *family.tasks(Split.META_TEST, ev.test_tasks)]
+    rows = [family.default_task(), *family.tasks(Split.META_TEST, ev.test_tasks, ev.test_start)]
     jobs = [
         (row, _TEST_SEED + s, c.make(chosen.value), chosen.lr)
         for c, chosen in zip(contenders, selections, strict=True)
