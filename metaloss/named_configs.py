@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metaloss.config import ConfigError
+from metaloss.errors import ConfigError
 
 __all__ = ["CONFIG_DIR", "config_names", "resolve_config"]
 

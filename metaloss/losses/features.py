@@ -21,6 +21,7 @@ __all__ = [
     "check_features",
     "class_dependent_features",
     "compute_features",
+    "elementwise_features",
     "feature_width",
     "register_feature",
     "scaled_features",
@@ -36,21 +37,35 @@ SCALED: dict[str, set[str]] = {}
 """Names of the features of each kind that read a batch scale estimate and accept a keyword
 ``scale`` multiplying it (see :mod:`metaloss.losses.scale`)."""
 
+ELEMENTWISE: dict[str, set[str]] = {}
+"""Names of the features of each kind that read one element only (not a batch statistic): a
+learned loss made of them treats every element, and every stacked task, independently."""
+
 WIDTHS: dict[str, dict[str, Width]] = {}
 """Per-sample widths of vector features (absent: a scalar feature, width 1); a callable gets
 the number of classes."""
 
 
 def register_feature(
-    kind: str, name: str, feature: Feature, width: Width = 1, scaled: bool = False
+    kind: str,
+    name: str,
+    feature: Feature,
+    width: Width = 1,
+    scaled: bool = False,
+    elementwise: bool = False,
 ) -> None:
     """Add a named feature for losses of ``kind`` (``"regression"`` or ``"classification"``).
 
     ``width``: values per sample; an ``int`` or a function of the number of classes for vector
     features such as a sorted probability vector (``lambda classes: classes``). ``scaled``: the
     feature divides by a batch scale estimate and takes a keyword ``scale`` multiplying it.
+    ``elementwise``: the feature of an element reads that element only.
     """
     FEATURES.setdefault(kind, {})[name] = feature
+    if elementwise:
+        ELEMENTWISE.setdefault(kind, set()).add(name)
+    else:
+        ELEMENTWISE.get(kind, set()).discard(name)
     if scaled:
         SCALED.setdefault(kind, set()).add(name)
     else:
@@ -127,3 +142,8 @@ def compute_features(
     return torch.cat(
         [v if n in vectors else v.unsqueeze(-1) for n, v in zip(names, values, strict=True)], dim=-1
     )
+
+
+def elementwise_features(kind: str) -> frozenset[str]:
+    """The features of ``kind`` registered as reading one element only."""
+    return frozenset(ELEMENTWISE.get(kind, ()))

@@ -23,6 +23,7 @@ from metaloss.losses.features import (
     check_features,
     class_dependent_features,
     compute_features,
+    elementwise_features,
     feature_width,
     scaled_features,
 )
@@ -230,9 +231,7 @@ class LearnedLoss(LossModule):
         evaluated on stacked tasks at once (see :func:`metaloss.inner.task_batched`)."""
         if self.kind != "regression":
             return False
-        from metaloss.losses.regression import ELEMENTWISE_FEATURES
-
-        return set(self.features) <= ELEMENTWISE_FEATURES
+        return set(self.features) <= elementwise_features(self.kind)
 
     def per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
         """The unreduced loss: one value per sample (per element for regression)."""

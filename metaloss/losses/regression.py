@@ -27,7 +27,6 @@ from metaloss.typing import PerSampleLoss
 
 __all__ = [
     "CONTEXT_SCALE",
-    "ELEMENTWISE_FEATURES",
     "REGRESSION_TARGETS",
     "check_regression",
     "evaluate_in_batch",
@@ -53,11 +52,7 @@ _ELEMENTWISE = {
     "log_abs_residual": lambda pred, target: torch.log1p(absolute(pred - target)),
 }
 for _name, _feature in _ELEMENTWISE.items():
-    register_feature("regression", _name, _feature)
-
-ELEMENTWISE_FEATURES = frozenset(_ELEMENTWISE)
-"""Regression features of one element only (unlike the batch-level scale features): a learned
-loss made of them treats every element, and every stacked task, independently."""
+    register_feature("regression", _name, _feature, elementwise=True)
 
 
 def evaluate_in_batch(

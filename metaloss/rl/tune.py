@@ -34,6 +34,7 @@ from metaloss.rl.evaluate import LocalEvaluator
 from metaloss.rl.objectives import ClipObjective, DPOObjective, RunObjective
 from metaloss.rl.population import RunSpec
 from metaloss.rl.problem import RLProblem, rl_task_config
+from metaloss.tuning.pruning import prune_as_diverged
 from metaloss.tuning.space import LEARNED, Dimension, Kind, TrialSettings, resolve_space
 
 __all__ = ["RL_TARGETS", "resolve_rl_space", "rl_baseline_objective"]
@@ -121,11 +122,9 @@ def _baseline_value(config: RunConfig, objective: RunObjective) -> float:
 def rl_baseline_objective(trial: optuna.Trial, settings: TrialSettings, target: str) -> float:
     """Minus the mean final return of ``target`` (``ppo_clip`` or ``dpo``) with the trial's
     settings on the meta-validation variants (pruned as diverged if it is not finite)."""
-    from metaloss.tuning.objective import _prune_as_diverged
-
     config = settings.config
     RLProblem(config)  # refuses settings RL does not use
     value = _baseline_value(config, _baseline(target, settings.baseline_params))
     if not math.isfinite(value):
-        raise _prune_as_diverged(trial, "no finite return", config.tune.penalty, 0)
+        raise prune_as_diverged(trial, "no finite return", config.tune.penalty, 0)
     return value

@@ -31,6 +31,7 @@ from metaloss.losses.module import LossModule
 from metaloss.outer import Callback, MetaTrainer, NonFiniteError, ValidationRecord
 from metaloss.seeds import VALID_INIT_SEED
 from metaloss.tasks import Split, TaskFamily, make_family
+from metaloss.tuning.pruning import DIVERGED_ATTR, prune_as_diverged
 from metaloss.tuning.space import (
     LEARNED,
     Dimension,
@@ -51,8 +52,6 @@ __all__ = [
     "search_space",
 ]
 
-DIVERGED_ATTR = "diverged"
-"""User attribute holding why a trial was pruned as diverged or invalid."""
 PRUNED_ATTR = "pruned"
 """User attribute holding why the median pruner stopped a trial."""
 PER_TASK_ATTR = "per_task"
@@ -64,14 +63,6 @@ Objective = Callable[[optuna.Trial], float]
 
 class Diverged(Exception):
     """A trial produced non-finite values; the message says where."""
-
-
-def _prune_as_diverged(
-    trial: optuna.Trial, reason: str, penalty: float, step: int
-) -> optuna.TrialPruned:
-    trial.set_user_attr(DIVERGED_ATTR, reason)
-    trial.report(penalty, step)
-    return optuna.TrialPruned(f"diverged: {reason}")
 
 
 class _ReportValidations(Callback):
@@ -108,11 +99,11 @@ def learned_objective(trial: optuna.Trial, config: RunConfig, family: TaskFamily
     try:
         result = trainer.train()
     except (NonFiniteError, Diverged) as error:
-        raise _prune_as_diverged(
+        raise prune_as_diverged(
             trial, str(error), penalty, max(trainer.step, reporter.last_step + 1)
         ) from None
     if not math.isfinite(result.best_value):
-        raise _prune_as_diverged(
+        raise prune_as_diverged(
             trial, "no finite meta-validation objective", penalty, trainer.step + 1
         )
     trial.set_user_attr("best_step", result.best_step)
@@ -163,7 +154,7 @@ def baseline_objective(
             f"{int(bad.sum())} of {bad.numel()} validation runs diverged "
             f"at inner.lr={config.inner.lr:.3g}"
         )
-        raise _prune_as_diverged(trial, reason, config.tune.penalty, 0)
+        raise prune_as_diverged(trial, reason, config.tune.penalty, 0)
     trial.set_user_attr(PER_TASK_ATTR, [float(v) for v in run.final])
     return float(run.final.mean())
 
@@ -204,7 +195,7 @@ def make_objective(config: RunConfig, target: str, family: TaskFamily | None = N
         try:
             settings = apply_values(config, values)
         except ConfigError as error:
-            raise _prune_as_diverged(
+            raise prune_as_diverged(
                 trial, f"invalid settings: {error}", config.tune.penalty, 0
             ) from None
         if target == LEARNED:
