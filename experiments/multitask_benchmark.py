@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from metaloss.commands.benchmark import load_learned
+from metaloss.commands.benchmarking import load_learned
 from metaloss.config import load_config, to_dict
 from metaloss.evaluation.benchmark import (
     BenchmarkResult,

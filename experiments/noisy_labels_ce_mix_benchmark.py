@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from metaloss.commands.benchmark import load_learned
+from metaloss.commands.benchmarking import load_learned
 from metaloss.config import load_config
 from metaloss.evaluation.benchmark import (
     Contender,

@@ -246,7 +246,7 @@ def test_a_full_disk_while_the_report_is_written_leaves_no_report(
     loss_file: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import metaloss.commands.benchmark as bench
+    import metaloss.commands.benchmarking as bench
 
     def full(result: object, out: Path, config: object) -> list[Path]:
         (out / "results.json").write_text('{"half": ')

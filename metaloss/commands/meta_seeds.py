@@ -84,7 +84,7 @@ def _valid_objective(path: Path) -> float:
 
 def run_meta_seeds(args: argparse.Namespace, config: RunConfig) -> int:
     """The ``--meta-seeds`` branch of ``metaloss benchmark`` (see the module docstring)."""
-    from metaloss.commands.benchmark import benchmark_and_report, load_learned
+    from metaloss.commands.benchmarking import benchmark_and_report, load_learned
     from metaloss.evaluation.report import finite_json
     from metaloss.evaluation.seeds import seed_markdown, seed_to_json
 

@@ -18,7 +18,7 @@ from metaloss.commands.arguments import (
     out_option,
     overrides_option,
 )
-from metaloss.commands.benchmark import loss_sources, source_name
+from metaloss.commands.benchmarking import loss_sources, source_name
 from metaloss.commands.common import (
     plan_folder,
     staged_folder,
