@@ -10,7 +10,9 @@ Then one line per learned loss counts what the goal asks:
 - rows better / tied / worse than the best tuned baseline (all rows);
 - rows with outliers or label noise (``eps=0.2``, ``sym 0.4``, ``pair 0.3`` in the row name)
   where it is better than the best baseline;
-- clean rows (``eps=0`` or ``clean``) where it is worse than the reference loss.
+- clean rows (``eps=0`` or ``clean``; with ``--unnamed-clean`` also every row whose name states
+  no contamination, for families whose transfer rows carry none, e.g. sine) where it is worse
+  than the reference loss.
 
 Verdicts are the report's own (paired t test and Wilcoxon signed-rank test, both at 5%, from
 :mod:`metaloss.evaluation.stats`); nothing is recomputed here but the choice of the best baseline.
@@ -18,6 +20,7 @@ Verdicts are the report's own (paired t test and Wilcoxon signed-rank test, both
     python experiments/transfer_table.py reports/outliers_transfer/results.json
     python experiments/transfer_table.py reports/x/results.json --learned seed-0 robust-regression
     python experiments/transfer_table.py reports/noisy_labels_transfer/results.json --reference ce
+    python experiments/transfer_table.py reports/sine_transfer_seeds/results.json --unnamed-clean
 """
 
 from __future__ import annotations
@@ -73,9 +76,10 @@ def _verdict(comparison: dict[str, Any] | None) -> str:
 
 
 def summarise(
-    data: dict[str, Any], learned: list[str], reference: str = "mse"
+    data: dict[str, Any], learned: list[str], reference: str = "mse", unnamed_clean: bool = False
 ) -> tuple[list[str], dict[str, Any]]:
-    """The Markdown table lines and the per-loss counts (clean rows against ``reference``)."""
+    """The Markdown table lines and the per-loss counts (clean rows against ``reference``;
+    ``unnamed_clean``: a row whose name states no contamination is clean)."""
     best = best_baselines(data)
     means = {(e["row"], e["loss"]): e["mean"] for e in data["entries"]}
     pairs = {(c["row"], c["learned"], c["baseline"]): c for c in data["comparisons"]}
@@ -91,6 +95,8 @@ def summarise(
         if base is None:
             continue
         eps = contamination_of(row)
+        if eps is None and unnamed_clean:
+            eps = 0.0
         cells = [
             row,
             f"{_label(base)} {base['mean']:.4g}",
@@ -133,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference", default="mse", help="the loss clean rows are held to (mse; ce for labels)"
     )
+    parser.add_argument(
+        "--unnamed-clean",
+        action="store_true",
+        help="count rows whose name states no outliers or label noise as clean rows",
+    )
     args = parser.parse_args(argv)
     try:
         data = json.loads(args.results.read_text())
@@ -147,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"--learned: {', '.join(missing)} not in {', '.join(available)}", file=sys.stderr)
         return 2
-    lines, counts = summarise(data, learned, args.reference)
+    lines, counts = summarise(data, learned, args.reference, args.unnamed_clean)
     print(f"{data.get('metric', 'test metric')}; split {data.get('split')}; "
           f"{data.get('test_tasks')} test tasks x {data.get('seeds')} seed(s) per row; "
           "difference to the best tuned baseline (p paired t / Wilcoxon) and verdict at 5%")  # fmt: skip

@@ -402,3 +402,10 @@ def test_goal_table_compares_with_each_rows_best_baseline_and_mse_on_clean_rows(
         0.0, 0.4, None, 0.0, 0.4, 0.3, 0.0,
     ]  # fmt: skip
     assert contamination_of("digits10 sym 0.4 n=50") == 0.4
+    # rows that name no contamination (sine's "10x horizon") count as clean only when asked
+    unnamed = {**data, "rows": ["sgd"], "entries": [
+        _entry("sgd", "new", "learned", 1.0), _entry("sgd", "mse", "baseline", 0.5),
+    ], "comparisons": [_pair("sgd", "mse", "worse")]}  # fmt: skip
+    assert summarise(unnamed, ["new"])[1]["new"]["clean_rows"] == 0
+    counted = summarise(unnamed, ["new"], unnamed_clean=True)[1]["new"]
+    assert (counted["clean_rows"], counted["clean_worse_than_reference"]) == (1, 1)
