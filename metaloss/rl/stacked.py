@@ -125,7 +125,10 @@ class StackedAgent:
         # eager: a batch of one takes other kernels (the critic's 1-wide layer rounds
         # differently, and an activation of fewer elements than one vectorised block of the
         # CPU's elementwise loop is computed by its scalar tail), so a lone run goes through the
-        # whole network as a pair with itself: its numbers are then those of a population of two
+        # whole network as a pair with itself: its numbers are then those of a population of two.
+        # Equal numbers in every population need each run's activations to fill whole blocks
+        # (32 float32 values on AVX-512, 16 on AVX2): true for hidden widths that are multiples
+        # of 32, as shipped; with narrower layers a run's last bits may depend on its population.
         lone = x.shape[0] == 1 and not traced
         if lone:
             x = x.expand(2, *x.shape[1:])
