@@ -216,7 +216,7 @@ class OuterConfig:
     prefetch: bool = setting(
         True,
         "draw the next meta-batch in a worker process during the current meta-step (same "
-        "numbers as drawing in line; Linux, elsewhere drawn in line)",
+        "numbers as drawing in line; Linux with two or more CPUs, else drawn in line)",
     )
     estimator: Literal["full_grad", "truncated_grad", "antithetic_es"] = setting(
         "full_grad", "meta-gradient estimator"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,26 @@ SMALL = {
     "loss": {"hidden": [8]},
     "outer": {"meta_batch": 4, "val_every": 3, "val_tasks": 4, "checkpoint_every": 5, "steps": 6},
 }
+
+
+@pytest.fixture(autouse=True)
+def _a_spare_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker is tested whatever the machine's CPU count (with one CPU it is off by
+    default, see the last test)."""
+    import metaloss.outer.prefetch as prefetch
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the prefetch worker is forked on Linux only")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert prefetch.fork_available()
+
+
+def test_with_one_cpu_every_batch_is_drawn_in_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    prefetcher = Prefetcher(draw)
+    prefetcher.sample(torch.Generator().manual_seed(0))
+    prefetcher.start()
+    assert not prefetcher.enabled and prefetcher._worker is None
 
 
 def draw(generator: torch.Generator) -> torch.Tensor:
@@ -193,6 +214,8 @@ def test_a_pipe_the_program_closes_is_not_held_open_by_the_worker() -> None:
 EXIT_WHILE_DRAWING = """
 import os, signal, sys, torch
 from metaloss.outer.prefetch import Prefetcher
+
+os.sched_getaffinity = lambda pid: {0, 1}  # the worker whatever the machine's CPU count
 
 def slow_draw(generator):
     x = torch.rand(64, 64, generator=generator)

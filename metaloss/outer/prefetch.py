@@ -19,7 +19,8 @@ the fork inherited points at ``/dev/null`` in the worker, so it holds none of it
 open. The worker is stopped when the prefetcher is closed or the program exits, and stops itself
 within about a second when its parent dies; a worker that fails, dies or does not answer (see
 :data:`_MIN_WAIT_SECONDS`) leaves the batch to be drawn in line. Where ``fork`` is not available
-(Windows; macOS, whose system frameworks are not fork-safe), every batch is drawn in line.
+(Windows; macOS, whose system frameworks are not fork-safe), or the process may run on one CPU
+only, every batch is drawn in line.
 """
 
 from __future__ import annotations
@@ -65,8 +66,14 @@ def _close_live_prefetchers() -> None:
 
 
 def fork_available() -> bool:
-    """Whether batches can be drawn in a forked worker on this platform."""
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+    """Whether batches can be drawn in a forked worker here: a platform with ``fork`` and a CPU
+    to spare (with one CPU the worker would only take turns with the meta-step)."""
+    if (
+        not sys.platform.startswith("linux")
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        return False
+    return len(os.sched_getaffinity(0)) > 1
 
 
 # ---------------------------------------------------------------------------------- transfer
@@ -256,7 +263,8 @@ class Prefetcher(Generic[T]):
     Args:
         draw: ``draw(generator) -> batch`` on the CPU, deterministic given the generator's
             state; its batch holds tensors in dicts, tuples and named tuples.
-        enabled: ``False`` (or a platform without ``fork``) draws every batch in line.
+        enabled: ``False`` (or a platform without ``fork``, or a process with one CPU) draws
+            every batch in line.
     """
 
     def __init__(self, draw: Callable[[torch.Generator], T], enabled: bool = True) -> None:
