@@ -35,8 +35,9 @@ from torch import Tensor
 
 from metaloss.config import ConfigError, TaskConfig, setting
 from metaloss.tasks.base import Batch, ConfiguredFamily, Split, Task
+from metaloss.tasks.classification_metrics import classification_metrics
 from metaloss.tasks.oracles import CLEAN_LABELS_ORACLE, label_cross_entropy
-from metaloss.tasks.registry import FamilySpec, Metric, register_family
+from metaloss.tasks.registry import FamilySpec, register_family
 
 __all__ = [
     "DigitsConfig",
@@ -369,14 +370,6 @@ class GaussianMixtureFamily(NoisyLabelFamily):
         x = means[:, None, :] + torch.randn((c.n_way, self.per_class, c.dim), generator=generator)
         logits = x @ means.T - 0.5 * (means * means).sum(-1)
         return x, torch.softmax(logits, dim=-1), torch.arange(c.n_way)
-
-
-def classification_metrics(family: NoisyLabelFamily) -> dict[str, Metric]:
-    """Accuracy and, where the family knows p(y|x), the cross-entropy decomposition
-    (:mod:`metaloss.evaluation.decomposition`)."""
-    from metaloss.evaluation.decomposition import classification_metrics as metrics
-
-    return metrics(family)
 
 
 def _spec(name: str, config: type[NoisyLabelConfig], factory: type[NoisyLabelFamily]) -> FamilySpec:
