@@ -191,6 +191,9 @@ def test_a_worker_that_hangs_is_stopped_and_its_batch_drawn_in_line(
     prefetcher, worker, inline, ahead = _drawing_ahead(hangs_in_the_worker, 4)
     torch.testing.assert_close(prefetcher.sample(ahead), draw(inline), rtol=0, atol=0)
     assert not worker.process.is_alive() and (prefetcher.hits, prefetcher.misses) == (0, 2)
+    prefetcher.start()  # a worker that hung once may hang again: no new one
+    torch.testing.assert_close(prefetcher.sample(ahead), draw(inline), rtol=0, atol=0)
+    assert prefetcher._worker is None and not prefetcher.enabled and prefetcher.misses == 3
     prefetcher.close()
 
 

@@ -53,7 +53,8 @@ _ALIGN = 16
 _MIN_WAIT_SECONDS = 30.0
 """How long :meth:`Prefetcher.sample` waits at least for the worker before drawing in line
 instead; the bound is 20 times the slowest draw made in line, if that is longer (a bound against
-a worker that hangs, e.g. on a lock another thread held at the fork, far above any honest draw)."""
+a worker that hangs, e.g. on a lock another thread held at the fork, far above any honest draw).
+After a worker hung, the prefetcher draws every batch in line."""
 
 _LIVE: weakref.WeakSet[Prefetcher[Any]] = weakref.WeakSet()
 """Every prefetcher alive, so that its worker is stopped when the interpreter exits."""
@@ -219,6 +220,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.pending = False
+        self.timed_out = False
 
     def request(self, begin: torch.Tensor) -> bool:
         try:
@@ -234,6 +236,7 @@ class _Worker:
         self.pending = False
         try:
             if not self.connection.poll(timeout):
+                self.timed_out = True
                 self.close()
                 return None
             skeleton = self.connection.recv_bytes()
@@ -285,6 +288,8 @@ class Prefetcher(Generic[T]):
         if self._pending is not None and self._worker is not None:
             begin, self._pending = self._pending, None
             result = self._worker.receive(max(_MIN_WAIT_SECONDS, 20 * self._slowest))
+            if self._worker.timed_out:  # a worker that hung once may hang again: draw in line
+                self.enabled, self._worker = False, None
             if result is not None and torch.equal(begin, generator.get_state()):
                 batch = result[0]
                 generator.set_state(result[1])
