@@ -127,6 +127,7 @@ def test_batches_of_nested_tensors_come_back_exactly() -> None:
         got, expected = prefetcher.sample(ahead), nested(inline)
         prefetcher.start()
         assert (got["lr"], got["index"]) == (None, 2)
+        assert type(got["task"]) is Task and type(got["task"].train) is Batch
         torch.testing.assert_close(got["task"], expected["task"], rtol=0, atol=0)
     assert prefetcher.hits == 2
     prefetcher.close()

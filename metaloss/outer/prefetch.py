@@ -13,10 +13,10 @@ Why a process, not a thread: torch's CPU autograd holds the GIL for most of a sm
 so a drawing thread's Python competed with the meta-step instead of running beside it (a Python
 thread spinning beside a plain ``bmm``/``tanh`` backward made it 13× slower here). The worker is
 forked once (as ``torch.utils.data.DataLoader``'s workers are on Linux) and runs with one
-intra-op thread; it draws on the CPU only. The batch comes back as one byte buffer (a tree of
-placeholders plus the tensors' bytes, no shared-memory file per tensor). Every other descriptor
-the fork inherited points at ``/dev/null`` in the worker, so it holds none of its parent's pipes
-open. The worker is stopped when the prefetcher is closed or the program exits, and stops itself
+intra-op thread; it draws on the CPU only. The batch comes back as JSON (its tree, each tensor
+replaced by its place) and one byte buffer (the tensors' bytes): no pickle, and no shared-memory
+file per tensor. Every other descriptor the fork inherited points at ``/dev/null`` in the
+worker, so it holds none of its parent's pipes open. The worker is stopped when the prefetcher is closed or the program exits, and stops itself
 within about a second when its parent dies; a worker that fails, dies or does not answer (see
 :data:`_MIN_WAIT_SECONDS`) leaves the batch to be drawn in line. Where ``fork`` is not available
 (Windows; macOS, whose system frameworks are not fork-safe), or the process may run on one CPU
@@ -27,21 +27,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import multiprocessing
 import os
-import pickle
 import signal
 import sys
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
 
 import torch
-
-from metaloss.tasks.base import tree_map
 
 __all__ = ["Prefetcher", "fork_available"]
 
@@ -80,61 +77,79 @@ def fork_available() -> bool:
 # ---------------------------------------------------------------------------------- transfer
 
 
-@dataclass(frozen=True)
-class _Slot:
-    """Where one tensor of a packed batch lives in the byte buffer."""
-
-    offset: int
-    dtype: torch.dtype
-    shape: tuple[int, ...]
-
-
 def pack(tree: Any) -> tuple[bytes, bytes]:
-    """``tree`` (tensors in dicts, tuples and named tuples) as ``(skeleton, data)``: the pickled
-    tree with every tensor replaced by a :class:`_Slot`, and the tensors' bytes."""
-    tensors: list[torch.Tensor] = []
+    """``tree`` (tensors, ``None``, numbers and strings in dicts with string keys, tuples and
+    named tuples) as ``(skeleton, data)``: the tree as JSON with every tensor replaced by its
+    place in ``data`` (offset, dtype, shape), and the tensors' bytes."""
+    tensors: list[tuple[int, torch.Tensor]] = []
     end = 0
 
-    def slot(tensor: torch.Tensor) -> _Slot:
+    def encode(node: Any) -> Any:
         nonlocal end
-        flat = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
-        offset = end
-        tensors.append(flat)
-        end = -(-(offset + flat.numel()) // _ALIGN) * _ALIGN
-        return _Slot(offset, tensor.dtype, tuple(tensor.shape))
+        if isinstance(node, torch.Tensor):
+            flat = node.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+            tensors.append((end, flat))
+            place = [end, str(node.dtype).removeprefix("torch."), list(node.shape)]
+            end = -(-(end + flat.numel()) // _ALIGN) * _ALIGN
+            return {"tensor": place}
+        if isinstance(node, dict):
+            if not all(isinstance(k, str) for k in node):
+                raise TypeError("prefetch: a batch's dict keys must be strings")
+            return {"dict": [[k, encode(v)] for k, v in node.items()]}
+        if isinstance(node, tuple):
+            items = [encode(v) for v in node]
+            if hasattr(node, "_fields"):
+                kind = type(node)
+                return {"namedtuple": [kind.__module__, kind.__qualname__, items]}
+            return {"tuple": items}
+        if node is None or isinstance(node, bool | int | float | str):
+            return {"value": node}
+        raise TypeError(f"prefetch: cannot send a {type(node).__name__} in a batch")
 
-    skeleton = tree_map(slot, tree)
+    skeleton = json.dumps(encode(tree)).encode()
     data = torch.zeros(end, dtype=torch.uint8, device="cpu")
-    offset = 0
-    for flat in tensors:
+    for offset, flat in tensors:
         data[offset : offset + flat.numel()] = flat
-        offset = -(-(offset + flat.numel()) // _ALIGN) * _ALIGN
-    return pickle.dumps(skeleton), data.numpy().tobytes()
+    return skeleton, data.numpy().tobytes()
 
 
 def unpack(skeleton: bytes, data: bytes) -> Any:
-    """The tree :func:`pack` packed (each tensor a view into one buffer of ``data``)."""
+    """The tree :func:`pack` packed (each tensor a view into one buffer of ``data``). Only JSON
+    is parsed: named tuples are looked up among the classes of modules already imported, dtypes
+    among torch's; nothing is imported or executed."""
     if not data:
         data = bytes(_ALIGN)  # torch.frombuffer refuses an empty buffer
     buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
-    def tensor(leaf: Any) -> Any:
-        if not isinstance(leaf, _Slot):
-            return leaf
-        size = torch.Size(leaf.shape).numel() * leaf.dtype.itemsize
-        return buffer[leaf.offset : leaf.offset + size].view(leaf.dtype).reshape(leaf.shape)
+    def decode(node: dict[str, Any]) -> Any:
+        ((kind, value),) = node.items()
+        if kind == "tensor":
+            offset, name, shape = value
+            dtype = getattr(torch, name)
+            if not isinstance(dtype, torch.dtype):
+                raise TypeError(f"prefetch: {name!r} is not a torch dtype")
+            size = torch.Size(shape).numel() * dtype.itemsize
+            return buffer[offset : offset + size].view(dtype).reshape(shape)
+        if kind == "dict":
+            return {k: decode(v) for k, v in value}
+        if kind == "tuple":
+            return tuple(decode(v) for v in value)
+        if kind == "namedtuple":
+            module, qualname, items = value
+            return _named_tuple_class(module, qualname)(*(decode(v) for v in items))
+        return value
 
-    # pickle only across the private pipe to our own forked worker (never for a file)
-    return _map_slots(tensor, pickle.loads(skeleton))
+    return decode(json.loads(skeleton))
 
 
-def _map_slots(fn: Callable[[Any], Any], tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {k: _map_slots(fn, v) for k, v in tree.items()}
-    if isinstance(tree, tuple) and not isinstance(tree, _Slot):
-        items = (_map_slots(fn, v) for v in tree)
-        return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
-    return fn(tree)
+def _named_tuple_class(module: str, qualname: str) -> type:
+    """A named tuple class of a module that is already imported."""
+    found: Any = sys.modules[module]
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    if not (isinstance(found, type) and issubclass(found, tuple) and hasattr(found, "_fields")):
+        raise TypeError(f"prefetch: {module}.{qualname} is not a named tuple class")
+    return found
 
 
 # ---------------------------------------------------------------------------------- the worker
@@ -219,7 +234,6 @@ class _Worker:
         )
         self.process.start()
         child.close()
-        self.pending = False
         self.timed_out = False
 
     def request(self, begin: torch.Tensor) -> bool:
@@ -227,13 +241,11 @@ class _Worker:
             self.connection.send_bytes(_bytes(begin))
         except OSError:
             return False
-        self.pending = True
         return True
 
     def receive(self, timeout: float) -> tuple[Any, torch.Tensor] | None:
         """The pending batch and the generator state after it, or ``None`` if the draw failed,
         the worker died or did not answer within ``timeout`` seconds (then it is stopped)."""
-        self.pending = False
         try:
             if not self.connection.poll(timeout):
                 self.timed_out = True
