@@ -1,10 +1,19 @@
 """Run a test's worker in two gloo processes on loopback, with the rendezvous store hosted by
 the test process itself (as torchrun's agent hosts it), so no worker's exit can take the store
-away from a peer that is still shutting down, and no free port is guessed before it is bound."""
+away from a peer that is still shutting down, and no free port is guessed before it is bound.
+
+A member that finished leaves with ``os._exit(0)`` once its group is destroyed and its streams
+are flushed, skipping interpreter finalization: CI saw a member abort after its work
+('terminate called without an active exception', SIGABRT) twice in many runs, never here; a C++
+thread that takes the GIL while the interpreter is being torn down ends that way (the failure
+pytorch/pytorch#179291 describes for gloo). ``faulthandler`` prints every thread's Python stack
+if a member is still killed by a signal."""
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +34,7 @@ def spawn_gloo(worker: Callable[..., None], world: int, *args: Any) -> None:
 def _member(
     rank: int, world: int, port: int, worker: Callable[..., None], args: tuple[Any, ...]
 ) -> None:
+    faulthandler.enable(all_threads=True)
     torch.set_num_threads(1)
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # keep gloo on loopback
     store = dist.TCPStore(HOST, port, is_master=False)
@@ -34,3 +44,6 @@ def _member(
         dist.barrier()  # every member done before any tears the group down
     finally:
         dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # done: no interpreter teardown (see the module's docstring)
