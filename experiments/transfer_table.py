@@ -14,6 +14,10 @@ Then one line per learned loss counts what the goal asks:
   no contamination, for families whose transfer rows carry none, e.g. sine) where it is worse
   than the reference loss.
 
+A learned loss whose mean is not finite on a row (some of its test runs diverged at the rate
+selected for it) counts as worse there, and as worse than the reference on a clean row: to the
+user of that loss the row failed.
+
 Verdicts are the report's own (paired t test and Wilcoxon signed-rank test, both at 5%, from
 :mod:`metaloss.evaluation.stats`); nothing is recomputed here but the choice of the best baseline.
 
@@ -106,10 +110,11 @@ def summarise(
             vs_best = pairs.get((row, name, base["loss"]))
             vs_ref = pairs.get((row, name, reference))
             mean = means.get((row, name))
-            if vs_best is None or mean is None:
+            if vs_best is None:
                 cells.append("—")
                 continue
-            verdict = str(vs_best["verdict"])
+            diverged = mean is None  # some test runs ended non-finite at the selected rate
+            verdict = "worse" if diverged else str(vs_best["verdict"])
             tally = counts[name]
             key = {"better": "better", "worse": "worse", "no significant difference": "tie"}
             tally[key.get(verdict, "other")] += 1
@@ -118,9 +123,17 @@ def summarise(
                 tally["noisy_better"] += verdict == "better"
             if eps == 0:
                 tally["clean_rows"] += 1
-                tally["clean_worse_than_reference"] += (
+                tally["clean_worse_than_reference"] += diverged or (
                     vs_ref is not None and vs_ref["verdict"] == "worse"
                 )
+            if diverged:
+                runs = next(
+                    e.get("diverged", "?")
+                    for e in data["entries"]
+                    if e["row"] == row and e["loss"] == name
+                )
+                cells.append(f"not finite ({runs} of {vs_best['n']} test runs diverged) worse")
+                continue
             cell = (
                 f"{mean:.4g}, {vs_best['difference']:+.3g} (p {vs_best['p_t']:.2g} / "
                 f"{vs_best['p_wilcoxon']:.2g}) {_verdict(vs_best)}"

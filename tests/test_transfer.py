@@ -409,3 +409,12 @@ def test_goal_table_compares_with_each_rows_best_baseline_and_mse_on_clean_rows(
     assert summarise(unnamed, ["new"])[1]["new"]["clean_rows"] == 0
     counted = summarise(unnamed, ["new"], unnamed_clean=True)[1]["new"]
     assert (counted["clean_rows"], counted["clean_worse_than_reference"]) == (1, 1)
+    # a learned loss that diverged on some test tasks (no finite mean) counts as worse, not as
+    # a missing row
+    diverged = {**data, "rows": ["a eps=0"], "entries": [
+        {**_entry("a eps=0", "new", "learned", 1.0), "mean": None, "diverged": 2},
+        _entry("a eps=0", "mse", "baseline", 0.5),
+    ], "comparisons": [{**_pair("a eps=0", "mse", "not finite"), "n": 30}]}  # fmt: skip
+    lines, counted = summarise(diverged, ["new"])
+    assert (counted["new"]["worse"], counted["new"]["clean_worse_than_reference"]) == (1, 1)
+    assert "not finite (2 of 30 test runs diverged) worse" in lines[2]
