@@ -290,6 +290,17 @@ def test_barron_negative_log_likelihood_integrates_to_one() -> None:
         assert mass == pytest.approx(1.0, abs=2e-3)
 
 
+def test_barron_of_a_diverged_learner_is_nan_where_it_diverged() -> None:
+    """A learner whose outputs went NaN (SGD at a high rate) gets a NaN loss on those samples,
+    which the benchmark records as a diverged run, not an IndexError from the log Z table."""
+    pred = torch.zeros(3, 3, dtype=torch.float64)
+    pred[1] = float("nan")  # the prediction and both free outputs
+    pred[2, 1] = float("nan")  # the shape output only
+    loss = barron(pred, torch.zeros(3, 1, dtype=torch.float64), 1.0).squeeze(-1)
+    assert bool(torch.isfinite(loss[0])) and bool(loss[1:].isnan().all())
+    assert bool(log_partition(torch.tensor([float("nan"), 1.0])).isnan()[0])
+
+
 def test_barron_refuses_a_learner_without_free_outputs() -> None:
     with pytest.raises(ValueError, match="2 free outputs"):
         barron(torch.zeros(4, 1), torch.zeros(4, 1))

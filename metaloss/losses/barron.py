@@ -82,11 +82,12 @@ def _table() -> Tensor:
 
 def log_partition(alpha: Tensor) -> Tensor:
     """``log Z(alpha)`` for ``0 <= alpha <= 2``, interpolated linearly between the quadrature
-    nodes (uniform in ``t = arccos(1 - alpha) / pi``)."""
+    nodes (uniform in ``t = arccos(1 - alpha) / pi``); NaN where ``alpha`` is NaN."""
     values = _table().to(device=alpha.device, dtype=alpha.dtype)
     t = torch.arccos((1 - alpha).clamp(-1, 1)) / math.pi
     position = (t * (_GRID - 1)).clamp(0, _GRID - 1 - 1e-6)
-    index = position.detach().floor().long()
+    # a NaN shape (a diverged learner's output) reads node 0 and stays NaN through ``weight``
+    index = position.detach().nan_to_num(0.0).floor().long()
     weight = position - index.to(alpha.dtype)
     return values[index] * (1 - weight) + values[index + 1] * weight
 
