@@ -72,6 +72,10 @@ def _label(entry: dict[str, Any]) -> str:
     return f"{entry['loss']} ({settings})" if settings else str(entry["loss"])
 
 
+def _mean(value: float | None) -> str:
+    return "not finite" if value is None else f"{value:.4g}"
+
+
 def _verdict(comparison: dict[str, Any] | None) -> str:
     if comparison is None:
         return "—"
@@ -104,7 +108,7 @@ def summarise(
         cells = [
             row,
             f"{_label(base)} {base['mean']:.4g}",
-            f"{means.get((row, reference), float('nan')):.4g}",
+            _mean(means.get((row, reference), float("nan"))),
         ]
         for name in learned:
             vs_best = pairs.get((row, name, base["loss"]))

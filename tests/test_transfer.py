@@ -429,3 +429,7 @@ def test_goal_table_compares_with_each_rows_best_baseline_and_mse_on_clean_rows(
     lines, counted = summarise(diverged, ["new"])
     assert (counted["new"]["worse"], counted["new"]["clean_worse_than_reference"]) == (1, 1)
     assert "not finite (2 of 30 test runs diverged) worse" in lines[2]
+    # ... and so does a reference loss that diverged (no finite mean to print)
+    diverged["entries"].append({**_entry("a eps=0", "huber", "baseline", 0.4)})
+    diverged["entries"][1]["mean"] = None
+    assert "| a eps=0 | huber 0.4 | not finite |" in summarise(diverged, ["new"])[0][2]
