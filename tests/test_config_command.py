@@ -69,7 +69,8 @@ def test_nested_task_sections_and_changed_only(capsys: pytest.CaptureFixture[str
 def test_sine_has_no_outlier_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config"]) == 0
     out = capsys.readouterr().out
-    assert "built-in defaults" in out and "task.amplitude" in out
+    assert "sine.yaml" in out and "task.amplitude" in out  # the default job's shipped config
+    assert "loss.form = weight" in out
     assert "task.epsilon" not in out
 
 

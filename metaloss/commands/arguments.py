@@ -51,11 +51,16 @@ def switch(flag: str, help: str) -> Argument:
     return argument(flag, action="store_true", help=help)
 
 
+DEFAULT_JOB = "sine"
+"""The shipped config a command runs when its optional ``config`` is left out (the README's
+default job, ``configs/sine.yaml``)."""
+
+
 def config_argument(help: str, optional: bool = False) -> Argument:
     """The positional ``config`` (a config file or shipped name); ``optional``: it may be left
-    out (``None``: the built-in sine settings)."""
+    out (then the shipped :data:`DEFAULT_JOB` config)."""
     if optional:
-        return argument("config", nargs="?", default=None, help=help)
+        return argument("config", nargs="?", default=DEFAULT_JOB, help=help)
     return argument("config", help=help)
 
 

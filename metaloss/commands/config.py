@@ -2,7 +2,7 @@
 
     metaloss config outliers                  # a shipped config, by name
     metaloss config runs/sine/config.yaml     # any config file
-    metaloss config                           # the built-in defaults (the sine job)
+    metaloss config                           # the default job (the shipped sine config)
     metaloss config outliers --set inner.steps=20 --changed
     metaloss config --list                    # the shipped configs
 
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from metaloss.named_configs import resolve_config
 
     config = load_config(args.config, args.overrides)
-    where = "built-in defaults" if args.config is None else str(resolve_config(args.config))
+    where = str(resolve_config(args.config))
     rows = setting_rows(config)
     if args.changed:
         rows = [r for r in rows if r.changed]
@@ -126,7 +126,7 @@ register = Command(
     __doc__,
     run,
     (
-        config_argument("config file or shipped name (default: the built-in sine settings)", True),
+        config_argument("config file or shipped name (default: sine, the default job)", True),
         PREVIEW_OVERRIDES,
         switch("--changed", "only the settings that differ from the defaults"),
         switch("--list", "list the shipped configs and exit"),

@@ -114,12 +114,12 @@ def run(args: argparse.Namespace) -> int:
 
 register = Command(
     "train",
-    "meta-train a learned loss (default: the built-in sine job)",
+    "meta-train a learned loss (default: the sine job, configs/sine.yaml)",
     __doc__,
     run,
     (
         config_argument(
-            "config file or shipped name, e.g. outliers (default: built-in sine settings)", True
+            "config file or shipped name, e.g. outliers (default: sine, the default job)", True
         ),
         out_option("run folder"),
         overrides_option("outer.steps=50"),
