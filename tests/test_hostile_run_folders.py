@@ -259,7 +259,9 @@ def test_a_full_disk_while_the_report_is_written_leaves_no_report(
     assert code == 1
     line = [x for x in err.replace("\r", "\n").splitlines() if x.startswith("metaloss: error")]
     assert len(line) == 1 and "results.csv: no space left on the device" in line[0]
-    assert list(workdir.iterdir()) == []  # neither r nor its staging folder
+    # neither r nor its staging folder; the finished rows are kept for the same command
+    assert [p.name for p in workdir.iterdir()] == [".r.rows"]
+    assert "finished row(s) of 1 kept in .r.rows; the same command continues" in err
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from metaloss.device import resolve_device
 from metaloss.errors import LossFileError, printable
 from metaloss.evaluation.benchmark import (
     BenchmarkResult,
+    Contender,
     PerSampleLoss,
     Row,
     contenders_from_config,
@@ -23,6 +24,7 @@ from metaloss.evaluation.benchmark import (
     run_benchmark,
 )
 from metaloss.evaluation.report import write_report
+from metaloss.evaluation.row_store import RowStore, run_fingerprint
 from metaloss.export import load_loss, zoo_names
 
 __all__ = [
@@ -32,6 +34,26 @@ __all__ = [
     "loss_sources",
     "source_name",
 ]
+
+
+def _row_store(
+    out: FolderPlan | Path,
+    config: RunConfig,
+    contenders: list[Contender],
+    modules: dict[str, PerSampleLoss],
+) -> RowStore | None:
+    """Where this benchmark keeps its finished rows until its report is written: beside the
+    report folder named by ``--out`` (hidden), or inside a ``--meta-seeds`` folder; none for a
+    report folder named at run time (no later run could find it)."""
+    if isinstance(out, FolderPlan):
+        if out.path is None:
+            return None
+        target = staged_target(out)
+        folder = target.parent / f".{target.name}.rows"
+    else:
+        folder = out / ".benchmark-rows"
+    fingerprint = run_fingerprint(to_dict(config), contenders, dict(modules))
+    return RowStore(folder, fingerprint)
 
 
 def source_name(source: str, taken: set[str], prefix: str = "") -> str:
@@ -126,6 +148,13 @@ def benchmark_and_report(
         f"{config.evaluation.seeds} seed(s), writing to {shown}",
         file=sys.stderr,
     )
+    store = _row_store(out, config, contenders, {**learned, **references})
+    if store is not None and store.rows():
+        print(
+            f"metaloss benchmark: continuing an earlier run of this benchmark: {store.rows()} "
+            f"finished row(s) kept in {store.folder}",
+            file=sys.stderr,
+        )
     bar = progress_bar(plan_size(rows, contenders), "benchmark", "run")
 
     def progress(message: str) -> None:
@@ -134,7 +163,7 @@ def benchmark_and_report(
 
     def benchmark() -> BenchmarkResult:
         try:
-            result = run_benchmark(rows, contenders, progress)
+            result = run_benchmark(rows, contenders, progress, store)
         finally:
             bar.close()
         result.extra["losses"] = dict(zip(learned, sources, strict=True))
@@ -142,18 +171,29 @@ def benchmark_and_report(
             result.extra["tuned"] = {"folder": str(args.tuned), **tuned_notes}
         return result
 
-    if isinstance(out, FolderPlan):
-        with staged_folder(out, shown) as staged:  # the report appears complete, or not at all
+    try:
+        if isinstance(out, FolderPlan):
+            with staged_folder(out, shown) as staged:  # the report appears complete, or not at all
+                result = benchmark()
+                write_marker(staged.staging, out)
+                written = write_report(result, staged.staging, to_dict(config))
+            assert staged.final is not None
+            folder = staged.final
+            paths = [folder / p.relative_to(staged.staging) for p in written]
+        else:
             result = benchmark()
-            write_marker(staged.staging, out)
-            written = write_report(result, staged.staging, to_dict(config))
-        assert staged.final is not None
-        folder = staged.final
-        paths = [folder / p.relative_to(staged.staging) for p in written]
-    else:
-        result = benchmark()
-        folder = out
-        paths = write_report(result, folder, to_dict(config))
+            folder = out
+            paths = write_report(result, folder, to_dict(config))
+    except BaseException:
+        if store is not None and store.rows():
+            print(
+                f"metaloss benchmark: {store.rows()} finished row(s) of {len(rows)} kept in "
+                f"{store.folder}; the same command continues from them",
+                file=sys.stderr,
+            )
+        raise
+    if store is not None:
+        store.remove()  # the report is complete
     print((folder / "results.md").read_text())
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths))
     print(f"  {folder}/events.out.tfevents.*  (view: tensorboard --logdir {folder})")

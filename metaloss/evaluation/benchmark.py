@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -711,13 +711,36 @@ def plan_size(rows: Sequence[Row], contenders: Sequence[Contender]) -> int:
     return total
 
 
+class RowCache(Protocol):
+    """Where finished rows are kept between runs of the same benchmark
+    (:class:`metaloss.evaluation.row_store.RowStore`)."""
+
+    def load(self, index: int, row: str) -> list[Entry] | None: ...
+
+    def save(self, index: int, entries: list[Entry]) -> None: ...
+
+
 def run_benchmark(
-    rows: Sequence[Row], contenders: Sequence[Contender], progress: Progress | None = None
+    rows: Sequence[Row],
+    contenders: Sequence[Contender],
+    progress: Progress | None = None,
+    cache: RowCache | None = None,
 ) -> BenchmarkResult:
-    """Run every contender on every row (see the module docstring); deterministic for a config."""
+    """Run every contender on every row (see the module docstring); deterministic for a config.
+    With a ``cache``, a row it holds is taken from it and every row run is saved to it."""
     entries: list[Entry] = []
-    for row in rows:
-        entries += run_row(row, contenders, progress)
+    for index, row in enumerate(rows):
+        kept = cache.load(index, row.name) if cache is not None else None
+        if kept is not None:
+            entries += kept
+            if progress:
+                for _ in range(plan_size([row], contenders)):
+                    progress(f"{row.name}: kept from an earlier run")
+            continue
+        done = run_row(row, contenders, progress)
+        if cache is not None:
+            cache.save(index, done)
+        entries += done
     first = rows[0].config
     metric = family_spec(first.task.family).metric
     directions: dict[str, bool] = {}
