@@ -429,6 +429,24 @@ def test_goal_table_compares_with_each_rows_best_baseline_and_mse_on_clean_rows(
     lines, counted = summarise(diverged, ["new"])
     assert (counted["new"]["worse"], counted["new"]["clean_worse_than_reference"]) == (1, 1)
     assert "not finite (2 of 30 test runs diverged) worse" in lines[2]
+    # --pick validation: each row's baseline is the one whose selected setting scored best on
+    # the meta-train tasks' outer_valid split, whatever its test mean
+    picked = {**data, "rows": ["a eps=0.2"], "entries": [
+        _entry("a eps=0.2", "new", "learned", 1.0),
+        {**_entry("a eps=0.2", "mse", "baseline", 3.0),
+         "selection_scores_outer_valid": {"lr=0.1": 0.5, "lr=1": float("nan")}},
+        {**_entry("a eps=0.2", "huber", "baseline", 2.0),
+         "selection_scores_outer_valid": {"delta=1 lr=0.1": 0.7}},
+        _entry("a eps=0.2", "l1", "baseline", 1.5),  # no selection: not ranked on validation
+    ], "comparisons": [
+        _pair("a eps=0.2", "l1", "worse"), _pair("a eps=0.2", "mse", "better"),
+    ]}  # fmt: skip
+    on_test, on_valid = (
+        summarise(picked, ["new"])[0][2],
+        summarise(picked, ["new"], pick="validation")[0][2],
+    )
+    assert on_test.startswith("| a eps=0.2 | l1 1.5 |") and on_test.endswith(" worse |")
+    assert on_valid.startswith("| a eps=0.2 | mse 3 |") and "**better**" in on_valid
     # ... and so does a reference loss that diverged (no finite mean to print)
     diverged["entries"].append({**_entry("a eps=0", "huber", "baseline", 0.4)})
     diverged["entries"][1]["mean"] = None
