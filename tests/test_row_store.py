@@ -128,3 +128,17 @@ def test_a_stopped_benchmark_continues_to_the_uninterrupted_report(
     resumed = json.loads((out / "results.json").read_text())
     assert resumed["entries"] == whole["entries"] and resumed["comparisons"] == whole["comparisons"]
     assert not (tmp_path / ".report.rows").exists()
+
+
+def test_a_file_where_the_rows_go_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    loss = str(save_loss(tiny_loss(), tmp_path / "learned.safetensors"))
+    (tmp_path / ".report.rows").write_text("not a folder")
+    assert main(["benchmark", str(config), "--loss", loss, "--out", str(tmp_path / "report")]) == 1
+    err = capsys.readouterr().err
+    assert "is a file where this benchmark keeps its finished rows" in err
+    assert not (tmp_path / "report").exists()
+    assert (tmp_path / ".report.rows").read_text() == "not a folder"

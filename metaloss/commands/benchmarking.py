@@ -12,7 +12,7 @@ from metaloss.commands.common import FolderPlan, staged_folder, staged_target, w
 from metaloss.commands.progress import progress_bar
 from metaloss.config import RunConfig, to_dict
 from metaloss.device import resolve_device
-from metaloss.errors import LossFileError, printable
+from metaloss.errors import LossFileError, RunFolderError, printable
 from metaloss.evaluation.benchmark import (
     BenchmarkResult,
     Contender,
@@ -52,6 +52,11 @@ def _row_store(
         folder = target.parent / f".{target.name}.rows"
     else:
         folder = out / ".benchmark-rows"
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(
+            f"--out: {folder} is a file where this benchmark keeps its finished rows; "
+            "expected a folder or nothing there"
+        )
     fingerprint = run_fingerprint(to_dict(config), contenders, dict(modules))
     return RowStore(folder, fingerprint)
 
