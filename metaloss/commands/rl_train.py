@@ -63,7 +63,7 @@ def _run_distributed(args: argparse.Namespace, config: RunConfig) -> int:
     """Under torchrun: every process trains its share of each population; rank 0 writes."""
     import torch.distributed as dist
 
-    from metaloss.commands.distributed import prepared_folder
+    from metaloss.commands.distributed import leave, prepared_folder
     from metaloss.rl.distributed import distributed_trainer
 
     dist.init_process_group("gloo")
@@ -83,7 +83,7 @@ def _run_distributed(args: argparse.Namespace, config: RunConfig) -> int:
             _finish(result, config, out, {"processes": world})
     finally:
         dist.destroy_process_group()
-    return 0
+    leave(0)  # no interpreter teardown (see metaloss.commands.distributed.leave)
 
 
 def _finish(result: TrainResult, config: RunConfig, out: Path, extra: dict[str, object]) -> None:
