@@ -4,9 +4,9 @@ away from a peer that is still shutting down, and no free port is guessed before
 
 A member that finished leaves with ``os._exit(0)`` once its group is destroyed and its streams
 are flushed, skipping interpreter finalization: CI saw a member abort after its work
-('terminate called without an active exception', SIGABRT) twice in many runs, never here; a C++
-thread that takes the GIL while the interpreter is being torn down ends that way (the failure
-pytorch/pytorch#179291 describes for gloo). ``faulthandler`` prints every thread's Python stack
+('terminate called without an active exception', SIGABRT) twice in many runs; the same abort,
+in interpreter teardown, was reproduced in the torchrun launch of the command line (about one
+run in nine), which now ends the same way (``metaloss.commands.distributed.leave``). ``faulthandler`` prints every thread's Python stack
 if a member is still killed by a signal."""
 
 from __future__ import annotations
