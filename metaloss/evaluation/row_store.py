@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from metaloss.atomic import atomic_path, write_text_atomic
 from metaloss.evaluation.benchmark import Contender, Entry, Selection
 
 __all__ = ["MAX_ROW_BYTES", "RowStore", "run_fingerprint"]
@@ -64,12 +64,10 @@ class RowStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         recorded = self.folder / _FINGERPRINT
         if not recorded.exists():
-            _write_atomic_text(recorded, self.fingerprint)
+            write_text_atomic(recorded, self.fingerprint)
         tensors, described = _flatten(entries)
-        path = self._path(index)
-        partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-        save_file(tensors, str(partial), metadata={"entries": json.dumps(described)})
-        os.replace(partial, path)
+        with atomic_path(self._path(index)) as partial:
+            save_file(tensors, str(partial), metadata={"entries": json.dumps(described)})
 
     def rows(self) -> int:
         """How many finished rows the store holds."""
@@ -91,7 +89,7 @@ class RowStore:
         return self.folder / f"row-{index}.safetensors"
 
 
-_OWN = re.compile(r"\.?(row-\d+\.safetensors|fingerprint\.txt)(\.partial-\d+)?")
+_OWN = re.compile(r"\.?(row-\d+\.safetensors|fingerprint\.txt)(\.tmp-\d+)?")  # see atomic_path
 
 
 def _is_own(name: str) -> bool:
@@ -182,9 +180,3 @@ def _read_text(path: Path) -> str | None:
         return path.read_text()[:200]
     except (OSError, UnicodeDecodeError):
         return None
-
-
-def _write_atomic_text(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(text)
-    os.replace(partial, path)
