@@ -2,24 +2,24 @@
 the test process itself (as torchrun's agent hosts it), so no worker's exit can take the store
 away from a peer that is still shutting down, and no free port is guessed before it is bound.
 
-A member that finished leaves with ``os._exit(0)`` once its group is destroyed and its streams
-are flushed, skipping interpreter finalization: CI saw a member abort after its work
-('terminate called without an active exception', SIGABRT) twice in many runs; the same abort,
-in interpreter teardown, was reproduced in the torchrun launch of the command line (about one
-run in nine), which now ends the same way (``metaloss.commands.distributed.leave``). ``faulthandler`` prints every thread's Python stack
-if a member is still killed by a signal."""
+A member that finished leaves as the command line's torchrun processes do
+(``metaloss.commands.distributed.leave``: streams flushed, no interpreter teardown): CI saw a
+member abort after its work ('terminate called without an active exception', SIGABRT) twice in
+many runs, and the same abort in teardown was reproduced in the torchrun launch (5 of 45 runs).
+``faulthandler`` prints every thread's Python stack if a member is still killed by a signal."""
 
 from __future__ import annotations
 
 import faulthandler
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from metaloss.commands.distributed import leave
 
 HOST = "127.0.0.1"
 
@@ -44,6 +44,4 @@ def _member(
         dist.barrier()  # every member done before any tears the group down
     finally:
         dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # done: no interpreter teardown (see the module's docstring)
+    leave(0)  # done: no interpreter teardown (see the module's docstring)
