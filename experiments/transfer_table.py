@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -80,10 +81,8 @@ def best_baselines(data: dict[str, Any], pick: str = "test") -> dict[str, dict[s
 
 
 def _validation_score(entry: dict[str, Any], sign: float) -> float | None:
-    scores = [v for v in (entry.get("selection_scores_outer_valid") or {}).values()]
-    finite = [
-        v for v in scores if isinstance(v, (int, float)) and v == v and abs(v) != float("inf")
-    ]
+    scores = (entry.get("selection_scores_outer_valid") or {}).values()
+    finite = [v for v in scores if isinstance(v, (int, float)) and math.isfinite(v)]
     return min(finite, key=lambda v: sign * v) if finite else None
 
 
