@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from metaloss.atomic import write_text_atomic
 from metaloss.config import RunConfig, to_dict
 from metaloss.evaluation.formatting import PAIRED_COLUMNS, paired_cells
 from metaloss.evaluation.stats import (
@@ -44,9 +44,7 @@ __all__ = [
 
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def _note(trial: FrozenTrial) -> str:
