@@ -332,8 +332,8 @@ class EngineOnFixedBatch(Peer):
 
         self.backend = backend
 
-        def per_sample(pred: Tensor, target: Tensor) -> Tensor:
-            return self.loss(pred, target, reduction="none")  # type: ignore[no-any-return]
+        def per_sample(pred: Tensor, target: Tensor) -> Tensor:  # what the trainer unrolls
+            return self.loss.per_sample_for_gradient(pred, target)  # type: ignore[no-any-return]
 
         elementwise = getattr(self.loss, "elementwise", False)
         self.per_sample = task_batched(per_sample) if elementwise else per_sample

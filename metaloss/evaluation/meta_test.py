@@ -16,6 +16,7 @@ from metaloss.config import RunConfig
 from metaloss.device import resolve_device, to_device
 from metaloss.inner import make_backend
 from metaloss.learners import init_params, make_learner
+from metaloss.losses.module import gradient_fn
 from metaloss.seeds import GRID_INIT_SEED, TEST_INIT_SEED
 from metaloss.tasks import Metric, Split, Task, TaskFamily
 from metaloss.tasks.base import Batch, cast_task, stack_tasks, unstack_task
@@ -98,12 +99,16 @@ def run_loss(
 ) -> LossRun:
     """Train a fresh learner per run of ``data`` with ``loss_fn`` and record ``record``'s metric.
 
+    A :class:`~metaloss.losses.LossModule` trains through its
+    :meth:`~metaloss.losses.LossModule.per_sample_for_gradient` (the same gradients).
+
     No meta-gradient is built (the inner loop runs under ``torch.no_grad``). ``record="test"``
     is for reporting only; use ``"outer_valid"`` for anything that selects. ``metrics`` are
     evaluated once, on the final learners and the same split (see :class:`Metric`). The runs
     happen where ``data`` lives (``config.device``; ``loss_fn`` must be there too); the curves
     and metrics come back on the CPU.
     """
+    loss_fn = gradient_fn(loss_fn)  # only its gradients are used
     device = next(iter(data.inits.values())).device
     learner = make_learner(config.learner, family.in_features, family.out_features).to(
         device=device, dtype=getattr(torch, config.dtype)

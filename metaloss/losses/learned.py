@@ -235,6 +235,17 @@ class LearnedLoss(LossModule):
 
     def per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
         """The unreduced loss: one value per sample (per element for regression)."""
+        return self._values(pred, target, at_target=self.zero_at_target)
+
+    def per_sample_for_gradient(self, pred: Tensor, target: Tensor) -> Tensor:
+        """:meth:`per_sample` without the loss at a perfect prediction that ``zero_at_target``
+        subtracts (a term constant in ``pred``: the same gradients, one network evaluation less
+        per call)."""
+        return self._values(pred, target, at_target=False)
+
+    def _values(self, pred: Tensor, target: Tensor, at_target: bool) -> Tensor:
+        """The per-sample values, minus the loss at ``pred == target`` if ``at_target``
+        (regression in the loss form)."""
         if self.kind == "regression" and pred.shape != target.shape:
             raise ValueError(
                 f"target: expected shape {tuple(pred.shape)} like pred, got {tuple(target.shape)}"
@@ -255,7 +266,7 @@ class LearnedLoss(LossModule):
         values = self._raw(pred, target)
         if self.form == "weight":
             return values * _base_loss(self.kind, pred, target)
-        if self.zero_at_target and self.kind == "regression":
+        if at_target and self.kind == "regression":
             values = values - self._raw(target, target)
         return values
 

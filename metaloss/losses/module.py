@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARCHITECTURES",
     "LossModule",
+    "gradient_fn",
     "init_uniform_",
     "loss_device",
     "loss_dtype",
@@ -78,6 +79,13 @@ class LossModule(nn.Module, ABC):
     @abstractmethod
     def per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
         """The unreduced loss: one value per sample (per element for regression)."""
+
+    def per_sample_for_gradient(self, pred: Tensor, target: Tensor) -> Tensor:
+        """What an inner loop differentiates: :meth:`per_sample` up to terms that do not depend
+        on ``pred``. Such terms change no gradient w.r.t. the learner, first or second order
+        (autograd passes a difference's gradient to its first operand unchanged), so leaving
+        them out saves their evaluation at every inner step. By default :meth:`per_sample`."""
+        return self.per_sample(pred, target)
 
     @abstractmethod
     def architecture(self) -> dict[str, Any]:
@@ -207,6 +215,13 @@ def per_sample_fn(loss: PerSampleLoss) -> PerSampleLoss:
     """The unreduced function of a loss: a :class:`LossModule`'s :meth:`~LossModule.per_sample`,
     or a plain per-sample function (a baseline) as it is."""
     return loss.per_sample if isinstance(loss, LossModule) else loss
+
+
+def gradient_fn(loss: PerSampleLoss) -> PerSampleLoss:
+    """The per-sample function an inner loop trains with: a :class:`LossModule`'s
+    :meth:`~LossModule.per_sample_for_gradient` (the same gradients as the loss, see there), or
+    a plain per-sample function as it is."""
+    return loss.per_sample_for_gradient if isinstance(loss, LossModule) else loss
 
 
 def loss_device(loss: PerSampleLoss) -> torch.device:

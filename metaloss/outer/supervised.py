@@ -281,7 +281,7 @@ class _LossHolder(nn.Module):
 
 
 def _unroll_with_held_loss(unroll: Any, backprop_steps: int | None, loss: LossModule) -> Tensor:
-    return unroll(loss.per_sample, backprop_steps)  # type: ignore[no-any-return]
+    return unroll(loss.per_sample_for_gradient, backprop_steps)  # type: ignore[no-any-return]
 
 
 def supervised_family(trainer: Any) -> TaskFamily:

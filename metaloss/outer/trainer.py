@@ -187,7 +187,7 @@ class MetaTrainer:
             clip = self.config.outer.grad_clip
             scale = min(1.0, clip / (float(grad_norm) + 1e-12)) if clip else 1.0
             for name, p in self.loss.named_parameters():
-                p.grad = out.grads[name] * scale
+                p.grad = out.grads[name] * scale if scale < 1.0 else out.grads[name]
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         else:

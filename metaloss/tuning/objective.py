@@ -123,9 +123,7 @@ def _learned_per_task(
     if config.outer.valid_variants:
         return None
     data = validation_set(config, family)
-    run = run_loss(
-        "learned", loss.per_sample, family, config, data, config.inner.lr, record="outer_valid"
-    )
+    run = run_loss("learned", loss, family, config, data, config.inner.lr, record="outer_valid")
     final = run.final.double()
     if config.outer.objective_transform == "log":
         final = final.clamp_min(1e-12).log()
