@@ -129,6 +129,21 @@ def test_a_weight_form_loss_is_drawn_as_the_loss_it_descends() -> None:
     assert "form 'weight'" in lines[-1]
 
 
+def test_a_target_dependent_weight_keeps_its_relative_weights_in_the_curves() -> None:
+    torch.manual_seed(0)
+    loss = LearnedLoss(("target",), hidden=(3,), output="softplus", form="weight").double()
+    curves = regression_curves(loss)
+    r, targets = curves["residual"], curves["target"]
+    with torch.no_grad():  # the weight of each target's samples (the only feature is the target)
+        weights = torch.nn.functional.softplus(loss.net(targets[:, None, None]).flatten())
+    assert float(weights.max() / weights.min()) > 1.05  # the targets are weighted differently
+    slopes = curves["grad"] / (2 * r)  # 2 w r / (2 r): each row's weight, once scaled
+    near = int(torch.argmin(r.abs())) + 1
+    # one factor for all targets: the rows keep the ratios of the weights, and their mean is 1
+    torch.testing.assert_close(slopes[:, near], weights / weights.mean())
+    torch.testing.assert_close(curves["value"][:, -1], (weights / weights.mean()) * r[-1] ** 2)
+
+
 def _shifted(pred: Tensor, target: Tensor) -> Tensor:
     """A target-dependent loss: for target -2 its minimum is -9 at residual +1.7 (like the sine
     loss in issue 16), for target 0 at 0, for target 2 it is 0 at residual -1.7."""

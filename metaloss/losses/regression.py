@@ -91,13 +91,16 @@ def weight_form_potential(r: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
 
     A weight-form loss ``w · r²`` with ``w`` not differentiated updates along ``2 w(r) r``; the
     function with that derivative is ``ρ(r) = ∫₀ʳ 2 w(s) s ds`` (the M-estimator whose IRLS
-    weights are ``w``). Adam ignores a constant factor, so both are divided by the weight next to
-    zero residual: ``w(0) = 1``, and a constant weight gives exactly MSE's ``r²`` and ``2 r``.
+    weights are ``w``). Adam ignores a constant factor, so both are divided by one: the weight
+    next to zero residual, averaged over the rows (targets): ``mean w(0) = 1``, and a constant
+    weight gives exactly MSE's ``r²`` and ``2 r``. The factor is shared, not one per row, because
+    a loss that weights the samples of some targets more than others' trains differently from
+    one that does not, and the curves keep that difference.
     Returns ``(ρ, 2 w r)`` for each row of ``grad [T, R]`` on the symmetric grid ``r [R]``.
     """
     centre = int(torch.argmin(r.abs()))
     near = centre + 1
-    w0 = grad[:, near : near + 1] / (2 * r[near])
+    w0 = (grad[:, near] / (2 * r[near])).mean()
     scaled = grad / w0.clamp_min(torch.finfo(grad.dtype).tiny)
     steps = (scaled[:, 1:] + scaled[:, :-1]) / 2 * (r[1:] - r[:-1])
     rising = torch.cumsum(steps[:, centre:], dim=-1)
@@ -128,7 +131,7 @@ def regression_curves(loss: PerSampleLoss, scale: float = CONTEXT_SCALE) -> Curv
     reference batch's median ``|residual|`` ``context_scale [1]`` (see :func:`evaluate_in_batch`),
     ``batch_dependent [1]`` (1.0 if the values change with that scale, else 0.0) and
     ``weight_form [1]`` (1.0 for a weight-form loss, whose value and gradient are then those of
-    the loss it descends, scaled to ``w(0) = 1``: see :func:`weight_form_potential`).
+    the loss it descends, scaled to ``mean w(0) = 1``: see :func:`weight_form_potential`).
     """
     r, t, value, grad = _raw_curves(loss, scale)
     _, _, other, _ = _raw_curves(loss, 2 * scale)

@@ -72,7 +72,7 @@ def regression_figure(curves: Curves) -> Figure:
     x = r.numpy()
     same = np.allclose(values, values[:1], rtol=1e-5, atol=1e-7)  # no dependence on the target
     weight_form = "weight_form" in curves and bool(curves["weight_form"].item())
-    form = ", weight form, w(0) = 1" if weight_form else ""
+    form = ", weight form, mean w(0) = 1" if weight_form else ""
     for i, t in enumerate(targets.tolist()[:1] if same else targets.tolist()):
         label = f"learned (any target{form})" if same else f"learned, target {t:g}{form}"
         ax_value.plot(x, values[i], lw=2, label=label)
@@ -214,8 +214,8 @@ def describe_regression(loss: PerSampleLoss) -> list[str]:
     if spread > TARGET_DEPENDENCE:
         lines.append(
             f"dependence on the target: the shape depends on the target (max spread across "
-            f"targets {spread:.1%} of the largest value); the growth, influence and symmetry "
-            "lines are for target 0, the figure draws one curve per target"
+            f"targets {spread:.1%} of the largest value); the growth and influence lines are "
+            "for target 0, the symmetry line for all targets, the figure draws one curve per target"
         )
     else:
         lines.append(
@@ -231,7 +231,8 @@ def describe_regression(loss: PerSampleLoss) -> list[str]:
     if bool(curves["weight_form"].item()):
         lines.append(
             "form 'weight': the loss is w * r^2 with w not differentiated (IRLS); the curves and "
-            "numbers above are for the loss it descends, integral of 2 w(r) r, scaled to w(0) = 1"
+            "numbers above are for the loss it descends, integral of 2 w(r) r, scaled to mean w(0) = 1 "
+            "over the targets (one factor for all: their relative weights are kept)"
         )
     return lines
 
@@ -272,7 +273,7 @@ def regression_table(curves: Curves) -> str:
             row += [f"{float(values[i, at]):.4g}", f"{float(grads[i, at]):+.4g}"]
         rows.append(row)
     note = (
-        " (the loss it descends: weight form, w(0) = 1)"
+        " (the loss it descends: weight form, mean w(0) = 1)"
         if bool(curves["weight_form"].item())
         else ""
     )
