@@ -329,12 +329,10 @@ class EngineOnFixedBatch(Peer):
     def __init__(self, backend: Any, *args: Any) -> None:
         super().__init__(*args)
         from metaloss.inner import task_batched
+        from metaloss.losses.module import gradient_fn
 
         self.backend = backend
-
-        def per_sample(pred: Tensor, target: Tensor) -> Tensor:  # what the trainer unrolls
-            return self.loss.per_sample_for_gradient(pred, target)  # type: ignore[no-any-return]
-
+        per_sample = gradient_fn(self.loss)  # what the trainer unrolls
         elementwise = getattr(self.loss, "elementwise", False)
         self.per_sample = task_batched(per_sample) if elementwise else per_sample
 
